@@ -1,0 +1,5 @@
+import sys
+
+from serendip.cli import main
+
+sys.exit(main())

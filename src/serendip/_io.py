@@ -1,0 +1,189 @@
+"""Atomic file output and input hashing.
+
+Every file serendip writes goes through :func:`atomic_path`: the data are
+written to a hidden temporary name in the destination folder and renamed into
+place only when complete, so an interrupted run never leaves a half-written file
+that looks finished. ``os.replace`` is atomic on POSIX and Windows when source
+and destination are on the same file system, which the same-folder temporary
+guarantees.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["atomic_path", "atomic_write_text", "atomic_dir", "file_sha256", "write_table", "read_table",
+           "TABLE_FORMATS"]
+
+TABLE_FORMATS = {
+    ".fits": "fits", ".fit": "fits", ".fits.gz": "fits",
+    ".parquet": "parquet", ".pq": "parquet",
+    ".csv": "ascii.csv", ".ecsv": "ascii.ecsv",
+}
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike, *, suffix: str | None = None) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it to ``path`` on success.
+
+    On an exception the temporary file is removed and ``path`` is untouched
+    (an older complete version, if any, survives).
+
+    Parameters
+    ----------
+    path : path-like
+        The final destination.
+    suffix : str, optional
+        Suffix for the temporary name (defaults to the destination's own
+        suffixes, so writers that sniff the extension keep working).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if suffix is None:
+        suffix = "".join(path.suffixes)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".partial{suffix}", dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    tmp_path.unlink()  # writers such as astropy refuse to overwrite by default
+    try:
+        yield tmp_path
+        if not tmp_path.exists():
+            raise RuntimeError(f"nothing was written to the temporary file for {path}")
+        os.replace(tmp_path, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            tmp_path.unlink()
+        raise
+
+
+@contextlib.contextmanager
+def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
+    """Like :func:`atomic_path` for a folder: build it under a temporary name, then rename.
+
+    An existing ``path`` is replaced only once the new folder is complete.
+    """
+    import shutil
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent))
+    try:
+        yield tmp
+        if path.exists():
+            old = path.with_name(f".{path.name}.old")
+            if old.exists():
+                shutil.rmtree(old)
+            os.replace(path, old)
+            os.replace(tmp, path)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def atomic_write_text(path: str | os.PathLike, text: str, encoding: str = "utf-8") -> Path:
+    """Write ``text`` to ``path`` atomically and return the path."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding=encoding)
+    return Path(path)
+
+
+def file_sha256(path: str | os.PathLike, chunk_size: int = 1 << 20) -> str:
+    """Return the hex SHA-256 of a file, read in chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(chunk_size), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _table_format(path: Path) -> str:
+    name = path.name.lower()
+    for ext in sorted(TABLE_FORMATS, key=len, reverse=True):
+        if name.endswith(ext):
+            return TABLE_FORMATS[ext]
+    raise ValueError(
+        f"cannot tell the table format of {path}: use one of "
+        + ", ".join(sorted(set(TABLE_FORMATS)))
+    )
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def write_table(table, path: str | os.PathLike, *, overwrite: bool = True) -> Path:
+    """Write an astropy Table atomically, format chosen by the extension.
+
+    ``table.meta`` (the provenance) is kept in every format: FITS and
+    Parquet/ECSV store it natively; for FITS and CSV nested values are stored
+    as one JSON string under the key ``SERENDIP`` (FITS) or a ``# serendip-meta:``
+    comment line (CSV), which :func:`read_table` decodes again.
+    """
+    from astropy.table import Table
+
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{path} exists; pass overwrite=True to replace it")
+    fmt = _table_format(path)
+    out = Table(table, copy=False)
+    meta = _jsonable(dict(out.meta))
+    out = out.copy(copy_data=False)
+    if fmt == "fits":
+        out.meta = {"SERENDIP": json.dumps(meta)}
+    elif fmt == "ascii.csv":
+        out.meta = {"comments": ["serendip-meta: " + json.dumps(meta)]}
+    else:
+        out.meta = meta
+    with atomic_path(path) as tmp:
+        if fmt == "ascii.csv":
+            out.write(tmp, format="ascii.csv", comment="# ")
+        else:
+            out.write(tmp, format=fmt)
+    return path
+
+
+def read_table(path: str | os.PathLike):
+    """Read a table written by :func:`write_table` (or any FITS/Parquet/CSV/ECSV table)."""
+    from astropy.table import Table
+
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"no such table: {path}")
+    fmt = _table_format(path)
+    if fmt == "ascii.csv":
+        tab = Table.read(path, format="ascii.csv", comment="#")
+        meta = {}
+        with open(path, encoding="utf-8") as fh:
+            for line in fh:
+                if not line.startswith("#"):
+                    break
+                text = line.lstrip("# ").rstrip("\n")
+                if text.startswith("serendip-meta: "):
+                    meta = json.loads(text[len("serendip-meta: "):])
+        tab.meta = meta
+        return tab
+    tab = Table.read(path, format=fmt)
+    if "SERENDIP" in tab.meta:
+        tab.meta = json.loads(tab.meta["SERENDIP"])
+    return tab

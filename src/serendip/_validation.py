@@ -1,0 +1,138 @@
+"""Input checks shared by every algorithm, with messages written for people.
+
+Each message says what was expected, what was found, and where (row, column,
+object id) so a user can find the offending spectrum.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import numpy as np
+
+__all__ = ["check_matrix", "describe_positions", "as_feature_matrix", "iter_row_blocks", "n_rows",
+           "object_ids"]
+
+
+def describe_positions(rows: np.ndarray, cols: np.ndarray | None = None, ids: Sequence | None = None,
+                       limit: int = 5) -> str:
+    """Return a short human description such as ``"row 3 (id 'a') column 17, ... (12 in all)"``."""
+    rows = np.asarray(rows)
+    parts = []
+    for k in range(min(limit, rows.size)):
+        r = int(rows[k])
+        text = f"row {r}"
+        if ids is not None:
+            text += f" (id {ids[r]!r})"
+        if cols is not None:
+            text += f" column {int(np.asarray(cols)[k])}"
+        parts.append(text)
+    more = f" ({rows.size} in all)" if rows.size > limit else ""
+    return ", ".join(parts) + more
+
+
+def check_matrix(
+    X: Any,
+    *,
+    name: str = "X",
+    min_rows: int = 1,
+    min_cols: int = 1,
+    allow_nonfinite: bool = False,
+    dtype: Any = np.float64,
+    ids: Sequence | None = None,
+    fix: str = "fill masked pixels first with serendip.spectra.fill_masked, or drop those objects",
+) -> np.ndarray:
+    """Return ``X`` as a 2-D floating array, or raise ``ValueError`` saying what is wrong.
+
+    Parameters
+    ----------
+    X : array-like of shape (n_objects, n_features)
+    name : str
+        How the array is called in the message.
+    min_rows, min_cols : int
+        The smallest acceptable shape.
+    allow_nonfinite : bool
+        If false, NaN or inf anywhere is an error naming the first positions.
+    dtype : numpy dtype
+        Output dtype; ``None`` keeps a floating input's dtype.
+    ids : sequence, optional
+        Object ids, used to name offending rows.
+    fix : str
+        The suggestion appended to the non-finite message.
+    """
+    if hasattr(X, "flux") and hasattr(X, "wavelength"):
+        X = X.flux
+    try:
+        arr = np.asarray(X)
+    except Exception as exc:  # ragged lists etc.
+        raise ValueError(f"{name} could not be turned into a 2-D numeric array: {exc}") from exc
+    if arr.dtype.kind in "OUSV":
+        raise ValueError(
+            f"{name} must be numeric; found dtype {arr.dtype} (strings or objects). "
+            "Encode categorical columns or drop them."
+        )
+    if arr.ndim != 2:
+        raise ValueError(f"{name} must be 2-D (n_objects, n_features); found shape {arr.shape}")
+    if arr.shape[0] == 0:
+        raise ValueError(f"{name} is empty: it has no objects (shape {arr.shape})")
+    if arr.shape[0] < min_rows:
+        raise ValueError(f"{name} has {arr.shape[0]} object(s); at least {min_rows} are needed")
+    if arr.shape[1] < min_cols:
+        raise ValueError(f"{name} has {arr.shape[1]} feature(s); at least {min_cols} are needed")
+    if dtype is None:
+        dtype = arr.dtype if arr.dtype.kind == "f" else np.float64
+    arr = np.asarray(arr, dtype=dtype)
+    if not allow_nonfinite:
+        bad = ~np.isfinite(arr)
+        if bad.any():
+            r, c = np.nonzero(bad)
+            raise ValueError(
+                f"{name} contains {bad.sum()} NaN or infinite value(s) at "
+                f"{describe_positions(r, c, ids)}; {fix}"
+            )
+    return arr
+
+
+def n_rows(X: Any) -> int:
+    """Number of objects in an array, :class:`~serendip.spectra.Spectra` or store."""
+    if hasattr(X, "n_objects"):
+        return int(X.n_objects)
+    return int(len(X))
+
+
+def object_ids(X: Any, n: int | None = None) -> np.ndarray:
+    """Object ids of a container or store (its ``meta['id']``), else ``0..n-1`` as strings."""
+    meta = getattr(X, "meta", None)
+    if meta is not None and "id" in getattr(meta, "colnames", ()):
+        return np.asarray(meta["id"]).astype(str)
+    if n is None:
+        n = n_rows(X)
+    return np.arange(n).astype(str)
+
+
+def iter_row_blocks(X: Any, block_size: int = 4096) -> Iterator[tuple[int, np.ndarray]]:
+    """Yield ``(start, block)`` with ``block`` a 2-D flux array, for arrays, memmaps, containers or stores.
+
+    Anything with an ``iter_blocks(block_size)`` method (a
+    :class:`~serendip.spectra.Spectra` or a :class:`~serendip.spectra.SpectraStore`)
+    is streamed without loading everything; NumPy arrays and memmaps are sliced.
+    """
+    if block_size < 1:
+        raise ValueError(f"block_size must be >= 1, got {block_size}")
+    if hasattr(X, "iter_blocks"):
+        start = 0
+        for block in X.iter_blocks(block_size):
+            flux = block.flux if hasattr(block, "flux") else np.asarray(block)
+            yield start, np.asarray(flux)
+            start += flux.shape[0]
+        return
+    n = len(X)
+    for start in range(0, n, block_size):
+        yield start, np.asarray(X[start:start + block_size])
+
+
+def as_feature_matrix(X: Any, *, name: str = "X", **kwargs) -> np.ndarray:
+    """Materialise an array, container or store as a checked 2-D array (see :func:`check_matrix`)."""
+    if hasattr(X, "iter_blocks") and not hasattr(X, "flux"):
+        X = np.concatenate([b for _, b in iter_row_blocks(X)], axis=0)
+    return check_matrix(X, name=name, **kwargs)

@@ -1,0 +1,74 @@
+"""`serendip <verb>`: a thin command-line layer over public Python functions.
+
+Each verb lives in one module of this package that defines
+``register(subparsers)``; the handler it installs parses arguments, calls one
+public function and prints a short summary. No science happens here.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from .._version import __version__
+
+#: Modules that register verbs, in the order they appear in ``serendip --help``.
+VERB_MODULES = (
+    "serendip.cli.data",        # ingest, info, fetch-sdss, simulate
+    "serendip.cli.pipeline",    # demo, run, report, init-config
+    "serendip.cli.outliers",    # weird
+    "serendip.cli.sequencer",   # sequence
+    "serendip.cli.explore",     # embed, cluster, detect
+    "serendip.cli.learn",       # learn recommend|train|predict
+    "serendip.cli.web",         # browse
+)
+
+
+class CLIError(Exception):
+    """An error to report to the user as one line, with exit code 2."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="serendip",
+        description="Data-driven discovery in astronomical surveys. Weirdness: higher = weirder.",
+    )
+    parser.add_argument("--version", action="version", version=f"serendip {__version__}")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
+    parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors; no progress bars")
+    sub = parser.add_subparsers(dest="verb", metavar="VERB")
+    for name in VERB_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name == name:
+                continue
+            raise
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``serendip`` console script; returns the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    level = logging.WARNING if args.quiet else (logging.INFO if args.verbose < 2 else logging.DEBUG)
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    if not getattr(args, "verb", None) or not hasattr(args, "func"):
+        parser.print_help()
+        return 1
+    args.progress = not args.quiet
+    try:
+        return int(args.func(args) or 0)
+    except (CLIError, FileNotFoundError, FileExistsError, ValueError) as exc:
+        print(f"serendip {args.verb}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"serendip {args.verb}: interrupted; finished outputs are kept, partial ones removed",
+              file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,30 @@
+"""Weirdness detectors. Every score in this package follows one convention: **higher = weirder**.
+
+- :class:`UnsupervisedRandomForest` — Baron & Poznanski (2017) and its variants (``urf.py``).
+- Baselines wrapping scikit-learn (``baselines.py``): isolation forest, LOF, kNN distance,
+  PCA reconstruction error, and a rank-average ensemble.
+"""
+from __future__ import annotations
+
+import importlib
+
+from ._base import WeirdnessDetector
+
+_LAZY = {
+    "UnsupervisedRandomForest": ".urf",
+    "IsolationForestDetector": ".baselines",
+    "LocalOutlierFactorDetector": ".baselines",
+    "KNNDistanceDetector": ".baselines",
+    "PCAReconstructionDetector": ".baselines",
+    "RankAverageEnsemble": ".baselines",
+    "make_detector": ".baselines",
+    "explain_weirdness": ".explain",
+}
+
+__all__ = ["WeirdnessDetector", *_LAZY]
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name], __name__), name)
+    raise AttributeError(f"module 'serendip.outliers' has no attribute {name!r}")

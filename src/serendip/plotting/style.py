@@ -1,0 +1,58 @@
+"""One look for every serendip figure.
+
+Use :func:`figure` to make figures (it applies the style and never calls
+``plt.show``); save with :func:`save_png`, which writes atomically.
+"""
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+
+import matplotlib as mpl
+
+#: Colours: normal objects grey, weird highlights in a warm colour, sequences in viridis.
+COLORS = {"normal": "#7f7f7f", "weird": "#d1495b", "accent": "#00798c", "masked": "#edae49",
+          "model": "#30638e", "line": "#999999"}
+CMAP_SEQUENCE = "viridis"
+CMAP_WEIRDNESS = "magma"
+
+RC = {
+    "figure.dpi": 100,
+    "savefig.dpi": 110,
+    "font.size": 9,
+    "axes.titlesize": 10,
+    "axes.labelsize": 9,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "axes.grid": False,
+    "legend.frameon": False,
+    "image.cmap": CMAP_SEQUENCE,
+    "figure.constrained_layout.use": True,
+}
+
+
+@contextlib.contextmanager
+def style():
+    """Context manager applying serendip's rc parameters."""
+    with mpl.rc_context(RC):
+        yield
+
+
+def figure(nrows: int = 1, ncols: int = 1, *, figsize=None, **kwargs):
+    """Return ``fig, ax`` (or an axes array) in serendip's style, without pyplot's global state."""
+    from matplotlib.figure import Figure
+
+    with mpl.rc_context(RC):
+        fig = Figure(figsize=figsize or (4.2 * ncols, 3.2 * nrows))
+        axes = fig.subplots(nrows, ncols, **kwargs)
+    return fig, axes
+
+
+def save_png(fig, path: str | Path, dpi: int | None = None) -> Path:
+    """Save ``fig`` as a PNG atomically and return the path."""
+    from .._io import atomic_path
+
+    path = Path(path)
+    with mpl.rc_context(RC), atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=dpi or RC["savefig.dpi"])
+    return path
