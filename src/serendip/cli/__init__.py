@@ -15,13 +15,13 @@ from .._version import __version__
 
 #: Modules that register verbs, in the order they appear in ``serendip --help``.
 VERB_MODULES = (
-    "serendip.cli.data",        # ingest, info, fetch-sdss, simulate
+    "serendip.cli.data",        # ingest, info
+    "serendip.cli.datasets",    # simulate, fetch-sdss
     "serendip.cli.pipeline",    # demo, run, report, init-config
     "serendip.cli.outliers",    # weird
     "serendip.cli.sequencer",   # sequence
     "serendip.cli.explore",     # embed, cluster, detect
     "serendip.cli.learn",       # learn recommend|train|predict
-    "serendip.cli.web",         # browse
 )
 
 

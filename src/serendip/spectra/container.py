@@ -64,12 +64,19 @@ class Spectra:
         ``{"step": name, "params": {...}}``.
     flux_unit : str, optional
         Unit of the flux (informational; kept through every step).
+    flags : array-like of int, shape (N, M), optional
+        Per-pixel pipeline bitmask (for SDSS the ``and_mask``), kept so that
+        :func:`serendip.spectra.mask_pixels` can choose which bits count as bad.
+    filled : array-like of bool, shape (N, M), optional
+        Pixels whose flux was interpolated rather than measured.
 
     Attributes
     ----------
     n_objects, n_pixels : int
     filled : ndarray of bool or None
         Pixels whose flux was interpolated by :func:`serendip.spectra.fill_masked`.
+    flags : ndarray of int64 or None
+        Pipeline pixel bitmask (SDSS ``and_mask``), if the reader provided one.
 
     Examples
     --------
@@ -81,7 +88,7 @@ class Spectra:
     """
 
     def __init__(self, wavelength, flux, ivar=None, mask=None, meta=None, history=None,
-                 flux_unit: str = "1e-17 erg / (s cm2 Angstrom)", filled=None):
+                 flux_unit: str = "1e-17 erg / (s cm2 Angstrom)", filled=None, flags=None):
         self.wavelength = _as_grid(wavelength)
         flux = np.asarray(flux, dtype=np.float32)
         if flux.ndim == 1:
@@ -100,6 +107,7 @@ class Spectra:
             mask = (self.ivar <= 0) | ~np.isfinite(self.flux)
         self.mask = self._check_same_shape(np.asarray(mask, dtype=bool), "mask")
         self.filled = None if filled is None else self._check_same_shape(np.asarray(filled, dtype=bool), "filled")
+        self.flags = None if flags is None else self._check_same_shape(np.asarray(flags, dtype=np.int64), "flags")
         self.meta = self._make_meta(meta, flux.shape[0])
         self.history = list(history or [])
         self.flux_unit = flux_unit
@@ -167,6 +175,7 @@ class Spectra:
         return self._replace(
             flux=self.flux[key], ivar=self.ivar[key], mask=self.mask[key],
             filled=None if self.filled is None else self.filled[key],
+            flags=None if self.flags is None else self.flags[key],
             meta=self.meta[key],
         )
 
@@ -178,14 +187,15 @@ class Spectra:
         """A new container with some fields replaced (no validation shortcuts)."""
         fields = dict(wavelength=self.wavelength, flux=self.flux, ivar=self.ivar, mask=self.mask,
                       meta=self.meta, history=copy.deepcopy(self.history), flux_unit=self.flux_unit,
-                      filled=self.filled)
+                      filled=self.filled, flags=self.flags)
         fields.update(changes)
         return Spectra(**fields)
 
     def copy(self) -> Spectra:
         """A deep copy."""
         return self._replace(flux=self.flux.copy(), ivar=self.ivar.copy(), mask=self.mask.copy(),
-                             filled=None if self.filled is None else self.filled.copy())
+                             filled=None if self.filled is None else self.filled.copy(),
+                             flags=None if self.flags is None else self.flags.copy())
 
     def with_step(self, step: str, params: dict | None = None, **changes) -> Spectra:
         """Return a new container with ``changes`` applied and ``step`` appended to the history."""
@@ -233,11 +243,15 @@ class Spectra:
         if any(s.filled is not None for s in items):
             filled = np.concatenate([s.filled if s.filled is not None else np.zeros_like(s.mask)
                                      for s in items])
+        flags = None
+        if any(s.flags is not None for s in items):
+            flags = np.concatenate([s.flags if s.flags is not None else np.zeros(s.mask.shape, np.int64)
+                                    for s in items])
         meta = vstack([s.meta for s in items], join_type="outer", metadata_conflicts="silent")
         return cls(first.wavelength, np.concatenate([s.flux for s in items]),
                    np.concatenate([s.ivar for s in items]), np.concatenate([s.mask for s in items]),
                    meta=meta, history=copy.deepcopy(first.history), flux_unit=first.flux_unit,
-                   filled=filled)
+                   filled=filled, flags=flags)
 
     # ------------------------------------------------------------------ specutils
     def to_specutils(self):
