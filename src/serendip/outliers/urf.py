@@ -1,0 +1,799 @@
+r"""The unsupervised random forest weirdness of Baron & Poznanski (2017), exact and fast.
+
+**Weirdness: higher = weirder.**
+
+The algorithm (MNRAS 465, 4530; arXiv:1611.07526; the authors' demo notebook)
+------------------------------------------------------------------------------
+1. Real data X: N objects × F features.
+2. Synthetic data: for every feature independently, N values drawn with
+   replacement from that feature's real values (same marginals, no covariance).
+3. A random forest (500 trees, gini, ``max_features = sqrt(F)``, bootstrap,
+   fully grown) learns real (label 1) versus synthetic (label 0) on all 2N rows.
+4. A[i, t] is the leaf of real object i in tree t; G[i, t] = 1 if that leaf is
+   *purely real* (the tree's probability of "real" there is exactly 1).
+5. c_ij = Σ_t [A_it = A_jt]·G_it·G_jt, g_j = Σ_t G_jt, S_ij = c_ij / g_j.
+6. w_i = (1/N) Σ_j (1 − S_ij), j running over all objects including i.
+
+Exact scoring in O(N·T) without the N×N matrix
+----------------------------------------------
+Write the sum in step 6 as w_i = 1 − (1/N) Σ_j S_ij and expand S_ij:
+
+.. math::
+
+    \sum_j S_{ij} = \sum_j \frac{1}{g_j}\sum_t [A_{it}=A_{jt}]\,G_{it}G_{jt}
+                  = \sum_t G_{it} \sum_{j:\,A_{jt}=A_{it}} \frac{G_{jt}}{g_j}
+                  = \sum_t G_{it}\, P_t(A_{it}),
+
+where :math:`P_t(\ell) = \sum_{j \in \ell} G_{jt}/g_j` is the population of leaf
+:math:`\ell` of tree t, each real object weighted by 1/g_j (the weight is per
+*column* object j because S divides by g_j). The order of the sums can be
+swapped because every term is finite and non-negative. So:
+
+* g_j: one pass over the N×T leaf matrix, O(N·T);
+* P: one weighted ``bincount`` of the leaf ids, O(N·T) time, one float per leaf;
+* Σ_j S_ij: one gather ``P[A_it]`` per entry, O(N·T).
+
+The result is the notebook's number up to floating-point summation order
+(tests check 1e-12 against a brute-force implementation of steps 4–6).
+
+*Objects that never land in a good leaf* (g_j = 0; possible with few trees,
+out-of-bag objects, or the ``"majority"`` rule) would make the notebook divide
+by zero. Here S_ij = 0 for every i when g_j = 0, *including* S_jj: the forest
+never vouches for such an object, so it is similar to nothing and gets the
+maximum weirdness, exactly 1 — weirder than any object with g > 0 (at most
+(N−1)/N). In P they weigh 0, which is what the formula above then gives.
+
+New objects (:meth:`UnsupervisedRandomForest.score_samples`)
+-----------------------------------------------------------
+For an object x not in the training set, w(x) = (1/N) Σ_j (1 − S(x, j)) over
+the N training objects j, with S(x, j) = c_xj / g_j normalised by the
+*training* object's g_j exactly as in step 5 (and the same P). Scoring a
+training object this way reproduces its ``weirdness_`` exactly, because its
+own S_ii = 1 term is part of the population sum.
+
+Variants (parameters of :class:`UnsupervisedRandomForest`)
+---------------------------------------------------------
+* ``normalization="symmetric"`` — S_ij = c_ij / b_ij with b_ij the number of
+  trees where *both* objects are in good leaves (Reis et al. 2018, MNRAS 476,
+  2117). Not separable, so it is computed from sparse leaf-indicator products
+  in row blocks (cost ∝ the number of non-zero similarities).
+* ``score="knn"`` — weirdness is the mean distance 1 − S_ij to the
+  ``score_k`` most similar *other* objects (a k-nearest-neighbour distance).
+* ``synthetic="uniform"`` — synthetic features uniform over each feature's
+  range (Shi & Horvath 2006, second recipe).
+* ``good_leaf="majority"`` — a leaf is good if more than half of its training
+  weight is real, for depth-limited trees (``max_depth``).
+* ``snr_strata`` — one forest per signal-to-noise bin: noise makes a spectrum
+  look like a product of marginals, so faithful URF ranks low-S/N normal
+  spectra as weird; within a stratum they are compared with their peers.
+  Scores are put on one scale with a robust z-score per stratum
+  (``strata_scale="zscore"``, the default) or left raw (``"none"``).
+* ``n_repeats`` — the authors advise averaging independent runs; the
+  weirdness is the mean over runs and the similarity the mean of per-run
+  similarities (so w_i = mean_j(1 − S_ij) still holds exactly).
+* ``max_fit_samples`` — merged sub-forests: the objects are split at random
+  into ceil(N / max_fit_samples) subsets, each gets its own synthetic data and
+  its own share of the trees (optionally on a random feature subset,
+  ``subforest_features``, remembered per tree), and the trees are merged.
+  Leaves are then taken for *all* N objects in every tree.
+
+Memory: the fitted model keeps the N×T leaf ids as int32 (4·N·T bytes) plus
+one float per leaf; data are read in row blocks of ``block_size``.
+"""
+from __future__ import annotations
+
+import math
+import time
+import warnings
+from typing import Any
+
+import numpy as np
+from sklearn.utils import check_random_state
+
+from .._logging import get_logger, progress
+from .._validation import describe_positions, iter_row_blocks, n_rows, object_ids
+from ._base import WeirdnessDetector
+from ._leaves import (LeafIndex, MergedForest, apply_block, good_counts, leaf_populations,
+                      similarity_sums)
+from .similarity import ForestSimilarity, topk_rows
+from .synthetic import SYNTHETIC_KINDS, make_synthetic
+
+__all__ = ["UnsupervisedRandomForest", "weirdness_table", "VARIANTS"]
+
+log = get_logger(__name__)
+
+#: Named parameter sets for the command line (``serendip weird --variant NAME``).
+VARIANTS: dict[str, dict[str, Any]] = {
+    "faithful": {},
+    "symmetric": {"normalization": "symmetric"},
+    "knn": {"score": "knn"},
+    "uniform": {"synthetic": "uniform"},
+    "majority": {"good_leaf": "majority", "max_depth": 12},
+    "snr-strata": {"snr_strata": 3},
+}
+
+_FIX = ("fill masked pixels first with serendip.spectra.fill_masked, drop those objects, "
+        "or pass impute=True to replace them by the column median")
+
+
+# ---------------------------------------------------------------------------------------------
+# Input handling: arrays, memmaps, Spectra and stores, read in row blocks
+# ---------------------------------------------------------------------------------------------
+class _Source:
+    """Uniform row-block access to arrays, memmaps, :class:`Spectra` and stores."""
+
+    def __init__(self, X, name="X"):
+        self.name = name
+        self.raw = X
+        if isinstance(X, (list, tuple)):
+            X = np.asarray(X)
+        if hasattr(X, "iter_blocks") or hasattr(X, "flux"):
+            self.obj = X
+            self.n = n_rows(X)
+        else:
+            arr = X if isinstance(X, np.ndarray) else np.asarray(X)
+            if arr.dtype.kind in "OUSV":
+                raise ValueError(f"{name} must be numeric; found dtype {arr.dtype} (strings or objects)")
+            if arr.ndim != 2:
+                raise ValueError(f"{name} must be 2-D (n_objects, n_features); found shape {arr.shape}")
+            self.obj = arr
+            self.n = arr.shape[0]
+        if self.n == 0:
+            raise ValueError(f"{name} is empty: it has no objects")
+        self._ids = None
+        first = next(iter_row_blocks(self.obj, 1))[1]
+        if first.ndim != 2 or first.shape[1] == 0:
+            raise ValueError(f"{name} has no features (first row has shape {first.shape})")
+        self.n_features = first.shape[1]
+
+    @property
+    def ids(self) -> np.ndarray:
+        if self._ids is None:
+            self._ids = object_ids(self.obj, self.n)
+        return self._ids
+
+    def snr(self) -> np.ndarray | None:
+        meta = getattr(self.obj, "meta", None)
+        if meta is not None and "snr" in getattr(meta, "colnames", ()):
+            return np.asarray(meta["snr"], dtype=float)
+        return None
+
+    def blocks(self, block_size, impute=None):
+        for start, block in iter_row_blocks(self.obj, block_size):
+            yield start, self._clean(block, start, impute)
+
+    def _clean(self, block, start, impute):
+        block = np.asarray(block)
+        if block.ndim != 2 or block.shape[1] != self.n_features:
+            raise ValueError(f"{self.name}: rows from {start} have shape {block.shape}; "
+                             f"expected {self.n_features} features")
+        if block.dtype.kind not in "fiub":
+            raise ValueError(f"{self.name} must be numeric; found dtype {block.dtype}")
+        block = np.asarray(block, dtype=np.float32)
+        bad = ~np.isfinite(block)
+        if bad.any():
+            if impute is None:
+                r, c = np.nonzero(bad)
+                ids = self.ids
+                raise ValueError(
+                    f"{self.name} contains NaN or infinite values at "
+                    f"{describe_positions(r + start, c, ids)}; {_FIX}")
+            block = np.where(bad, impute[None, :], block).astype(np.float32)
+        return block
+
+    def take(self, rows: np.ndarray, block_size: int, impute=None) -> np.ndarray:
+        """Rows ``rows`` (sorted, unique) as a float32 array, streamed for stores."""
+        rows = np.asarray(rows, dtype=np.int64)
+        if isinstance(self.obj, np.ndarray):
+            out = np.empty((rows.size, self.n_features), dtype=np.float32)
+            for s in range(0, rows.size, block_size):
+                r = rows[s:s + block_size]
+                out[s:s + r.size] = self._clean(self.obj[r], int(r[0]), impute)
+            return out
+        parts = []
+        for start, block in self.blocks(block_size, impute):
+            lo, hi = np.searchsorted(rows, [start, start + block.shape[0]])
+            if hi > lo:
+                parts.append(block[rows[lo:hi] - start])
+        return np.concatenate(parts, axis=0)
+
+
+def _median_impute_values(X: np.ndarray) -> np.ndarray:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        X = np.where(np.isfinite(X), X, np.nan)
+        med = np.nanmedian(X, axis=0)
+    return np.where(np.isfinite(med), med, 0.0).astype(np.float32)
+
+
+# ---------------------------------------------------------------------------------------------
+# The estimator
+# ---------------------------------------------------------------------------------------------
+class UnsupervisedRandomForest(WeirdnessDetector):
+    """Unsupervised random forest weirdness (Baron & Poznanski 2017). **Higher = weirder.**
+
+    The defaults reproduce the paper and its notebook exactly; scoring uses the
+    exact O(N·T) formula derived in :mod:`serendip.outliers.urf` and never
+    builds the N×N similarity matrix.
+
+    Parameters
+    ----------
+    n_estimators : int, default 500
+        Trees per independent run (shared among sub-forests when
+        ``max_fit_samples`` splits the data).
+    criterion : str, default "gini"
+    max_features : int, float, str, default "sqrt"
+    bootstrap : bool, default True
+    max_depth : int or None, default None
+        None = fully grown trees (the paper).
+    min_samples_leaf : int, default 1
+    synthetic : {"marginal", "uniform"}, default "marginal"
+        How the synthetic data are drawn (see :mod:`serendip.outliers.synthetic`).
+    good_leaf : {"pure", "majority"}, default "pure"
+        Which leaves count: purely real (paper), or majority real.
+    normalization : {"column", "symmetric"}, default "column"
+        S_ij = c_ij / g_j (paper) or c_ij / b_ij (Reis et al. 2018).
+    score : {"mean", "knn"}, default "mean"
+        Weirdness = mean_j (1 − S_ij) over all objects (paper), or the mean
+        distance 1 − S_ij to the ``score_k`` most similar other objects.
+    score_k : int, default 10
+    n_repeats : int, default 1
+        Independent runs (own synthetic data and forest) whose weirdness is averaged.
+    max_fit_samples : int or None, default None
+        Above this many objects, fit merged sub-forests on random disjoint
+        subsets of at most this size (each with its own synthetic data).
+    subforest_features : int, float or None, default None
+        Train each sub-forest on a random subset of this many features
+        (a float is a fraction of F); the subset is remembered per tree.
+    snr_strata : int, sequence of float, or None, default None
+        Separate forests per S/N bin: an int is a number of quantile bins, a
+        sequence gives the inner bin edges. S/N comes from ``fit(X, snr=...)``
+        or from ``X.meta['snr']``.
+    strata_scale : {"zscore", "none"}, default "zscore"
+        How stratum scores are made comparable: robust z-score
+        (median/MAD within the stratum) or raw.
+    impute : bool, default False
+        Replace NaN/inf by the column median of the fit sample instead of raising.
+    block_size : int, default 4096
+        Rows per block when reading, applying and scoring.
+    n_jobs : int or None
+        Threads for fitting (scikit-learn) and for applying the trees.
+    random_state : int, Generator, RandomState or None
+    progress : bool, default True
+        Show tqdm progress bars.
+
+    Attributes
+    ----------
+    weirdness_ : ndarray of shape (N,)
+        Weirdness of the training objects, **higher = weirder**; in [0, 1] for
+        the paper's score (1 = similar to nothing).
+    forest_ : RandomForestClassifier or MergedForest
+        The scikit-learn forest (one run, one forest), else the merged forest.
+    leaves_ : ndarray of int32, shape (N, T)
+        Global leaf id of every training object in every tree.
+    good_leaf_ : ndarray of bool, shape (n_leaves,)
+        Whether each global leaf is good.
+    n_good_trees_ : ndarray of int, shape (N, n_repeats)
+        g_j: trees (per run) in which object j is in a good leaf.
+    leaf_weight_ : ndarray of float, shape (n_leaves,)
+        P: leaf populations weighted by 1/g (see the module docstring).
+    n_train_ : int
+    n_features_in_ : int
+    snr_edges_, stratum_, strata_models_ :
+        Set when ``snr_strata`` is used.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from serendip.outliers import UnsupervisedRandomForest
+    >>> X = np.random.default_rng(0).normal(size=(200, 20))
+    >>> urf = UnsupervisedRandomForest(n_estimators=20, random_state=0, progress=False).fit(X)
+    >>> urf.weirdness_.shape
+    (200,)
+    """
+
+    detector_name = "urf"
+
+    def __init__(self, n_estimators=500, *, criterion="gini", max_features="sqrt", bootstrap=True,
+                 max_depth=None, min_samples_leaf=1, synthetic="marginal", good_leaf="pure",
+                 normalization="column", score="mean", score_k=10, n_repeats=1, max_fit_samples=None,
+                 subforest_features=None, snr_strata=None, strata_scale="zscore", impute=False,
+                 block_size=4096, n_jobs=None, random_state=None, progress=True):
+        self.n_estimators = n_estimators
+        self.criterion = criterion
+        self.max_features = max_features
+        self.bootstrap = bootstrap
+        self.max_depth = max_depth
+        self.min_samples_leaf = min_samples_leaf
+        self.synthetic = synthetic
+        self.good_leaf = good_leaf
+        self.normalization = normalization
+        self.score = score
+        self.score_k = score_k
+        self.n_repeats = n_repeats
+        self.max_fit_samples = max_fit_samples
+        self.subforest_features = subforest_features
+        self.snr_strata = snr_strata
+        self.strata_scale = strata_scale
+        self.impute = impute
+        self.block_size = block_size
+        self.n_jobs = n_jobs
+        self.random_state = random_state
+        self.progress = progress
+
+    # ------------------------------------------------------------------ checks
+    def _check_params(self):
+        def choice(name, allowed):
+            v = getattr(self, name)
+            if v not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}; got {v!r}")
+        choice("synthetic", SYNTHETIC_KINDS)
+        choice("good_leaf", ("pure", "majority"))
+        choice("normalization", ("column", "symmetric"))
+        choice("score", ("mean", "knn"))
+        choice("strata_scale", ("zscore", "none"))
+        for name in ("n_estimators", "n_repeats", "block_size", "score_k"):
+            v = getattr(self, name)
+            if not isinstance(v, (int, np.integer)) or v < 1:
+                raise ValueError(f"{name} must be a positive integer; got {v!r}")
+        if self.max_fit_samples is not None and (not isinstance(self.max_fit_samples, (int, np.integer))
+                                                 or self.max_fit_samples < 2):
+            raise ValueError(f"max_fit_samples must be None or an integer >= 2; got {self.max_fit_samples!r}")
+
+    # ------------------------------------------------------------------ fit
+    def fit(self, X, y=None, *, snr=None):
+        """Fit the forest(s) on ``X`` and set ``weirdness_`` (higher = weirder).
+
+        Parameters
+        ----------
+        X : array-like (N, F), memmap, :class:`~serendip.spectra.Spectra` or store
+            Read in row blocks; NaN/inf are an error unless ``impute=True``.
+        y : ignored
+        snr : array-like of shape (N,), optional
+            Signal-to-noise per object, needed by ``snr_strata`` when ``X``
+            has no ``meta['snr']``.
+
+        Returns
+        -------
+        self
+        """
+        self._check_params()
+        src = _Source(X)
+        if src.n < 2:
+            raise ValueError(f"X has {src.n} object(s); the unsupervised random forest needs at least 2")
+        if self.snr_strata is not None:
+            return self._fit_strata(src, snr)
+        t0 = time.perf_counter()
+        rs = check_random_state(self.random_state)
+        n, F = src.n, src.n_features
+        self.n_features_in_ = F
+        self.n_train_ = n
+        self.impute_values_ = self._scan(src)
+
+        # ---- forests: repeats × sub-forests, each with its own synthetic data
+        m = n if self.max_fit_samples is None else min(n, int(self.max_fit_samples))
+        n_sub = math.ceil(n / m)
+        if n_sub > self.n_estimators:
+            raise ValueError(f"max_fit_samples={self.max_fit_samples} splits {n} objects into {n_sub} "
+                             f"sub-forests but there are only {self.n_estimators} trees; raise one of them")
+        trees_per_sub = np.diff(np.linspace(0, self.n_estimators, n_sub + 1).round().astype(int))
+        k_feat = self._n_subforest_features(F)
+        estimators, features, reps, subs = [], [], [], []
+        single = None
+        X_all = None
+        if n_sub == 1:
+            X_all = src.take(np.arange(n), self.block_size, self.impute_values_)
+        bar = progress(total=self.n_repeats * n_sub, desc="URF fit (sub-forests)", enabled=self.progress)
+        for r in range(self.n_repeats):
+            chunks = [np.arange(n)] if n_sub == 1 else np.array_split(rs.permutation(n), n_sub)
+            for s, rows in enumerate(chunks):
+                Xs = X_all if X_all is not None else src.take(np.sort(rows), self.block_size,
+                                                              self.impute_values_)
+                cols = None
+                if k_feat is not None and k_feat < F:
+                    cols = np.sort(rs.choice(F, size=k_feat, replace=False))
+                    Xs = np.ascontiguousarray(Xs[:, cols])
+                self._check_constant(Xs, cols)
+                rf = self._fit_one(Xs, int(trees_per_sub[s]), rs)
+                if self.n_repeats == 1 and n_sub == 1 and cols is None:
+                    single = rf
+                estimators.extend(rf.estimators_)
+                features.extend([cols] * len(rf.estimators_))
+                reps.extend([r] * len(rf.estimators_))
+                subs.extend([r * n_sub + s] * len(rf.estimators_))
+                del Xs
+                bar.update(1)
+        bar.close()
+        self._merged_ = MergedForest(estimators, features, reps, subs, F)
+        self.forest_ = single if single is not None else self._merged_
+        self.n_subforests_ = n_sub
+        self.fit_time_ = time.perf_counter() - t0
+
+        # ---- leaves of every real object in every tree
+        t1 = time.perf_counter()
+        index = LeafIndex(estimators, self.good_leaf)
+        self._index_ = index
+        self.good_leaf_ = index.good
+        self.leaf_offsets_ = index.offsets
+        self.tree_repeat_ = self._merged_.repeat_
+        self.leaves_ = np.empty((n, len(estimators)), dtype=index.dtype)
+        if X_all is not None:
+            blocks = ((s, X_all[s:s + self.block_size]) for s in range(0, n, self.block_size))
+        else:
+            blocks = src.blocks(self.block_size, self.impute_values_)
+        for start, block in progress(blocks, total=math.ceil(n / self.block_size), desc="URF apply",
+                                     enabled=self.progress):
+            self.leaves_[start:start + block.shape[0]] = apply_block(self._merged_, index, block, self.n_jobs)
+        del X_all
+        self.apply_time_ = time.perf_counter() - t1
+
+        # ---- exact O(N·T) scores
+        t2 = time.perf_counter()
+        self.n_good_trees_ = good_counts(self.leaves_, self.good_leaf_, self.tree_repeat_, self.n_repeats,
+                                         self.block_size)
+        self.leaf_weight_ = leaf_populations(self.leaves_, self.good_leaf_, self.tree_repeat_,
+                                             self.n_good_trees_, index.n_leaves, self.block_size)
+        self._sim = None
+        self.weirdness_ = self._training_scores()
+        self.score_time_ = time.perf_counter() - t2
+        n_never = int((self.n_good_trees_ == 0).any(axis=1).sum())
+        if n_never:
+            log.info("%d object(s) never landed in a good leaf in at least one run; "
+                     "their similarity to everything is 0 in that run", n_never)
+        log.info("URF: N=%d F=%d trees=%d (%d sub-forest(s) × %d repeat(s)); fit %.1fs apply %.1fs score %.2fs",
+                 n, F, len(estimators), n_sub, self.n_repeats, self.fit_time_, self.apply_time_,
+                 self.score_time_)
+        return self
+
+    def _n_subforest_features(self, F):
+        k = self.subforest_features
+        if k is None:
+            return None
+        if isinstance(k, float) and 0 < k <= 1:
+            return max(1, int(round(k * F)))
+        if isinstance(k, (int, np.integer)) and 1 <= k <= F:
+            return int(k)
+        raise ValueError(f"subforest_features must be a fraction in (0, 1] or an integer in [1, {F}]; got {k!r}")
+
+    def _scan(self, src):
+        """One pass: non-finite values (error or impute values) and constant columns."""
+        lo = np.full(src.n_features, np.inf)
+        hi = np.full(src.n_features, -np.inf)
+        impute_values = None
+        for start, block in iter_row_blocks(src.obj, self.block_size):
+            block = np.asarray(block, dtype=np.float32)
+            if not self.impute:
+                block = src._clean(block, start, None)
+            else:
+                block = np.where(np.isfinite(block), block, np.nan)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                lo = np.fmin(lo, np.nanmin(block, axis=0))
+                hi = np.fmax(hi, np.nanmax(block, axis=0))
+        if self.impute:
+            sample = np.sort(check_random_state(0).choice(src.n, size=min(src.n, 20000), replace=False))
+            raw = []
+            for start, block in iter_row_blocks(src.obj, self.block_size):
+                a, b = np.searchsorted(sample, [start, start + block.shape[0]])
+                raw.append(np.asarray(block, dtype=np.float32)[sample[a:b] - start])
+            impute_values = _median_impute_values(np.concatenate(raw))
+        const = ~(hi > lo)
+        if const.any():
+            cols = np.flatnonzero(const)
+            shown = ", ".join(str(c) for c in cols[:10]) + (f" ... ({cols.size} in all)" if cols.size > 10 else "")
+            raise ValueError(
+                f"X has {cols.size} constant (or entirely non-finite) feature column(s): {shown}. A constant "
+                "feature carries no information and makes real and synthetic data identical there; "
+                "drop those columns (e.g. X[:, X.std(axis=0) > 0]) or restrict the wavelength range")
+        return impute_values
+
+    def _check_constant(self, Xs, cols):
+        pass  # constant columns are rejected globally in _scan; a subset may legitimately be flat
+
+    def _fit_one(self, Xs, n_trees, rs):
+        from sklearn.ensemble import RandomForestClassifier
+
+        seed_syn, seed_rf = (int(v) for v in rs.randint(0, np.iinfo(np.int32).max, size=2))
+        syn = make_synthetic(Xs, self.synthetic, random_state=seed_syn)
+        Z = np.concatenate([Xs, syn], axis=0)
+        del syn
+        y = np.r_[np.ones(Xs.shape[0], dtype=np.int8), np.zeros(Xs.shape[0], dtype=np.int8)]
+        rf = RandomForestClassifier(
+            n_estimators=n_trees, criterion=self.criterion, max_features=self.max_features,
+            bootstrap=self.bootstrap, max_depth=self.max_depth, min_samples_split=2,
+            min_samples_leaf=self.min_samples_leaf, n_jobs=self.n_jobs, random_state=seed_rf)
+        return rf.fit(Z, y)
+
+    # ------------------------------------------------------------------ scoring internals
+    def _similarity_engine(self) -> ForestSimilarity:
+        if getattr(self, "_sim", None) is None:
+            self._sim = ForestSimilarity(self.leaves_, self.good_leaf_, self.tree_repeat_, self.leaf_offsets_,
+                                         self.normalization)
+        return self._sim
+
+    def _leaf_scores(self, leaves_rows):
+        """Weirdness of objects given their leaf rows, column normalisation, mean score (exact formula)."""
+        sums = similarity_sums(leaves_rows, self.good_leaf_, self.leaf_weight_, self.tree_repeat_,
+                               self.n_repeats)
+        return (1.0 - sums / self.n_train_).mean(axis=1)
+
+    def _training_scores(self):
+        n = self.n_train_
+        out = np.empty(n)
+        bs = self.block_size
+        if self.score == "mean" and self.normalization == "column":
+            for s in range(0, n, bs):
+                out[s:s + bs] = self._leaf_scores(self.leaves_[s:s + bs])
+            return out
+        sim = self._similarity_engine()
+        bs = self._sparse_block(bs)
+        for s in progress(range(0, n, bs), total=math.ceil(n / bs), desc="URF similarity",
+                          enabled=self.progress):
+            S = sim.block(self.leaves_[s:s + bs])
+            out[s:s + S.shape[0]] = self._scores_from_block(S, np.arange(s, s + S.shape[0]))
+        return out
+
+    def _sparse_block(self, bs):
+        # keep each sparse block to roughly 2e7 stored similarities
+        T = self.leaves_.shape[1]
+        return int(max(1, min(bs, 2e7 // max(T * 8, 1))))
+
+    def _scores_from_block(self, S, self_rows):
+        if self.score == "mean":
+            return 1.0 - np.asarray(S.sum(axis=1)).ravel() / self.n_train_
+        _, vals = topk_rows(S, self.score_k, exclude=self_rows)
+        return (1.0 - vals).mean(axis=1)
+
+    # ------------------------------------------------------------------ public API
+    def score_samples(self, X, *, snr=None) -> np.ndarray:
+        """Weirdness of new objects against the fitted population (higher = weirder).
+
+        For each row x: w(x) = (1/N) Σ_j (1 − S(x, j)) over the N *training*
+        objects j, with S(x, j) normalised exactly as in training (by the
+        training object's g_j, or by b_xj for ``normalization="symmetric"``).
+        With ``score="knn"`` it is the mean of 1 − S(x, j) over the
+        ``score_k`` most similar training objects. With ``snr_strata`` each
+        row is scored by the forest of its S/N stratum (``snr`` needed unless
+        ``X.meta['snr']`` exists) and scaled like the training scores.
+
+        Scoring the training data itself gives ``weirdness_`` exactly for the
+        default mean score (the object's own S_ii = 1 is in the population);
+        for ``score="knn"`` a training object would count itself as its
+        nearest neighbour.
+
+        Returns
+        -------
+        ndarray of shape (n_rows,)
+        """
+        self._check_fitted()
+        src = _Source(X, name="X_new")
+        if src.n_features != self.n_features_in_:
+            raise ValueError(
+                f"X_new has {src.n_features} features, but this UnsupervisedRandomForest was fitted with "
+                f"{self.n_features_in_}; score spectra on the same grid/features used for fit")
+        if self.snr_strata is not None:
+            return self._score_strata(src, snr)
+        out = np.empty(src.n)
+        for start, block in progress(src.blocks(self.block_size, self.impute_values_),
+                                     total=math.ceil(src.n / self.block_size), desc="URF score",
+                                     enabled=self.progress):
+            A = apply_block(self._merged_, self._index_, block, self.n_jobs)
+            if self.score == "mean" and self.normalization == "column":
+                out[start:start + A.shape[0]] = self._leaf_scores(A)
+            else:
+                sim = self._similarity_engine()
+                bs = self._sparse_block(A.shape[0])
+                for s in range(0, A.shape[0], bs):
+                    S = sim.block(A[s:s + bs])
+                    out[start + s:start + s + S.shape[0]] = self._scores_from_block(S, None)
+        return out
+
+    def _check_fitted(self):
+        if not hasattr(self, "weirdness_"):
+            from sklearn.exceptions import NotFittedError
+
+            raise NotFittedError("this UnsupervisedRandomForest is not fitted yet; call fit(X) first")
+
+    def _check_rows(self, rows, name):
+        rows = np.atleast_1d(np.asarray(rows))
+        if rows.dtype == bool:
+            rows = np.flatnonzero(rows)
+        rows = rows.astype(np.int64)
+        bad = (rows < -self.n_train_) | (rows >= self.n_train_)
+        if bad.any():
+            raise IndexError(f"{name} contains index {int(rows[bad][0])} outside 0..{self.n_train_ - 1}")
+        return np.where(rows < 0, rows + self.n_train_, rows)
+
+    def similarity(self, i_rows, j_rows=None) -> np.ndarray:
+        """Forest similarity S_ij between training objects (rows i, columns j), as a dense array.
+
+        Higher = more similar; S_ii = 1 unless object i never lands in a good
+        leaf (then its similarity to everything is 0). With the default column
+        normalisation S is not symmetric: S_ij = c_ij / g_j.
+
+        Parameters
+        ----------
+        i_rows : int or array of int
+        j_rows : int or array of int, optional
+            Default: all training objects.
+
+        Returns
+        -------
+        ndarray of shape (len(i_rows), len(j_rows))
+        """
+        self._check_fitted()
+        if self.snr_strata is not None:
+            return self._strata_similarity(i_rows, j_rows)
+        i_rows = self._check_rows(i_rows, "i_rows")
+        S = self._similarity_engine().block(self.leaves_[i_rows])
+        if j_rows is None:
+            return S.toarray()
+        return S[:, self._check_rows(j_rows, "j_rows")].toarray()
+
+    def most_similar(self, k: int = 10, block_size: int | None = None, rows=None):
+        """The ``k`` most similar other training objects of every object ("spectroscopic twins").
+
+        Computed in row blocks from sparse leaf-indicator products: memory is
+        bounded by the block, never N×N.
+
+        Parameters
+        ----------
+        k : int
+        block_size : int, optional
+            Rows per block (default chosen from the number of trees).
+        rows : array of int, optional
+            Only these objects (default all).
+
+        Returns
+        -------
+        indices : ndarray of int64, shape (n, k)
+            Training indices, most similar first; -1 where fewer than ``k``
+            objects have non-zero similarity.
+        similarities : ndarray of float64, shape (n, k)
+        """
+        self._check_fitted()
+        if not isinstance(k, (int, np.integer)) or k < 1:
+            raise ValueError(f"k must be a positive integer; got {k!r}")
+        if self.snr_strata is not None:
+            return self._strata_most_similar(k, block_size, rows)
+        rows = np.arange(self.n_train_) if rows is None else self._check_rows(rows, "rows")
+        sim = self._similarity_engine()
+        bs = self._sparse_block(block_size or self.block_size)
+        idx = np.empty((rows.size, k), dtype=np.int64)
+        val = np.empty((rows.size, k))
+        for s in progress(range(0, rows.size, bs), total=math.ceil(rows.size / bs), desc="URF twins",
+                          enabled=self.progress):
+            r = rows[s:s + bs]
+            S = sim.block(self.leaves_[r])
+            idx[s:s + r.size], val[s:s + r.size] = topk_rows(S, k, exclude=r)
+        return idx, val
+
+    def similarity_matrix(self, *, force: bool = False, max_objects: int = 5000) -> np.ndarray:
+        """The full N×N similarity matrix S (dense, float64). Only for small N.
+
+        Raises ``MemoryError`` above ``max_objects`` objects unless ``force=True``.
+        """
+        self._check_fitted()
+        if self.n_train_ > max_objects and not force:
+            gb = self.n_train_ ** 2 * 8 / 1e9
+            raise MemoryError(f"the full similarity matrix for {self.n_train_} objects needs {gb:.1f} GB; "
+                              "use most_similar() or similarity(rows), or pass force=True")
+        return self.similarity(np.arange(self.n_train_))
+
+    # ------------------------------------------------------------------ S/N strata
+    def _strata_snr(self, src, snr):
+        if snr is None:
+            snr = src.snr()
+        if snr is None:
+            raise ValueError("snr_strata needs the S/N of every object: pass snr=... or give a Spectra/store "
+                             "with a meta['snr'] column")
+        snr = np.asarray(snr, dtype=float).ravel()
+        if snr.size != src.n:
+            raise ValueError(f"snr has {snr.size} values but X has {src.n} objects")
+        if not np.all(np.isfinite(snr)):
+            bad = np.flatnonzero(~np.isfinite(snr))
+            raise ValueError(f"snr is NaN/inf at {describe_positions(bad, None, src.ids)}")
+        return snr
+
+    def _fit_strata(self, src, snr):
+        snr = self._strata_snr(src, snr)
+        if isinstance(self.snr_strata, (int, np.integer)):
+            if self.snr_strata < 1:
+                raise ValueError(f"snr_strata must be >= 1; got {self.snr_strata}")
+            edges = np.quantile(snr, np.linspace(0, 1, int(self.snr_strata) + 1)[1:-1])
+        else:
+            edges = np.sort(np.asarray(self.snr_strata, dtype=float).ravel())
+        stratum = np.searchsorted(edges, snr, side="right")
+        rs = check_random_state(self.random_state)
+        params = self.get_params(deep=False)
+        params.update(snr_strata=None)
+        models, w_raw = [], np.empty(src.n)
+        self.n_features_in_ = src.n_features
+        self.n_train_ = src.n
+        for s in range(edges.size + 1):
+            rows = np.flatnonzero(stratum == s)
+            if rows.size < 2:
+                raise ValueError(f"S/N stratum {s} (edges {edges.tolist()}) has {rows.size} object(s); "
+                                 "use fewer strata")
+            params["random_state"] = int(rs.randint(0, np.iinfo(np.int32).max))
+            model = UnsupervisedRandomForest(**params)
+            model.fit(src.take(rows, self.block_size, None) if not self.impute else _take_raw(src, rows))
+            models.append(model)
+            w_raw[rows] = model.weirdness_
+        self.snr_edges_ = edges
+        self.stratum_ = stratum
+        self.strata_models_ = models
+        self._strata_rows_ = [np.flatnonzero(stratum == s) for s in range(edges.size + 1)]
+        self.raw_weirdness_ = w_raw
+        self._strata_center_ = np.array([np.median(m.weirdness_) for m in models])
+        self._strata_scale_ = np.array([_mad(m.weirdness_) for m in models])
+        self.weirdness_ = self._scale_strata(w_raw, stratum)
+        self.forest_ = [m.forest_ for m in models]
+        return self
+
+    def _scale_strata(self, w, stratum):
+        if self.strata_scale == "none":
+            return w.copy()
+        return (w - self._strata_center_[stratum]) / self._strata_scale_[stratum]
+
+    def _score_strata(self, src, snr):
+        snr = self._strata_snr(src, snr)
+        stratum = np.searchsorted(self.snr_edges_, snr, side="right")
+        X = src.take(np.arange(src.n), self.block_size, None) if not self.impute else _take_raw(
+            src, np.arange(src.n))
+        w = np.empty(src.n)
+        for s, model in enumerate(self.strata_models_):
+            rows = np.flatnonzero(stratum == s)
+            if rows.size:
+                w[rows] = model.score_samples(X[rows])
+        return self._scale_strata(w, stratum)
+
+    def _local(self, rows):
+        rows = self._check_rows(rows, "rows")
+        strat = self.stratum_[rows]
+        local = np.array([np.searchsorted(self._strata_rows_[s], r) for s, r in zip(strat, rows)], dtype=np.int64)
+        return rows, strat, local
+
+    def _strata_similarity(self, i_rows, j_rows):
+        i_rows, si, li = self._local(i_rows)
+        j_rows = np.arange(self.n_train_) if j_rows is None else self._check_rows(j_rows, "j_rows")
+        out = np.zeros((i_rows.size, j_rows.size))
+        for s, model in enumerate(self.strata_models_):
+            ii = np.flatnonzero(si == s)
+            jj = np.flatnonzero(self.stratum_[j_rows] == s)
+            if ii.size and jj.size:
+                lj = np.searchsorted(self._strata_rows_[s], j_rows[jj])
+                out[np.ix_(ii, jj)] = model.similarity(li[ii], lj)
+        return out
+
+    def _strata_most_similar(self, k, block_size, rows):
+        rows = np.arange(self.n_train_) if rows is None else self._check_rows(rows, "rows")
+        rows, strat, local = self._local(rows)
+        idx = np.full((rows.size, k), -1, dtype=np.int64)
+        val = np.zeros((rows.size, k))
+        for s, model in enumerate(self.strata_models_):
+            sel = np.flatnonzero(strat == s)
+            if sel.size:
+                li, lv = model.most_similar(k, block_size, rows=local[sel])
+                gi = np.where(li >= 0, self._strata_rows_[s][np.maximum(li, 0)], -1)
+                idx[sel], val[sel] = gi, lv
+        return idx, val
+
+
+def _mad(w):
+    med = np.median(w)
+    mad = 1.4826 * np.median(np.abs(w - med))
+    if not mad > 0:
+        mad = np.std(w) if np.std(w) > 0 else 1.0
+    return mad
+
+
+def _take_raw(src, rows):
+    """Rows with non-finite values kept (imputation happens in the sub-model)."""
+    rows = np.asarray(rows)
+    parts = []
+    for start, block in iter_row_blocks(src.obj, 4096):
+        a, b = np.searchsorted(rows, [start, start + block.shape[0]])
+        if b > a:
+            parts.append(np.asarray(block, dtype=np.float32)[rows[a:b] - start])
+    return np.concatenate(parts, axis=0)

@@ -1,0 +1,279 @@
+"""The unsupervised random forest: the fast exact scores against a plain brute force of steps 4–6."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy.stats import rankdata
+
+from serendip.outliers import UnsupervisedRandomForest
+from serendip.outliers._leaves import MergedForest
+
+
+# ------------------------------------------------------------------------------------------------
+# Brute force, written from the paper's definitions (steps 4-6), O(N^2 T), small N only
+# ------------------------------------------------------------------------------------------------
+def brute_leaves(model, X):
+    """A[i, t] (sklearn node ids) and G[i, t] (1 if the leaf is purely real / majority real)."""
+    forest = model.forest_
+    trees = forest.estimators_
+    feats = forest.features_ if isinstance(forest, MergedForest) else [None] * len(trees)
+    X32 = np.asarray(X, dtype=np.float32)
+    A = np.zeros((X.shape[0], len(trees)), dtype=np.int64)
+    G = np.zeros_like(A)
+    for t, (est, cols) in enumerate(zip(trees, feats)):
+        Xt = X32 if cols is None else X32[:, cols]
+        A[:, t] = est.apply(Xt)
+        real = list(est.classes_).index(1)
+        p_real = est.tree_.value[A[:, t], 0, real] / est.tree_.value[A[:, t], 0, :].sum(axis=1)
+        if model.good_leaf == "pure":
+            G[:, t] = p_real == 1.0
+        else:
+            G[:, t] = p_real > 0.5
+    return A, G
+
+
+def brute_similarity(A, G, normalization="column", A_rows=None, G_rows=None):
+    """S[i, j] for query rows (default: the training rows) against the training population."""
+    A_rows = A if A_rows is None else A_rows
+    G_rows = G if G_rows is None else G_rows
+    n_q, n = A_rows.shape[0], A.shape[0]
+    c = np.zeros((n_q, n))
+    both = np.zeros((n_q, n))
+    for t in range(A.shape[1]):
+        same = A_rows[:, t][:, None] == A[:, t][None, :]
+        gg = G_rows[:, t][:, None] * G[:, t][None, :]
+        c += same * gg
+        both += gg
+    if normalization == "column":
+        g = G.sum(axis=1)
+        denom = np.broadcast_to(g[None, :], c.shape)
+    else:
+        denom = both
+    S = np.zeros_like(c)
+    ok = denom > 0
+    S[ok] = c[ok] / denom[ok]
+    return S
+
+
+def brute_weirdness(model, X, X_new=None):
+    """Per repeat: S from the definitions, w = mean_j (1 - S_ij); averaged over repeats."""
+    A, G = brute_leaves(model, X)
+    reps = np.asarray(model.tree_repeat_)
+    if X_new is not None:
+        An, Gn = brute_leaves(model, X_new)
+    Ss = []
+    for r in np.unique(reps):
+        cols = reps == r
+        if X_new is None:
+            Ss.append(brute_similarity(A[:, cols], G[:, cols], model.normalization))
+        else:
+            Ss.append(brute_similarity(A[:, cols], G[:, cols], model.normalization, An[:, cols], Gn[:, cols]))
+    S = np.mean(Ss, axis=0)
+    if model.score == "mean":
+        return (1 - S).mean(axis=1), S
+    k = model.score_k
+    if X_new is None:
+        S = S.copy()
+        np.fill_diagonal(S, -np.inf)  # exclude the object itself
+    top = -np.sort(-S, axis=1)[:, :k]
+    return (1 - top).mean(axis=1), S
+
+
+def same_ranking(a, b):
+    return np.array_equal(rankdata(np.round(a, 10), method="min"), rankdata(np.round(b, 10), method="min"))
+
+
+def blobs(n, f, seed, n_out=5):
+    rng = np.random.default_rng(seed)
+    latent = rng.normal(size=(n, 3))
+    X = latent @ rng.normal(size=(3, f)) + 0.3 * rng.normal(size=(n, f))
+    X[:n_out] = 3 * rng.normal(size=(n_out, f))
+    return X
+
+
+# ------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("n,f,trees,seed", [(40, 8, 25, 0), (150, 20, 40, 1), (400, 12, 30, 2), (90, 50, 3, 3)])
+def test_exact_against_brute_force(n, f, trees, seed):
+    X = blobs(n, f, seed)
+    model = UnsupervisedRandomForest(trees, random_state=seed, progress=False).fit(X)
+    w_brute, S = brute_weirdness(model, X)
+    assert np.max(np.abs(model.weirdness_ - w_brute)) < 1e-12
+    assert same_ranking(model.weirdness_, w_brute)
+    # the similarity products agree with the definition too
+    assert np.max(np.abs(model.similarity_matrix() - S)) < 1e-12
+    rows = np.array([0, n // 2, n - 1])
+    assert np.max(np.abs(model.similarity(rows, [1, 2]) - S[np.ix_(rows, [1, 2])])) < 1e-12
+
+
+def test_faithful_defaults_and_leaf_storage():
+    model = UnsupervisedRandomForest()
+    assert (model.n_estimators, model.criterion, model.max_features, model.bootstrap, model.max_depth,
+            model.min_samples_leaf, model.synthetic, model.good_leaf, model.normalization,
+            model.score) == (500, "gini", "sqrt", True, None, 1, "marginal", "pure", "column", "mean")
+    X = blobs(60, 10, 4)
+    model = UnsupervisedRandomForest(12, random_state=0, progress=False).fit(X)
+    from sklearn.ensemble import RandomForestClassifier
+
+    assert isinstance(model.forest_, RandomForestClassifier)
+    assert model.forest_.n_estimators == 12 and model.forest_.max_features == "sqrt"
+    assert model.leaves_.dtype == np.int32 and model.leaves_.shape == (60, 12)
+    assert np.all(model.weirdness_ >= 0) and np.all(model.weirdness_ <= 1)
+
+
+def test_objects_never_in_a_good_leaf_are_maximally_weird():
+    # with 2 trees many objects are out-of-bag in both and land in synthetic leaves: g = 0
+    X = blobs(120, 6, 5)
+    model = UnsupervisedRandomForest(2, random_state=1, progress=False).fit(X)
+    g = model.n_good_trees_[:, 0]
+    assert (g == 0).any() and (g > 0).any()
+    assert np.all(model.weirdness_[g == 0] == 1.0)
+    assert model.weirdness_[g > 0].max() <= (len(X) - 1) / len(X)
+    w_brute, S = brute_weirdness(model, X)
+    assert np.max(np.abs(model.weirdness_ - w_brute)) < 1e-12
+    assert np.all(np.diag(model.similarity_matrix())[g == 0] == 0)
+    assert np.all(np.diag(model.similarity_matrix())[g > 0] == 1)
+
+
+@pytest.mark.parametrize("params", [
+    {"normalization": "symmetric"},
+    {"score": "knn", "score_k": 4},
+    {"synthetic": "uniform"},
+    {"good_leaf": "majority", "max_depth": 4},
+    {"n_repeats": 3},
+    {"max_fit_samples": 50, "subforest_features": 0.5},
+    {"normalization": "symmetric", "n_repeats": 2, "score": "knn"},
+])
+def test_variants_exact_against_brute_force(params):
+    X = blobs(130, 10, 6)
+    model = UnsupervisedRandomForest(24, random_state=3, progress=False, **params).fit(X)
+    w_brute, _ = brute_weirdness(model, X)
+    assert np.max(np.abs(model.weirdness_ - w_brute)) < 1e-12
+    assert same_ranking(model.weirdness_, w_brute)
+
+
+def test_merged_subforests_remember_features():
+    X = blobs(200, 16, 7)
+    model = UnsupervisedRandomForest(30, max_fit_samples=70, subforest_features=6, random_state=0,
+                                     progress=False).fit(X)
+    forest = model.forest_
+    assert isinstance(forest, MergedForest) and len(forest) == 30
+    assert np.unique(forest.subforest_).size == 3
+    assert all(cols is not None and cols.size == 6 for cols in forest.features_)
+    assert all(est.n_features_in_ == 6 for est in forest.estimators_)
+    # the trees are applied to their own columns: raw node ids agree with sklearn on those columns
+    nodes = forest.apply(X)
+    est, cols = forest.estimators_[5], forest.features_[5]
+    assert np.array_equal(nodes[:, 5], est.apply(X[:, cols].astype(np.float32)))
+
+
+def test_score_samples_semantics():
+    X = blobs(150, 10, 8)
+    Xnew = blobs(20, 10, 9)
+    model = UnsupervisedRandomForest(30, random_state=0, progress=False).fit(X)
+    # the training objects re-scored give their own weirdness exactly
+    assert np.max(np.abs(model.score_samples(X) - model.weirdness_)) < 1e-12
+    w_brute, _ = brute_weirdness(model, X, X_new=Xnew)
+    assert np.max(np.abs(model.score_samples(Xnew) - w_brute)) < 1e-12
+    sym = UnsupervisedRandomForest(30, normalization="symmetric", random_state=0, progress=False).fit(X)
+    w_brute, _ = brute_weirdness(sym, X, X_new=Xnew)
+    assert np.max(np.abs(sym.score_samples(Xnew) - w_brute)) < 1e-12
+    with pytest.raises(ValueError, match="11 features.*fitted with 10"):
+        model.score_samples(np.zeros((3, 11)))
+
+
+def test_most_similar_against_brute_force():
+    X = blobs(160, 10, 10)
+    model = UnsupervisedRandomForest(40, n_repeats=2, random_state=0, progress=False).fit(X)
+    _, S = brute_weirdness(model, X)
+    idx, sims = model.most_similar(k=5, block_size=37)
+    assert idx.shape == (160, 5) and sims.shape == (160, 5)
+    S_off = S.copy()
+    np.fill_diagonal(S_off, -1)
+    expected = -np.sort(-S_off, axis=1)[:, :5]
+    expected = np.where(expected > 0, expected, 0)
+    assert np.max(np.abs(sims - expected)) < 1e-12
+    valid = idx >= 0
+    assert not np.any(idx == np.arange(160)[:, None])
+    assert np.allclose(S[np.nonzero(valid)[0], idx[valid]], sims[valid], atol=1e-12)
+    assert np.all(np.diff(sims, axis=1) <= 1e-15)
+
+
+def test_similarity_matrix_refuses_large_n():
+    X = blobs(80, 6, 11)
+    model = UnsupervisedRandomForest(5, random_state=0, progress=False).fit(X)
+    with pytest.raises(MemoryError, match="most_similar"):
+        model.similarity_matrix(max_objects=50)
+    assert model.similarity_matrix(max_objects=50, force=True).shape == (80, 80)
+
+
+def test_planted_outliers_rank_top():
+    X = blobs(300, 20, 12, n_out=6)
+    model = UnsupervisedRandomForest(60, random_state=0, progress=False).fit(X)
+    assert set(np.argsort(-model.weirdness_)[:10]) >= set(range(6))
+    assert set(np.flatnonzero(model.rank_ <= 10)) >= set(range(6))
+
+
+def test_reproducible_and_threads_agree():
+    X = blobs(120, 10, 13)
+    a = UnsupervisedRandomForest(16, random_state=42, n_jobs=1, progress=False).fit(X).weirdness_
+    b = UnsupervisedRandomForest(16, random_state=42, n_jobs=2, progress=False).fit(X).weirdness_
+    c = UnsupervisedRandomForest(16, random_state=43, progress=False).fit(X).weirdness_
+    assert np.array_equal(a, b)
+    assert not np.array_equal(a, c)
+
+
+def test_memmap_spectra_and_array_inputs_agree(tmp_path):
+    from serendip.spectra import Spectra
+
+    X = blobs(100, 12, 14).astype(np.float32)
+    path = tmp_path / "x.npy"
+    np.save(path, X)
+    mm = np.load(path, mmap_mode="r")
+    spec = Spectra(np.linspace(4000, 5000, 12), X)
+    kw = dict(n_estimators=10, random_state=0, progress=False, block_size=32)
+    w = UnsupervisedRandomForest(**kw).fit(X).weirdness_
+    assert np.array_equal(UnsupervisedRandomForest(**kw).fit(mm).weirdness_, w)
+    assert np.array_equal(UnsupervisedRandomForest(**kw).fit(spec).weirdness_, w)
+    assert np.array_equal(UnsupervisedRandomForest(max_fit_samples=60, **kw).fit(mm).weirdness_,
+                          UnsupervisedRandomForest(max_fit_samples=60, **kw).fit(X).weirdness_)
+
+
+def test_bad_input_errors():
+    X = blobs(50, 8, 15)
+    kw = dict(n_estimators=4, random_state=0, progress=False)
+    bad = X.copy()
+    bad[7, 3] = np.nan
+    with pytest.raises(ValueError, match=r"row 7.*column 3.*fill_masked.*impute=True"):
+        UnsupervisedRandomForest(**kw).fit(bad)
+    bad[9, 1] = np.inf
+    model = UnsupervisedRandomForest(impute=True, **kw).fit(bad)
+    assert np.all(np.isfinite(model.weirdness_))
+    assert np.isfinite(model.score_samples(bad[:10])).all()
+    with pytest.raises(ValueError, match="at least 2"):
+        UnsupervisedRandomForest(**kw).fit(X[:1])
+    with pytest.raises(ValueError, match="empty"):
+        UnsupervisedRandomForest(**kw).fit(np.zeros((0, 8)))
+    const = X.copy()
+    const[:, 2] = 5.0
+    with pytest.raises(ValueError, match="constant.*: 2"):
+        UnsupervisedRandomForest(**kw).fit(const)
+    with pytest.raises(ValueError, match="2-D"):
+        UnsupervisedRandomForest(**kw).fit(np.zeros(5))
+    with pytest.raises(ValueError, match="synthetic must be one of"):
+        UnsupervisedRandomForest(synthetic="gaussian", **kw).fit(X)
+    from sklearn.exceptions import NotFittedError
+
+    with pytest.raises(NotFittedError):
+        UnsupervisedRandomForest().score_samples(X)
+
+
+def test_sklearn_conventions():
+    from sklearn.base import clone
+
+    model = UnsupervisedRandomForest(7, normalization="symmetric", random_state=1)
+    c = clone(model)
+    assert c.get_params() == model.get_params()
+    X = blobs(40, 5, 16)
+    assert model.set_params(progress=False).fit(X) is model
+    tab = model.to_table()
+    assert tab.meta["score_convention"] == "higher = weirder" and len(tab) == 40
