@@ -1,0 +1,403 @@
+"""A small resumable stage runner and the run folder it writes into.
+
+A run folder holds everything one pipeline run produced::
+
+    RUN/
+      config.toml         the complete configuration used
+      provenance.json     serendip version, platform, seeds, input hashes, stage times
+      tables/             result tables (FITS, provenance in their metadata)
+      figures/            every report figure as PNG
+      data/               the spectra store (and generated input files for the demo)
+      stages/NAME.json    one completion record per finished stage, written LAST
+      report.html         the self-contained report
+
+Each stage writes its outputs atomically (temporary name, then rename) and
+then its completion record. A stage counts as done only when its record
+exists, its key matches and every output it lists still exists with the
+recorded size. So an exception in a stage leaves the finished stages valid,
+no half-written file, and no record for the failed stage; the next run skips
+the finished stages and redoes the failed one. A stage's key hashes its
+parameters and the run ids of the stages it depends on, so changing a
+parameter, or recomputing an upstream stage, recomputes it and everything
+downstream.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from .._io import _jsonable, atomic_write_text
+from .._logging import get_logger
+from .._version import __version__
+
+__all__ = ["RunFolder", "Stage", "StageContext", "StageResult", "StageSkipped", "run_stages",
+           "RunResult"]
+
+log = get_logger(__name__)
+
+
+class StageSkipped(Exception):
+    """Raise inside a stage to record it as skipped, with the message as the reason.
+
+    A skipped stage is not an error: the report says what was skipped and why.
+    """
+
+
+@dataclass
+class StageResult:
+    """What a stage function returns.
+
+    Attributes
+    ----------
+    summary : str
+        One line for the console and the report.
+    outputs : list of str
+        Paths the stage wrote, relative to the run folder.
+    info : dict
+        Small JSON-able facts for the report and provenance (counts, timings, seeds).
+    skipped : str or None
+        If set, the stage did not run its main work; this is the reason.
+    """
+
+    summary: str = ""
+    outputs: list[str] = field(default_factory=list)
+    info: dict = field(default_factory=dict)
+    skipped: str | None = None
+
+
+@dataclass
+class Stage:
+    """One pipeline step.
+
+    Parameters
+    ----------
+    name : str
+        Short identifier; the completion record is ``stages/<name>.json``.
+    func : callable
+        ``func(ctx: StageContext) -> StageResult | None``.
+    params : dict
+        JSON-able parameters; part of the stage key.
+    requires : sequence of str
+        Names of stages whose outputs this one reads. Defaults to every
+        earlier stage.
+    title : str
+        Human name for progress and the report.
+    """
+
+    name: str
+    func: Callable[[StageContext], StageResult | None]
+    params: dict = field(default_factory=dict)
+    requires: Sequence[str] | None = None
+    title: str = ""
+
+
+class RunFolder:
+    """The folder one pipeline run writes to (see the module docstring for its layout)."""
+
+    def __init__(self, path: str | os.PathLike, *, create: bool = True):
+        self.path = Path(path)
+        if create:
+            for sub in ("tables", "figures", "stages", "data"):
+                (self.path / sub).mkdir(parents=True, exist_ok=True)
+        elif not self.path.is_dir():
+            raise FileNotFoundError(f"no such run folder: {self.path}")
+
+    def __repr__(self) -> str:
+        return f"RunFolder({str(self.path)!r})"
+
+    # paths ------------------------------------------------------------------
+    @property
+    def tables(self) -> Path:
+        return self.path / "tables"
+
+    @property
+    def figures(self) -> Path:
+        return self.path / "figures"
+
+    @property
+    def data(self) -> Path:
+        return self.path / "data"
+
+    @property
+    def report_path(self) -> Path:
+        return self.path / "report.html"
+
+    @property
+    def config_path(self) -> Path:
+        return self.path / "config.toml"
+
+    @property
+    def provenance_path(self) -> Path:
+        return self.path / "provenance.json"
+
+    def table(self, name: str) -> Path:
+        """``tables/<name>.fits``."""
+        return self.tables / f"{name}.fits"
+
+    def figure(self, name: str) -> Path:
+        """``figures/<name>.png``."""
+        return self.figures / f"{name}.png"
+
+    def record_path(self, stage: str) -> Path:
+        return self.path / "stages" / f"{stage}.json"
+
+    def rel(self, path: str | os.PathLike) -> str:
+        """``path`` relative to the run folder, with forward slashes."""
+        return Path(os.path.relpath(Path(path), self.path)).as_posix()
+
+    # records ----------------------------------------------------------------
+    def read_record(self, stage: str) -> dict | None:
+        """The completion record of ``stage``, or None when it has not finished."""
+        path = self.record_path(stage)
+        if not path.is_file():
+            return None
+        try:
+            return json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError):
+            return None
+
+    def records(self) -> dict[str, dict]:
+        """Every completion record, in the order the stages ran."""
+        out = []
+        for p in sorted((self.path / "stages").glob("*.json")):
+            rec = self.read_record(p.stem)
+            if rec is not None:
+                out.append(rec)
+        out.sort(key=lambda r: (r.get("index", 0), r.get("finished", "")))
+        return {r["stage"]: r for r in out}
+
+    def has_table(self, name: str) -> bool:
+        return self.table(name).is_file()
+
+    def read_table(self, name: str):
+        from .._io import read_table
+
+        return read_table(self.table(name))
+
+    def outputs_valid(self, record: dict) -> bool:
+        """True when every output listed in ``record`` exists with the recorded size."""
+        for rel, facts in record.get("outputs", {}).items():
+            p = self.path / rel
+            if not p.exists():
+                return False
+            if p.is_file() and facts.get("size") is not None and p.stat().st_size != facts["size"]:
+                return False
+        return True
+
+
+@dataclass
+class StageContext:
+    """What a stage function gets: the run folder, its parameters, the whole config and upstream records."""
+
+    run: RunFolder
+    stage: Stage
+    config: dict
+    progress: bool = True
+    records: dict = field(default_factory=dict)
+
+    @property
+    def params(self) -> dict:
+        return self.stage.params
+
+    @property
+    def seed(self) -> int:
+        return int(self.config.get("run", {}).get("seed", 0))
+
+    def record(self, stage: str) -> dict | None:
+        """The completion record of an earlier stage in this run (None if it has none)."""
+        return self.records.get(stage)
+
+    def done(self, stage: str) -> bool:
+        """True when ``stage`` finished and was not skipped."""
+        rec = self.records.get(stage)
+        return rec is not None and rec.get("status") == "done"
+
+
+@dataclass
+class RunResult:
+    """The outcome of :func:`run_stages`."""
+
+    run: RunFolder
+    records: dict
+    ran: list[str]
+    reused: list[str]
+
+    @property
+    def report_path(self) -> Path | None:
+        p = self.run.report_path
+        return p if p.is_file() else None
+
+
+def _key(stage: Stage, upstream: Iterable[dict]) -> str:
+    payload = json.dumps({"stage": stage.name, "params": _jsonable(stage.params),
+                          "upstream": sorted(r["run_id"] for r in upstream)}, sort_keys=True, default=str)
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def _output_facts(run: RunFolder, outputs: Iterable[str]) -> dict:
+    facts = {}
+    for rel in outputs:
+        p = run.path / rel
+        if not p.exists():
+            raise RuntimeError(f"stage said it wrote {rel} but {p} does not exist")
+        size = p.stat().st_size if p.is_file() else None
+        facts[Path(rel).as_posix()] = {"size": size}
+    return facts
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def run_stages(run: RunFolder | str | os.PathLike, stages: Sequence[Stage], *, config: dict | None = None,
+               force: bool | Sequence[str] = False, progress: bool = True,
+               on_stage: Callable[[str, dict], None] | None = None) -> RunResult:
+    """Run ``stages`` in order in the run folder, skipping those already finished.
+
+    Parameters
+    ----------
+    run : RunFolder or path
+    stages : sequence of Stage
+    config : dict, optional
+        The whole configuration, passed to every stage and written to
+        ``config.toml`` and ``provenance.json``.
+    force : bool or sequence of str
+        True recomputes every stage; a list recomputes the named stages
+        (and, through the keys, everything downstream of them).
+    progress : bool
+        Passed to the stages (tqdm bars).
+    on_stage : callable, optional
+        Called as ``on_stage(name, record)`` after each stage finishes or
+        is reused (the CLI prints the one-line summary here).
+
+    Returns
+    -------
+    RunResult
+
+    Notes
+    -----
+    An exception inside a stage propagates after the stage's partial work is
+    dropped: its old completion record was removed before it started, every
+    file it wrote went through an atomic rename, and the finished stages keep
+    their records, so the next call resumes at the failed stage.
+    """
+    run = run if isinstance(run, RunFolder) else RunFolder(run)
+    config = config or {}
+    names = [s.name for s in stages]
+    if len(set(names)) != len(names):
+        raise ValueError(f"stage names must be unique; got {names}")
+    forced = set(names) if force is True else set(force or ())
+    unknown = forced - set(names)
+    if unknown:
+        raise ValueError(f"cannot force unknown stage(s) {sorted(unknown)}; stages are {names}")
+
+    _write_config(run, config)
+    records: dict[str, dict] = {}
+    ran, reused = [], []
+    for index, stage in enumerate(stages):
+        requires = names[:index] if stage.requires is None else list(stage.requires)
+        missing = [r for r in requires if r not in records]
+        if missing:
+            raise ValueError(f"stage {stage.name!r} requires {missing}, which do not run before it")
+        key = _key(stage, [records[r] for r in requires])
+        old = run.read_record(stage.name)
+        if (stage.name not in forced and old is not None and old.get("key") == key
+                and run.outputs_valid(old)):
+            log.info("stage %s: already done, reusing its outputs", stage.name)
+            old["reused"] = True
+            records[stage.name] = old
+            reused.append(stage.name)
+            if on_stage:
+                on_stage(stage.name, old)
+            continue
+        # The stage is about to (re)write its outputs: its old record no longer vouches for them.
+        if run.record_path(stage.name).exists():
+            run.record_path(stage.name).unlink()
+        ctx = StageContext(run=run, stage=stage, config=config, progress=progress, records=dict(records))
+        started = _now()
+        t0 = time.perf_counter()
+        log.info("stage %s: starting", stage.name)
+        try:
+            result = stage.func(ctx)
+        except StageSkipped as exc:
+            result = StageResult(summary=f"skipped: {exc}", skipped=str(exc))
+        if result is None:
+            result = StageResult()
+        seconds = time.perf_counter() - t0
+        record = {
+            "stage": stage.name,
+            "title": stage.title or stage.name,
+            "index": index,
+            "status": "skipped" if result.skipped else "done",
+            "reason": result.skipped,
+            "summary": result.summary,
+            "params": _jsonable(stage.params),
+            "key": key,
+            "run_id": uuid.uuid4().hex,
+            "requires": requires,
+            "outputs": _output_facts(run, result.outputs),
+            "info": _jsonable(result.info),
+            "started": started,
+            "finished": _now(),
+            "seconds": round(seconds, 3),
+            "serendip_version": __version__,
+        }
+        atomic_write_text(run.record_path(stage.name), json.dumps(record, indent=2, default=str))
+        log.info("stage %s: %s (%.1f s)", stage.name, record["summary"], seconds)
+        records[stage.name] = record
+        ran.append(stage.name)
+        if on_stage:
+            on_stage(stage.name, record)
+    write_provenance(run, config, records)
+    return RunResult(run=run, records=records, ran=ran, reused=reused)
+
+
+def _write_config(run: RunFolder, config: dict) -> None:
+    if not config:
+        return
+    from .config import dump_toml
+
+    try:
+        text = dump_toml(config)
+    except TypeError:  # a config built in Python with values TOML cannot hold
+        text = "# config with non-TOML values; see provenance.json\n"
+    atomic_write_text(run.config_path, "# The complete configuration of this run.\n" + text)
+
+
+def write_provenance(run: RunFolder, config: dict, records: dict) -> Path:
+    """Write ``provenance.json``: versions, platform, config, seeds, input hashes and stage times."""
+    import numpy
+
+    versions = {"serendip": __version__, "python": sys.version.split()[0], "numpy": numpy.__version__}
+    for mod in ("scipy", "sklearn", "astropy", "matplotlib"):
+        try:
+            versions[mod] = __import__(mod).__version__
+        except Exception:  # pragma: no cover - all are dependencies
+            pass
+    inputs = {}
+    for rec in records.values():
+        inputs.update(rec.get("info", {}).get("input_hashes", {}))
+    prov = {
+        "serendip_version": __version__,
+        "created": _now(),
+        "versions": versions,
+        "platform": platform.platform(),
+        "cpu_count": os.cpu_count(),
+        "seed": config.get("run", {}).get("seed") if config else None,
+        "config": _jsonable(config),
+        "input_hashes": inputs,
+        "stages": [{"stage": r["stage"], "status": r["status"], "seconds": r["seconds"],
+                    "reused": bool(r.get("reused")), "summary": r["summary"], "reason": r.get("reason")}
+                   for r in records.values()],
+    }
+    return atomic_write_text(run.provenance_path, json.dumps(prov, indent=2, default=str))
