@@ -98,7 +98,7 @@ from ._leaves import (LeafIndex, MergedForest, apply_block, good_counts, leaf_po
 from .similarity import ForestSimilarity, topk_rows
 from .synthetic import SYNTHETIC_KINDS, make_synthetic
 
-__all__ = ["UnsupervisedRandomForest", "weirdness_table", "VARIANTS"]
+__all__ = ["UnsupervisedRandomForest", "weirdness_table", "open_weirdness_input", "resolve_variant", "VARIANTS"]
 
 log = get_logger(__name__)
 
@@ -797,3 +797,132 @@ def _take_raw(src, rows):
         if b > a:
             parts.append(np.asarray(block, dtype=np.float32)[rows[a:b] - start])
     return np.concatenate(parts, axis=0)
+
+
+# ---------------------------------------------------------------------------------------------
+# Table output for the command line and pipelines
+# ---------------------------------------------------------------------------------------------
+def resolve_variant(variant: str | None) -> dict[str, Any]:
+    """Parameters for a variant name, or a comma-separated combination (``"symmetric,knn"``)."""
+    params: dict[str, Any] = {}
+    for name in (variant or "faithful").split(","):
+        name = name.strip().lower().replace("_", "-")
+        if name not in VARIANTS:
+            raise ValueError(f"unknown URF variant {name!r}; choose from {', '.join(VARIANTS)} "
+                             "(combine with commas, e.g. symmetric,knn)")
+        params.update(VARIANTS[name])
+    return params
+
+
+def open_weirdness_input(source):
+    """Open what ``serendip weird`` accepts: returns ``(data, ids, snr, description)``.
+
+    ``source`` may be an array, :class:`~serendip.spectra.Spectra` or store, or a
+    path: a store folder made by ``serendip ingest``, a ``.npy`` matrix (opened
+    as a memmap), a ``.npz`` with ``X``/``flux`` (and optional ``id``, ``snr``;
+    with ``wavelength``/``loglam`` it is read as spectra), or any spectra file
+    :func:`serendip.spectra.read_spectra` understands.
+    """
+    from pathlib import Path
+
+    if not isinstance(source, (str, Path)):
+        n = n_rows(source)
+        meta = getattr(source, "meta", None)
+        snr = (np.asarray(meta["snr"], float) if meta is not None and "snr" in getattr(meta, "colnames", ())
+               else np.full(n, np.nan))
+        return source, object_ids(source, n), snr, type(source).__name__
+    path = Path(source)
+    if not path.exists():
+        raise FileNotFoundError(f"no such input: {path}")
+    if path.is_dir():
+        import serendip.spectra as spectra_mod
+
+        store_cls = getattr(spectra_mod, "SpectraStore", None)
+        if store_cls is None:
+            raise ValueError(f"{path} is a folder but this installation has no SpectraStore to open it; "
+                             "give a .npy/.npz matrix or a spectra file instead")
+        data = store_cls.open(path) if hasattr(store_cls, "open") else store_cls(path)
+        return (*open_weirdness_input(data)[:3], str(path))
+    name = path.name.lower()
+    if name.endswith(".npy"):
+        data = np.load(path, mmap_mode="r")
+        return data, np.arange(len(data)).astype(str), np.full(len(data), np.nan), str(path)
+    if name.endswith(".npz"):
+        with np.load(path, allow_pickle=False) as z:
+            keys = set(z.files)
+            if not keys & {"wavelength", "loglam"}:
+                key = "X" if "X" in keys else "flux" if "flux" in keys else (z.files[0] if len(keys) == 1 else None)
+                if key is None:
+                    raise ValueError(f"{path}: expected an array named 'X' or 'flux'; found {sorted(keys)}")
+                data = z[key]
+                n = len(data)
+                ids = (z["id"] if "id" in keys else z["ids"] if "ids" in keys else np.arange(n)).astype(str)
+                snr = z["snr"].astype(float) if "snr" in keys else np.full(n, np.nan)
+                return data, ids, snr, str(path)
+    from serendip.spectra.io import read_spectra
+
+    spectra = read_spectra(path)
+    return (*open_weirdness_input(spectra)[:3], str(path))
+
+
+def weirdness_table(source, *, variant: str | None = "faithful", n_estimators: int = 500, n_repeats: int = 3,
+                    n_jobs: int | None = -1, random_state=0, max_fit_samples: int | None = None,
+                    twins: bool | None = None, max_twin_entries: float = 2e8, progress: bool = True,
+                    **params):
+    """Fit URF weirdness on ``source`` and return one row per object (weirdness: higher = weirder).
+
+    Parameters
+    ----------
+    source : path, array, Spectra or store
+        See :func:`open_weirdness_input`.
+    variant : str
+        A name from :data:`VARIANTS` or a comma-separated combination.
+    n_estimators, n_repeats, n_jobs, random_state, max_fit_samples, **params
+        Passed to :class:`UnsupervisedRandomForest` (``params`` override the variant).
+    twins : bool, optional
+        Add the most similar other object (``top_similar_id``, ``top_similarity``).
+        Default: only when N × trees ≤ ``max_twin_entries`` (the sparse
+        similarity needs about 24 bytes per object and tree).
+    progress : bool
+
+    Returns
+    -------
+    astropy.table.Table
+        Columns ``id``, ``weirdness``, ``rank`` (1 = weirdest), ``snr``,
+        ``top_similar_id``, ``top_similarity``; ``meta`` holds the parameters,
+        input, timings and the score convention.
+    """
+    from .._version import __version__
+
+    data, ids, snr, description = open_weirdness_input(source)
+    kw = resolve_variant(variant)
+    kw.update(n_estimators=n_estimators, n_repeats=n_repeats, n_jobs=n_jobs, random_state=random_state,
+              max_fit_samples=max_fit_samples, progress=progress)
+    kw.update(params)
+    model = UnsupervisedRandomForest(**kw)
+    fit_snr = snr if kw.get("snr_strata") is not None else None
+    if fit_snr is not None and not np.all(np.isfinite(fit_snr)):
+        raise ValueError("the snr-strata variant needs a finite S/N for every object; the input has none "
+                         "(give a store or spectra with meta['snr'], or a .npz with an 'snr' array)")
+    t0 = time.perf_counter()
+    model.fit(data, snr=fit_snr)
+    tab = model.to_table(ids=np.asarray(ids).astype(str))
+    tab["snr"] = np.asarray(snr, dtype=float)
+    n_trees = n_estimators * n_repeats
+    if twins is None:
+        twins = model.n_train_ * n_trees <= max_twin_entries
+        if not twins:
+            log.warning("skipping the most-similar-object column: %d objects × %d trees is above %.0g "
+                        "(pass twins=True / --twins to force it)", model.n_train_, n_trees, max_twin_entries)
+    if twins:
+        idx, sims = model.most_similar(k=1)
+        top = idx[:, 0]
+        tab["top_similar_id"] = np.where(top >= 0, np.asarray(ids).astype(str)[np.maximum(top, 0)], "")
+        tab["top_similarity"] = sims[:, 0]
+    tab.meta.update({
+        "variant": variant or "faithful", "input": description, "n_objects": int(model.n_train_),
+        "n_features": int(model.n_features_in_), "algorithm": "unsupervised random forest (Baron & Poznanski 2017)",
+        "score_convention": "higher = weirder", "rank_convention": "1 = weirdest",
+        "seconds": round(time.perf_counter() - t0, 3), "serendip_version": __version__,
+    })
+    return tab

@@ -1,0 +1,49 @@
+"""`serendip weird`: unsupervised random forest weirdness for every object (higher = weirder)."""
+from __future__ import annotations
+
+
+def _weird(args) -> int:
+    from .._io import write_table
+    from ..outliers.urf import weirdness_table
+
+    params = {}
+    if args.block_size is not None:
+        params["block_size"] = args.block_size
+    tab = weirdness_table(
+        args.input, variant=args.variant, n_estimators=args.trees, n_repeats=args.repeats, n_jobs=args.n_jobs,
+        random_state=args.seed, max_fit_samples=args.max_fit_samples, twins=args.twins, impute=args.impute,
+        progress=args.progress, **params)
+    write_table(tab, args.output)
+    top = tab[tab["rank"] == 1][0]
+    print(f"scored {len(tab)} objects ({tab.meta['variant']}, {args.trees} trees × {args.repeats} repeats) "
+          f"in {tab.meta['seconds']:.1f} s -> {args.output}; weirdest: {top['id']} "
+          f"(weirdness {top['weirdness']:.4f})")
+    return 0
+
+
+def register(subparsers) -> None:
+    from ..outliers.urf import VARIANTS
+
+    p = subparsers.add_parser(
+        "weird", help="rank objects by unsupervised random forest weirdness (higher = weirder)",
+        description="Baron & Poznanski (2017) unsupervised random forest weirdness, computed exactly in O(N·T). "
+                    "INPUT is a store made by `serendip ingest`, a .npy/.npz feature matrix, or a spectra file. "
+                    "Output: one row per object with id, weirdness (higher = weirder), rank (1 = weirdest), "
+                    "snr and the most similar object; parameters are stored in the table metadata.")
+    p.add_argument("input", help="store folder, .npy/.npz matrix, or spectra file")
+    p.add_argument("-o", "--output", required=True, help="output table: .fits, .parquet, .csv or .ecsv")
+    p.add_argument("--trees", type=int, default=500, help="trees per run (default 500, as in the paper)")
+    p.add_argument("--repeats", type=int, default=3, help="independent runs to average (default 3)")
+    p.add_argument("--n-jobs", type=int, default=-1, help="threads (default -1 = all cores)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--variant", default="faithful",
+                   help=f"one of {', '.join(VARIANTS)}, or a comma-separated combination (default faithful)")
+    p.add_argument("--max-fit-samples", type=int, default=None,
+                   help="fit merged sub-forests on random subsets of at most this many objects")
+    p.add_argument("--block-size", type=int, default=None, help="rows per block when reading and scoring")
+    p.add_argument("--impute", action="store_true", help="replace NaN/inf by the column median instead of failing")
+    twins = p.add_mutually_exclusive_group()
+    twins.add_argument("--twins", dest="twins", action="store_true", default=None,
+                       help="always add the most similar object (default: only when affordable)")
+    twins.add_argument("--no-twins", dest="twins", action="store_false", help="skip the most similar object")
+    p.set_defaults(func=_weird)

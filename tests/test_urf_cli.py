@@ -1,0 +1,76 @@
+"""`serendip weird` and weirdness_table: one row per object, atomic output, parameters in meta."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from serendip._io import read_table
+from serendip.cli import main
+from serendip.outliers.urf import UnsupervisedRandomForest, resolve_variant, weirdness_table
+
+
+def _data(rng, n=120, f=15):
+    X = rng.normal(size=(n, f)).astype(np.float32)
+    X[:3] += 4.0
+    return X
+
+
+def test_cli_npz_roundtrip(tmp_path, rng, capsys):
+    X = _data(rng)
+    ids = np.array([f"obj{i}" for i in range(len(X))])
+    snr = rng.uniform(2, 30, size=len(X))
+    np.savez(tmp_path / "x.npz", X=X, id=ids, snr=snr)
+    out = tmp_path / "weird.fits"
+    rc = main(["-q", "weird", str(tmp_path / "x.npz"), "-o", str(out), "--trees", "12", "--repeats", "2",
+               "--seed", "3", "--n-jobs", "1"])
+    assert rc == 0
+    assert "weirdest" in capsys.readouterr().out
+    tab = read_table(out)
+    assert list(tab["id"]) == list(ids)
+    assert set(tab.colnames) >= {"id", "weirdness", "rank", "snr", "top_similar_id", "top_similarity"}
+    assert np.allclose(tab["snr"], snr)
+    assert sorted(tab["rank"]) == list(range(1, len(X) + 1))
+    assert tab.meta["params"]["n_estimators"] == 12 and tab.meta["params"]["n_repeats"] == 2
+    assert tab.meta["score_convention"] == "higher = weirder"
+    # the table reproduces the estimator with the same parameters
+    model = UnsupervisedRandomForest(12, n_repeats=2, random_state=3, n_jobs=1, progress=False).fit(X)
+    assert np.allclose(tab["weirdness"], model.weirdness_)
+    idx, _ = model.most_similar(k=1)
+    assert list(tab["top_similar_id"]) == [ids[i] if i >= 0 else "" for i in idx[:, 0]]
+    assert not [p for p in tmp_path.iterdir() if "partial" in p.name]
+
+
+def test_cli_npy_csv_variants_and_errors(tmp_path, rng):
+    X = _data(rng)
+    np.save(tmp_path / "x.npy", X)
+    out = tmp_path / "w.csv"
+    assert main(["-q", "weird", str(tmp_path / "x.npy"), "-o", str(out), "--trees", "8", "--repeats", "1",
+                 "--variant", "symmetric,knn", "--no-twins"]) == 0
+    tab = read_table(out)
+    assert tab.meta["params"]["normalization"] == "symmetric" and tab.meta["params"]["score"] == "knn"
+    assert "top_similar_id" not in tab.colnames and len(tab) == len(X)
+    assert main(["-q", "weird", str(tmp_path / "x.npy"), "-o", str(out), "--variant", "nope"]) == 2
+    assert main(["-q", "weird", str(tmp_path / "missing.npy"), "-o", str(out)]) == 2
+    # the S/N-strata variant needs S/N: a plain .npy has none
+    assert main(["-q", "weird", str(tmp_path / "x.npy"), "-o", str(out), "--variant", "snr-strata",
+                 "--trees", "4"]) == 2
+    bad = X.copy()
+    bad[5, 2] = np.nan
+    np.save(tmp_path / "bad.npy", bad)
+    assert main(["-q", "weird", str(tmp_path / "bad.npy"), "-o", str(tmp_path / "b.csv"), "--trees", "4"]) == 2
+    assert not (tmp_path / "b.csv").exists()
+    assert main(["-q", "weird", str(tmp_path / "bad.npy"), "-o", str(tmp_path / "b.csv"), "--trees", "4",
+                 "--repeats", "1", "--impute"]) == 0
+
+
+def test_weirdness_table_on_spectra(rng):
+    from serendip.spectra import Spectra
+
+    X = _data(rng, n=90, f=12)
+    spec = Spectra(np.linspace(4000, 6000, 12), X, meta={"id": [f"s{i}" for i in range(90)],
+                                                         "snr": rng.uniform(3, 30, 90)})
+    tab = weirdness_table(spec, variant="snr-strata", n_estimators=6, n_repeats=1, progress=False)
+    assert tab.meta["params"]["snr_strata"] == 3 and list(tab["id"][:2]) == ["s0", "s1"]
+    with pytest.raises(ValueError, match="unknown URF variant"):
+        resolve_variant("faithful,weird")
+    assert resolve_variant("majority")["good_leaf"] == "majority"
