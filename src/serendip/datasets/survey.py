@@ -167,20 +167,13 @@ def _assign_anomalies(rng, n, anomaly_fraction):
     n_anom = min(n_anom, n)
     if n_anom == 0:
         return kinds, subkinds
-    # Equal share per kind, then per sub-kind; the first of each cycle is guaranteed.
-    order = []
-    per_kind = {k: list(v) for k, v in ANOMALY_SUBKINDS.items()}
-    k_cycle = list(per_kind)
-    counters = {k: 0 for k in per_kind}
+    # Every sub-kind once (when there is room), then equal shares per kind, round-robin within a kind.
+    order = list(pairs) if n_anom >= len(pairs) else []
+    counters = {k: (1 if order else 0) for k in ANOMALY_SUBKINDS}
     while len(order) < n_anom:
-        for k in k_cycle:
-            subs = per_kind[k]
+        for k, subs in ANOMALY_SUBKINDS.items():
             order.append((k, subs[counters[k] % len(subs)]))
             counters[k] += 1
-    # make sure every sub-kind appears when there is room, then trim
-    if n_anom >= len(pairs):
-        rest = [p for p in order if p not in pairs]
-        order = list(pairs) + rest[: n_anom - len(pairs)]
     order = order[:n_anom]
     idx = rng.choice(n, n_anom, replace=False)
     for j, (k, s) in zip(idx, order):
@@ -291,13 +284,13 @@ def _component_at(rest_wave, p, rows):
     return wy * b["young"], wi * b["intermediate"], wo * (b["old"] - brk * b["old_break"])
 
 
-def _galaxy_block(loglam, wave, rows, z, p, extra, subkinds):
-    """Noiseless galaxy spectra for ``rows`` (observed frame, before scaling). Returns (model, cont_scale)."""
+def _galaxy_block(loglam, wave, rows, z, p, extra, subkinds, basis):
+    """Noiseless galaxy spectra for ``rows`` (observed frame), continuum 1 at 5500 Å rest."""
     nb = rows.size
     zz = z[rows]
-    rest = wave[None, :] / (1.0 + zz[:, None])
-    cy, ci, co = _component_at(rest, p, rows)
-    cont = cy + ci + co
+    g = basis.gather(zz)
+    wy, wi, wo = (p[k][rows][:, None] for k in ("w_young", "w_inter", "w_old"))
+    cont = wy * g[0] + wi * g[1] + wo * (g[2] - p["break"][rows][:, None] * g[3])
 
     # Absorption features: depth weighted by the light fraction of the population that makes them.
     wdisp_loglam = 1e-4 * ph.wdisp_pixels(wave)
@@ -323,7 +316,8 @@ def _galaxy_block(loglam, wave, rows, z, p, extra, subkinds):
     absorb = np.zeros((nb, wave.size))
     ph.add_gaussians(absorb, loglam, np.concatenate(a_rows), np.concatenate(a_cent), np.concatenate(a_sig),
                      np.concatenate(a_amp), integrated=False, nsigma=4.0)
-    att = dust_attenuation(rest, p["ebv"][rows][:, None])
+    att = 10.0 ** (-0.4 * p["ebv"][rows][:, None] * g[4])
+    del g
     att5500 = dust_attenuation(5500.0, p["ebv"][rows])
     stellar = cont * np.clip(1.0 - absorb, 0.05, 1.0) * att / att5500[:, None]
 
@@ -427,6 +421,18 @@ def _noise_and_masks(rng, model, wave, loglam, snr_target, sky_scale, sky, thr):
     partial = rng.random((nb, m)) < 0.003
     or_mask[partial] |= 1 << SPPIXMASK["PARTIALREJECT"]
     return sigma, zero_ivar, ends, and_mask, or_mask
+
+
+def _row_median_good(values, good):
+    """Median of each row over its ``good`` entries (NaN for a row with none); sort-based, vectorised."""
+    v = np.where(good, values, np.inf)
+    v.sort(axis=1)
+    k = good.sum(axis=1)
+    lo = np.clip((k - 1) // 2, 0, None)
+    hi = np.clip(k // 2, 0, None)
+    r = np.arange(v.shape[0])
+    med = 0.5 * (v[r, lo] + v[r, np.minimum(hi, v.shape[1] - 1)])
+    return np.where(k > 0, med, np.nan)
 
 
 def _sky_continuum(wave):
@@ -539,6 +545,7 @@ def make_survey(n: int = 5000, seed: int = 0, anomaly_fraction: float = 0.03, *,
 
     sky = ph.sky_spectrum(wave)
     thr = ph.throughput(wave)
+    basis = ph.RestBasis(loglam, float(np.min(z_true)), float(np.max(z_true)))
     model = np.empty((n, m), np.float32)
     flux = np.empty((n, m), np.float32)
     ivar = np.empty((n, m), np.float32)
@@ -551,7 +558,7 @@ def make_survey(n: int = 5000, seed: int = 0, anomaly_fraction: float = 0.03, *,
                             unit="block"):
         rows = np.arange(b0, min(n, b0 + _BLOCK))
         block_rng = np.random.default_rng(np.random.SeedSequence(int(seed), spawn_key=(7, b0 // _BLOCK)))
-        mdl = _galaxy_block(loglam, wave, rows, z_true, p, extra, subkinds)
+        mdl = _galaxy_block(loglam, wave, rows, z_true, p, extra, subkinds, basis)
         # misclassified objects replace the galaxy model
         sk = subkinds[rows]
         for name in ("m_dwarf", "a_star"):
@@ -578,9 +585,7 @@ def make_survey(n: int = 5000, seed: int = 0, anomaly_fraction: float = 0.03, *,
         ivar[rows] = iv
         and_mask[rows] = am
         or_mask[rows] = om
-        good = iv > 0
-        snr_pix = np.where(good, np.abs(fl) * np.sqrt(iv), np.nan)
-        snr_meas[rows] = np.nanmedian(snr_pix, axis=1)
+        snr_meas[rows] = _row_median_good(np.abs(fl) * np.sqrt(iv), iv > 0)
 
     obj_id = np.array([f"spec-{plates[w]:04d}-{plate_mjd[w]:05d}-{f:04d}" for w, f in zip(which, fiber)])
     subclass = _subclass(p, kinds, subkinds)

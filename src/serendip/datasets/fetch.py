@@ -1,0 +1,364 @@
+"""Download SDSS/BOSS ``spec-*.fits`` spectra from the SDSS Science Archive Server (SAS).
+
+The archive's own layout is used (DR17)::
+
+    {base}/sas/dr17/sdss/spectro/redux/{run2d}/spectra/lite/{plate:04d}/spec-{plate:04d}-{mjd:05d}-{fiberid:04d}.fits
+    {base}/sas/dr17/eboss/spectro/redux/{run2d}/spectra/lite/{plate:04d}/spec-{plate:04d}-{mjd:05d}-{fiberid:04d}.fits
+
+The first is for SDSS-I/II spectra (``run2d`` 26, 103 or 104), the second
+for BOSS/eBOSS (``run2d`` such as ``v5_13_2``). Without a ``RUN2D`` column the
+choice is made from the plate number (plates below 3510 were SDSS-I/II).
+Pass ``template=`` to use another mirror or layout.
+
+Robustness
+----------
+* **Cache:** a file already in ``out_dir`` that opens as FITS with a
+  ``COADD`` HDU is not downloaded again (status ``cached``).
+* **Atomic, resumable:** bytes go to ``NAME.partial`` and are renamed to
+  ``NAME`` only after the file verified; a ``.partial`` file is never taken as
+  done. A later run continues a ``.partial`` with an HTTP ``Range`` request
+  when the server supports it, and starts afresh otherwise.
+* **Retries:** connection errors, timeouts, truncated bodies, 5xx/408/429
+  answers and bodies that are not valid FITS are retried up to ``retries``
+  times with exponential backoff (``backoff · 2^k`` seconds); 404 and other
+  4xx answers fail at once.
+* **Never raises for one file:** each request gets a row with ``status`` ok /
+  cached / failed and a ``reason``.
+"""
+from __future__ import annotations
+
+import contextlib
+import http.client
+import os
+import time
+import urllib.error
+import urllib.request
+import warnings
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+from astropy.table import Table
+
+from .._io import read_table
+from .._logging import get_logger
+from .._logging import progress as _progress_bar
+from .._version import __version__
+
+__all__ = ["fetch_sdss", "DEFAULT_BASE_URL", "SDSS_TEMPLATE", "EBOSS_TEMPLATE", "spectrum_url",
+           "default_run2d", "verify_spec_file"]
+
+log = get_logger(__name__)
+
+#: The SDSS Science Archive Server.
+DEFAULT_BASE_URL = "https://data.sdss.org"
+#: SDSS-I/II spectra (run2d 26, 103, 104) in DR17.
+SDSS_TEMPLATE = ("{base}/sas/dr17/sdss/spectro/redux/{run2d}/spectra/lite/{plate:04d}/"
+                 "spec-{plate:04d}-{mjd:05d}-{fiberid:04d}.fits")
+#: BOSS/eBOSS spectra (run2d v5_13_2 in DR17).
+EBOSS_TEMPLATE = ("{base}/sas/dr17/eboss/spectro/redux/{run2d}/spectra/lite/{plate:04d}/"
+                  "spec-{plate:04d}-{mjd:05d}-{fiberid:04d}.fits")
+SDSS_RUN2D = "26"
+BOSS_RUN2D = "v5_13_2"
+_FIRST_BOSS_PLATE = 3510
+_CHUNK = 1 << 16
+_MAX_BACKOFF = 60.0
+
+_COLUMN_ALIASES = {
+    "plate": ("plate", "plateid"),
+    "mjd": ("mjd",),
+    "fiberid": ("fiberid", "fiber", "fiber_id", "fibre"),
+}
+
+
+def default_run2d(plate: int) -> str:
+    """The DR17 reduction of a plate when the input does not say: 26 (SDSS-I/II) or v5_13_2 (BOSS/eBOSS)."""
+    return SDSS_RUN2D if int(plate) < _FIRST_BOSS_PLATE else BOSS_RUN2D
+
+
+def spectrum_url(plate: int, mjd: int, fiberid: int, run2d: str | None = None,
+                 base_url: str = DEFAULT_BASE_URL, template: str | Callable | None = None) -> str:
+    """URL of one spectrum in the archive layout.
+
+    Parameters
+    ----------
+    plate, mjd, fiberid : int
+    run2d : str, optional
+        Reduction version; defaults to :func:`default_run2d`.
+    base_url : str
+        Archive root (no trailing slash needed).
+    template : str or callable, optional
+        A format string with ``{base}``, ``{run2d}``, ``{plate}``, ``{mjd}``,
+        ``{fiberid}``, or a callable taking those as keywords. By default
+        :data:`SDSS_TEMPLATE` for numeric run2d and :data:`EBOSS_TEMPLATE` otherwise.
+    """
+    run2d = str(run2d).strip() if run2d not in (None, "") else default_run2d(plate)
+    fields = dict(base=base_url.rstrip("/"), run2d=run2d, plate=int(plate), mjd=int(mjd), fiberid=int(fiberid))
+    if template is None:
+        template = SDSS_TEMPLATE if run2d.isdigit() else EBOSS_TEMPLATE
+    if callable(template):
+        return str(template(**fields))
+    return template.format(**fields)
+
+
+def verify_spec_file(path: str | os.PathLike) -> str | None:
+    """Return ``None`` if ``path`` is a complete FITS file with a readable ``COADD`` HDU, else the reason."""
+    from astropy.io import fits
+
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        return f"cannot stat file: {exc}"
+    if size == 0:
+        return "empty file"
+    if size % 2880:
+        return f"truncated: {size} bytes is not a whole number of 2880-byte FITS blocks"
+    try:
+        with open(path, "rb") as fh:
+            if not fh.read(30).startswith(b"SIMPLE  ="):
+                return "not a FITS file (no SIMPLE card)"
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            with fits.open(path, memmap=False) as hdul:
+                names = [h.name.upper() for h in hdul]
+                if "COADD" not in names:
+                    return f"no COADD HDU (HDUs: {', '.join(names)})"
+                data = hdul["COADD"].data
+                if data is None or len(data) == 0 or "flux" not in [c.lower() for c in data.columns.names]:
+                    return "COADD HDU holds no flux"
+    except Exception as exc:  # astropy raises many types for damaged files
+        return f"not a valid FITS file: {type(exc).__name__}: {exc}"
+    return None
+
+
+def _find_columns(table: Table) -> dict[str, str]:
+    lower = {c.lower(): c for c in table.colnames}
+    found, missing = {}, []
+    for key, aliases in _COLUMN_ALIASES.items():
+        for a in aliases:
+            if a in lower:
+                found[key] = lower[a]
+                break
+        else:
+            missing.append(key)
+    if missing:
+        raise ValueError(
+            f"the input table lacks the column(s) {', '.join(missing)} (case-insensitive; fiber may also be "
+            f"called FIBER or FIBER_ID); its columns are: {', '.join(table.colnames) or 'none'}")
+    if "run2d" in lower:
+        found["run2d"] = lower["run2d"]
+    return found
+
+
+def _as_table(table_or_path) -> Table:
+    if isinstance(table_or_path, (str, os.PathLike)):
+        return read_table(table_or_path)
+    if isinstance(table_or_path, Table):
+        return table_or_path
+    return Table(table_or_path)
+
+
+def _download_one(url: str, dest: Path, *, retries: int, backoff: float, timeout: float,
+                  sleep: Callable[[float], None]) -> tuple[str, str, int, int]:
+    """Fetch ``url`` to ``dest``; returns (status, reason, attempts, bytes). Never raises."""
+    partial = dest.with_name(dest.name + ".partial")
+    reason = ""
+    attempts = 0
+    for attempt in range(int(retries) + 1):
+        if attempt:
+            sleep(min(_MAX_BACKOFF, backoff * 2 ** (attempt - 1)))
+        attempts += 1
+        offset = partial.stat().st_size if partial.exists() else 0
+        headers = {"User-Agent": f"serendip/{__version__} (+fetch_sdss)"}
+        if offset:
+            headers["Range"] = f"bytes={offset}-"
+        try:
+            with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout) as resp:
+                status = getattr(resp, "status", 200)
+                if offset and status == 206:
+                    mode, expected = "ab", _expected_total(resp, offset)
+                else:
+                    mode, offset, expected = "wb", 0, _int_or_none(resp.headers.get("Content-Length"))
+                got = offset
+                with open(partial, mode) as fh:
+                    while True:
+                        chunk = resp.read(_CHUNK)
+                        if not chunk:
+                            break
+                        fh.write(chunk)
+                        got += len(chunk)
+            if expected is not None and got < expected:
+                reason = f"truncated body: got {got} of {expected} bytes"
+                continue  # keep the .partial: the next attempt resumes it
+        except urllib.error.HTTPError as exc:
+            reason = f"HTTP {exc.code} {exc.reason}"
+            if exc.code == 416 and offset:   # range not satisfiable: start again from scratch
+                partial.unlink(missing_ok=True)
+                continue
+            if 400 <= exc.code < 500 and exc.code not in (408, 429):
+                partial.unlink(missing_ok=True)
+                return "failed", reason, attempts, 0
+            continue
+        except (OSError, http.client.HTTPException, ValueError) as exc:
+            reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            continue
+        problem = verify_spec_file(partial)
+        if problem is not None:
+            reason = f"downloaded file rejected: {problem}"
+            partial.unlink(missing_ok=True)
+            continue
+        size = partial.stat().st_size
+        os.replace(partial, dest)
+        return "ok", "", attempts, size
+    return "failed", reason or "gave up", attempts, 0
+
+
+def _int_or_none(text):
+    try:
+        return int(text)
+    except (TypeError, ValueError):
+        return None
+
+
+def _expected_total(resp, offset):
+    rng = resp.headers.get("Content-Range", "")
+    if "/" in rng:
+        total = _int_or_none(rng.rsplit("/", 1)[1])
+        if total is not None:
+            return total
+    length = _int_or_none(resp.headers.get("Content-Length"))
+    return None if length is None else offset + length
+
+
+def fetch_sdss(table_or_path, out_dir, base_url: str = DEFAULT_BASE_URL, run2d: str | None = None, *,
+               template: str | Callable | None = None, retries: int = 3, backoff: float = 1.0,
+               timeout: float = 60.0, n_jobs: int = 1, progress: bool = True,
+               sleep: Callable[[float], None] = time.sleep) -> Table:
+    """Download SDSS/BOSS spectra listed in a table, with a cache, retries and resume.
+
+    Parameters
+    ----------
+    table_or_path : astropy Table, table-like or path
+        One row per spectrum with columns plate, mjd and fiberid (any case;
+        ``FIBER``/``FIBER_ID`` also accepted), e.g. an SDSS specObj table
+        (``PLATE``, ``MJD``, ``FIBERID``, optional ``RUN2D``). A path is read
+        with :func:`serendip._io.read_table` (FITS, CSV, ECSV, Parquet).
+    out_dir : path-like
+        Folder for the ``spec-PLATE-MJD-FIBER.fits`` files (created).
+    base_url : str
+        Archive root; default :data:`DEFAULT_BASE_URL`.
+    run2d : str, optional
+        Reduction for rows without a ``RUN2D`` value; by default chosen from
+        the plate number (:func:`default_run2d`).
+    template : str or callable, optional
+        Override the URL layout (see :func:`spectrum_url`).
+    retries : int
+        Extra attempts after the first for transient failures.
+    backoff : float
+        Seconds before the first retry; doubles each retry (capped at 60 s).
+    timeout : float
+        Socket timeout in seconds for each request.
+    n_jobs : int
+        Parallel downloads (threads).
+    progress : bool
+        Show a progress bar.
+    sleep : callable
+        Used to wait between retries (tests can pass a no-op).
+
+    Returns
+    -------
+    astropy Table
+        One row per requested spectrum, in input order: plate, mjd, fiberid,
+        run2d, url, path, status (``ok``, ``cached`` or ``failed``), reason,
+        attempts, bytes. ``meta`` records the base URL, time and serendip version.
+
+    Raises
+    ------
+    ValueError
+        If the table lacks plate/mjd/fiberid columns (the message names them)
+        or ``retries``/``backoff``/``timeout``/``n_jobs`` are invalid.
+    """
+    if int(retries) < 0:
+        raise ValueError(f"retries must be >= 0; got {retries}")
+    if backoff < 0 or timeout <= 0 or int(n_jobs) < 1:
+        raise ValueError(f"need backoff >= 0, timeout > 0 and n_jobs >= 1; got {backoff}, {timeout}, {n_jobs}")
+    table = _as_table(table_or_path)
+    cols = _find_columns(table)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    n = len(table)
+    plates = np.asarray(table[cols["plate"]], dtype=np.int64)
+    mjds = np.asarray(table[cols["mjd"]], dtype=np.int64)
+    fibers = np.asarray(table[cols["fiberid"]], dtype=np.int64)
+    run2ds = []
+    for i in range(n):
+        r = None
+        if "run2d" in cols:
+            v = table[cols["run2d"]][i]
+            r = v.decode() if isinstance(v, bytes) else (None if np.ma.is_masked(v) else str(v))
+            r = (r or "").strip() or None
+        run2ds.append(r or (str(run2d) if run2d else default_run2d(plates[i])))
+    urls = [spectrum_url(p, m, f, r, base_url, template) for p, m, f, r in zip(plates, mjds, fibers, run2ds)]
+    dests = [out_dir / f"spec-{p:04d}-{m:05d}-{f:04d}.fits" for p, m, f in zip(plates, mjds, fibers)]
+
+    def work(i):
+        dest = dests[i]
+        if dest.exists():
+            problem = verify_spec_file(dest)
+            if problem is None:
+                return "cached", "", 0, dest.stat().st_size
+            log.warning("%s exists but is not a valid spectrum (%s); downloading again", dest.name, problem)
+            with contextlib.suppress(OSError):
+                dest.unlink()
+        try:
+            return _download_one(urls[i], dest, retries=retries, backoff=backoff, timeout=timeout, sleep=sleep)
+        except Exception as exc:  # noqa: BLE001 - one file must never stop the batch
+            return "failed", f"{type(exc).__name__}: {exc}", 1, 0
+
+    results: list = [None] * n
+    bar = _progress_bar(total=n, desc="fetching SDSS spectra", enabled=progress, unit="file")
+    try:
+        # a spectrum listed twice is fetched once; later rows see the cached file
+        seen: dict[Path, int] = {}
+        order = []
+        for i, d in enumerate(dests):
+            if d in seen:
+                continue
+            seen[d] = i
+            order.append(i)
+        if int(n_jobs) == 1:
+            for i in order:
+                results[i] = work(i)
+                bar.update(1)
+        else:
+            with ThreadPoolExecutor(max_workers=int(n_jobs)) as pool:
+                for i, res in zip(order, pool.map(work, order)):
+                    results[i] = res
+                    bar.update(1)
+        for i, d in enumerate(dests):
+            if results[i] is None:
+                first = results[seen[d]]
+                results[i] = ("cached", "", 0, first[3]) if first[0] != "failed" else first
+                bar.update(1)
+    finally:
+        bar.close()
+
+    out = Table()
+    out["plate"] = plates
+    out["mjd"] = mjds
+    out["fiberid"] = fibers
+    out["run2d"] = np.array(run2ds, dtype=str) if n else np.array([], dtype=str)
+    out["url"] = np.array(urls, dtype=str) if n else np.array([], dtype=str)
+    out["path"] = np.array([str(d) for d in dests], dtype=str) if n else np.array([], dtype=str)
+    out["status"] = np.array([r[0] for r in results], dtype="U6") if n else np.array([], dtype="U6")
+    out["reason"] = np.array([r[1] for r in results], dtype=str) if n else np.array([], dtype=str)
+    out["attempts"] = np.array([r[2] for r in results], dtype=np.int32)
+    out["bytes"] = np.array([r[3] for r in results], dtype=np.int64)
+    out.meta.update({"generator": "serendip.datasets.fetch_sdss", "serendip_version": __version__,
+                     "base_url": base_url, "retries": int(retries), "backoff": float(backoff),
+                     "timeout": float(timeout), "fetched_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+    counts = {s: int(np.sum(out["status"] == s)) for s in ("ok", "cached", "failed")}
+    log.info("fetch_sdss: %(ok)d downloaded, %(cached)d cached, %(failed)d failed", counts)
+    return out
