@@ -1,0 +1,722 @@
+"""Train, validate and test a supervised model in one honest call.
+
+:func:`train` builds a scikit-learn pipeline (imputation, scaling where the
+model needs it, optional PCA, class weights for imbalance), holds out a test
+split (stratified; grouped when groups are given), chooses hyper-parameters by
+cross-validated search over a small space, and, for ``algorithm="auto"``,
+compares the recommended algorithms **on validation folds only**. The test
+split is touched once, at the end, to report the scores of the chosen model.
+"""
+from __future__ import annotations
+
+import time
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .._logging import get_logger, progress as _progress
+from . import metrics as _m
+from .recommend import ALGORITHMS, infer_task, recommend
+
+__all__ = ["TrainResult", "train", "build_pipeline", "prepare_xy", "check_feature_names"]
+
+log = get_logger(__name__)
+
+
+# ------------------------------------------------------------------------------------------
+# input handling
+# ------------------------------------------------------------------------------------------
+def prepare_xy(X, y=None, *, feature_names=None, drop_nan_target: bool = True):
+    """Return ``(X float array, y array or None, feature names, target name, kept-row mask)``.
+
+    ``X`` may be an array, a pandas DataFrame, an astropy Table or a
+    :class:`~serendip.spectra.Spectra`. NaN features are allowed (they are
+    imputed); infinite values and non-numeric columns are errors naming the
+    column. Rows whose target is missing are dropped with a warning saying how many.
+    """
+    target_name = getattr(y, "name", None)
+    if hasattr(X, "flux") and hasattr(X, "wavelength"):
+        names = [f"{w:.2f}" for w in np.asarray(X.wavelength.value)]
+        Xa = np.asarray(X.flux, dtype=np.float64)
+    elif hasattr(X, "colnames") or hasattr(X, "columns"):
+        cols = list(X.colnames) if hasattr(X, "colnames") else [str(c) for c in X.columns]
+        arrays = []
+        for c in cols:
+            col = np.asarray(X[c])
+            if hasattr(X[c], "mask") and np.ma.isMaskedArray(X[c]):
+                col = np.ma.filled(X[c].astype(float) if X[c].dtype.kind in "iufb" else X[c], np.nan)
+            if col.ndim != 1:
+                raise ValueError(f"feature column {c!r} is not one value per row (shape {col.shape})")
+            if col.dtype.kind not in "iufb":
+                raise ValueError(f"feature column {c!r} is not numeric (dtype {col.dtype}); "
+                                 "encode it as numbers or leave it out of the features")
+            arrays.append(col.astype(np.float64))
+        if not arrays:
+            raise ValueError("no feature columns given")
+        Xa = np.column_stack(arrays)
+        names = cols
+    else:
+        from .._validation import check_matrix
+
+        Xa = check_matrix(X, name="X", allow_nonfinite=True)
+        names = [f"x{j}" for j in range(Xa.shape[1])]
+    if feature_names is not None:
+        if len(feature_names) != Xa.shape[1]:
+            raise ValueError(f"{len(feature_names)} feature names for {Xa.shape[1]} columns")
+        names = [str(n) for n in feature_names]
+    if Xa.ndim != 2 or Xa.shape[0] == 0:
+        raise ValueError(f"X must be a non-empty 2-D table; found shape {Xa.shape}")
+    inf = np.isinf(Xa)
+    if inf.any():
+        r, c = np.nonzero(inf)
+        raise ValueError(f"X contains {inf.sum()} infinite value(s), first at row {r[0]} column "
+                         f"{names[c[0]]!r}; replace them by NaN (imputed) or drop those rows")
+    keep = np.ones(Xa.shape[0], dtype=bool)
+    if y is None:
+        return Xa, None, names, target_name, keep
+    ya = np.asarray(y.filled(np.nan) if np.ma.isMaskedArray(y) and y.dtype.kind == "f" else y)
+    if ya.ndim != 1:
+        ya = ya.ravel()
+    if ya.shape[0] != Xa.shape[0]:
+        raise ValueError(f"X has {Xa.shape[0]} rows but y has {ya.shape[0]} values")
+    if ya.dtype.kind == "f":
+        missing = ~np.isfinite(ya)
+    elif ya.dtype.kind == "O":
+        missing = np.array([v is None or (isinstance(v, float) and not np.isfinite(v)) or v == ""
+                            for v in ya])
+    elif ya.dtype.kind in "US":
+        missing = np.char.strip(ya.astype(str)) == ""
+    else:
+        missing = np.zeros(ya.shape[0], dtype=bool)
+    if missing.any():
+        where = f" (target {target_name!r})" if target_name else ""
+        if not drop_nan_target:
+            raise ValueError(f"the target{where} is missing (NaN/empty) in {missing.sum()} row(s), "
+                             f"first at row {int(np.flatnonzero(missing)[0])}")
+        if missing.all():
+            raise ValueError(f"the target{where} is missing in every row")
+        msg = (f"dropped {int(missing.sum())} of {missing.size} rows whose target{where} is missing "
+               "(NaN or empty)")
+        warnings.warn(msg, UserWarning, stacklevel=3)
+        log.warning(msg)
+        keep = ~missing
+    if ya.dtype.kind == "O":
+        ya = ya.astype(str)
+    return Xa[keep], ya[keep], names, target_name, keep
+
+
+def check_feature_names(given, expected) -> None:
+    """Raise a clear ``ValueError`` when ``given`` column names differ from the model's ``expected`` ones."""
+    given, expected = [str(g) for g in given], [str(e) for e in expected]
+    missing = [e for e in expected if e not in given]
+    if missing:
+        raise ValueError(f"the table lacks feature column(s) the model was trained on: {missing}; "
+                         f"expected {expected}")
+    extra = [g for g in given if g not in expected]
+    if extra:
+        raise ValueError(f"unexpected feature column(s) {extra}; the model expects exactly {expected}")
+    if given != expected:
+        moved = [g for g, e in zip(given, expected) if g != e]
+        raise ValueError(f"feature columns are in a different order than at training: got {given}, "
+                         f"expected {expected} (first misplaced: {moved[:5]}); select them in the "
+                         "training order")
+
+
+# ------------------------------------------------------------------------------------------
+# pipelines and search spaces
+# ------------------------------------------------------------------------------------------
+def _nmad_loss(y_true, y_pred):
+    return _m.sigma_nmad(y_pred, y_true)
+
+
+def _scoring(task: str, redshift: bool, scoring):
+    if scoring is not None:
+        return scoring
+    if task == "classification":
+        return "balanced_accuracy"
+    if redshift:
+        from sklearn.metrics import make_scorer
+
+        return make_scorer(_nmad_loss, greater_is_better=False)
+    return "r2"
+
+
+def build_pipeline(algorithm: str, task: str, *, n_features: int, n_train: int, random_state=0,
+                   n_jobs=None, redshift: bool = False, pca: bool | int = False, y_std: float = 1.0,
+                   cnn_params: dict | None = None):
+    """Return ``(Pipeline, parameter space)`` for one algorithm.
+
+    The space is a small dict of lists over the pipeline's ``model__``/``pca__``
+    parameters, chosen to cover the usual good settings in a handful of fits.
+    """
+    from sklearn.decomposition import PCA
+    from sklearn.impute import SimpleImputer
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    if algorithm not in ALGORITHMS:
+        raise ValueError(f"unknown algorithm {algorithm!r}; choose one of {ALGORITHMS} or 'auto'")
+    clf = task == "classification"
+    steps: list[tuple[str, Any]] = [("impute", SimpleImputer(strategy="median", keep_empty_features=True))]
+    space: dict[str, list] = {}
+    if algorithm in ("svm", "ann"):
+        steps.append(("scale", StandardScaler()))
+    p_eff = n_features
+    if pca and algorithm != "cnn":
+        max_comp = max(1, min(n_features, int(0.6 * n_train)))
+        if isinstance(pca, bool):
+            options = sorted({min(k, max_comp) for k in (10, 20, 40)})
+            space["pca__n_components"] = options
+            k0 = options[len(options) // 2]
+        else:
+            k0 = min(int(pca), max_comp)
+        steps.append(("pca", PCA(n_components=k0, random_state=random_state)))
+        p_eff = k0
+
+    if algorithm == "svm":
+        from sklearn.svm import SVC, SVR
+
+        if clf:
+            model = SVC(kernel="rbf", class_weight="balanced", random_state=random_state)
+        else:
+            model = SVR(kernel="rbf", epsilon=0.05 * y_std)
+            space["model__epsilon"] = [0.01 * y_std, 0.05 * y_std]
+        space["model__C"] = [0.3, 3.0, 30.0, 300.0] if not clf else [0.1, 1.0, 10.0, 100.0]
+        if not pca:
+            space["model__gamma"] = [0.3 / p_eff, 1.0 / p_eff, 3.0 / p_eff]
+    elif algorithm == "rf":
+        from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
+
+        common = dict(n_estimators=200, n_jobs=n_jobs, random_state=random_state)
+        model = (RandomForestClassifier(class_weight="balanced_subsample", **common) if clf
+                 else RandomForestRegressor(max_features=0.5, **common))
+        space["model__max_features"] = ["sqrt", 0.5, 1.0]
+        space["model__min_samples_leaf"] = [1, 3, 8]
+    elif algorithm == "gbt":
+        from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
+
+        common = dict(max_iter=600, early_stopping=True, n_iter_no_change=20, validation_fraction=0.1,
+                      random_state=random_state)
+        if clf:
+            model = HistGradientBoostingClassifier(class_weight="balanced", **common)
+        else:
+            # A robust loss suits redshifts, whose quality measures (σ_NMAD) are robust too.
+            model = HistGradientBoostingRegressor(loss="absolute_error" if redshift else "squared_error",
+                                                  **common)
+        space["model__learning_rate"] = [0.05, 0.1]
+        space["model__max_leaf_nodes"] = [15, 31, 63]
+        space["model__min_samples_leaf"] = [20, 40]
+    elif algorithm == "ann":
+        from sklearn.neural_network import MLPClassifier, MLPRegressor
+
+        common = dict(hidden_layer_sizes=(64,), early_stopping=True, max_iter=400, n_iter_no_change=15,
+                      random_state=random_state)
+        model = MLPClassifier(**common) if clf else MLPRegressor(**common)
+        space["model__hidden_layer_sizes"] = [(32,), (64,), (64, 32)]
+        space["model__alpha"] = [1e-4, 1e-3, 1e-2]
+    else:  # cnn
+        from .cnn import CNN1DClassifier, CNN1DRegressor
+
+        params = dict(random_state=random_state)
+        params.update(cnn_params or {})
+        model = CNN1DClassifier(**params) if clf else CNN1DRegressor(**params)
+    steps.append(("model", model))
+    return Pipeline(steps), space
+
+
+def _space_size(space: dict) -> int:
+    size = 1
+    for v in space.values():
+        size *= len(v)
+    return size
+
+
+def _search(pipe, space, X, y, *, cv, scoring, n_iter, groups, n_jobs, random_state, fit_params):
+    from sklearn.model_selection import GridSearchCV, RandomizedSearchCV
+
+    if _space_size(space) <= n_iter:
+        search = GridSearchCV(pipe, space or {}, cv=cv, scoring=scoring, n_jobs=n_jobs, refit=False,
+                              error_score="raise")
+    else:
+        search = RandomizedSearchCV(pipe, space, n_iter=n_iter, cv=cv, scoring=scoring, n_jobs=n_jobs,
+                                    refit=False, random_state=random_state, error_score="raise")
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=UserWarning, message=".*[Cc]onverge.*")
+        from sklearn.exceptions import ConvergenceWarning
+
+        warnings.filterwarnings("ignore", category=ConvergenceWarning)
+        search.fit(X, y, groups=groups, **fit_params)
+    k = int(search.best_index_)
+    res = search.cv_results_
+    folds = np.array([res[f"split{i}_test_score"][k] for i in range(search.n_splits_)])
+    return dict(search.best_params_), folds
+
+
+def _fit_params(algorithm: str, task: str, y) -> dict:
+    if task == "classification" and algorithm == "ann":
+        from sklearn.utils.class_weight import compute_sample_weight
+
+        return {"model__sample_weight": compute_sample_weight("balanced", y)}
+    return {}
+
+
+def _positive_score(model, X):
+    if hasattr(model, "predict_proba"):
+        try:
+            return np.asarray(model.predict_proba(X))
+        except (AttributeError, NotImplementedError):
+            pass
+    if hasattr(model, "decision_function"):
+        d = np.asarray(model.decision_function(X))
+        if d.ndim == 1:
+            return np.column_stack([-d, d])
+    return None
+
+
+# ------------------------------------------------------------------------------------------
+# result
+# ------------------------------------------------------------------------------------------
+@dataclass
+class TrainResult:
+    """Everything :func:`train` learned and measured.
+
+    Attributes
+    ----------
+    model : sklearn.pipeline.Pipeline
+        The chosen pipeline, refitted on the whole training split.
+    algorithm, task : str
+    best_params : dict
+        The hyper-parameters chosen by cross-validation.
+    cv_scores : numpy.ndarray
+        Per-fold validation scores of the chosen configuration (``scoring``; higher is better).
+    test_scores : dict
+        Scores on the held-out test split (classification: accuracy, balanced accuracy,
+        per-class table…; regression: RMSE, MAE, bias, R², and σ_NMAD etc. for redshifts).
+    candidates : astropy.table.Table
+        One row per algorithm tried, with its mean/std validation score.
+    learning_curve : dict or None
+        Train/validation scores against training size, ``verdict`` and ``explanation``.
+    importances : astropy.table.Table or None
+        Permutation importances on the held-out split.
+    summary : dict
+        The training data in numbers (sizes, classes, target range, feature means).
+    test_index : numpy.ndarray
+        Rows of the input (before dropping missing targets) that formed the test split.
+    """
+
+    model: Any
+    algorithm: str
+    task: str
+    best_params: dict
+    cv_scores: np.ndarray
+    test_scores: dict
+    candidates: Any
+    feature_names: list
+    target_name: str | None
+    scoring: str
+    redshift: bool
+    classes: np.ndarray | None
+    summary: dict
+    y_test: np.ndarray
+    y_pred: np.ndarray
+    proba: np.ndarray | None = None
+    learning_curve: dict | None = None
+    importances: Any = None
+    recommendations: list = field(default_factory=list)
+    feature_recipe: dict | None = None
+    test_index: np.ndarray | None = None
+
+    @property
+    def verdict(self) -> str | None:
+        """``"overfitting"``, ``"underfitting"`` or ``"fine"`` from the learning curve (None if not computed)."""
+        return None if self.learning_curve is None else self.learning_curve["verdict"]
+
+    def predict(self, X):
+        """Predict for new objects; DataFrames/Tables must carry the training feature names in order."""
+        Xa = self._check_X(X)
+        return self.model.predict(Xa)
+
+    def predict_proba(self, X):
+        """Class probabilities (classifiers with probabilities only)."""
+        return self.model.predict_proba(self._check_X(X))
+
+    def _check_X(self, X):
+        if hasattr(X, "colnames") or hasattr(X, "columns"):
+            cols = list(X.colnames) if hasattr(X, "colnames") else [str(c) for c in X.columns]
+            check_feature_names(cols, self.feature_names)
+        Xa, _, _, _, _ = prepare_xy(X)
+        if Xa.shape[1] != len(self.feature_names):
+            raise ValueError(f"X has {Xa.shape[1]} features; the model was trained on "
+                             f"{len(self.feature_names)}: {self.feature_names}")
+        return Xa
+
+    def metrics_table(self):
+        """The scalar test scores as a two-column astropy Table (``metric``, ``value``)."""
+        from astropy.table import Table
+
+        items = [(k, float(v)) for k, v in self.test_scores.items() if np.isscalar(v)]
+        return Table(rows=items, names=("metric", "value"), dtype=(str, float))
+
+    def figures(self) -> dict:
+        """Build the evaluation figures on demand: name -> matplotlib Figure."""
+        from . import figures as F
+
+        return F.result_figures(self)
+
+    def save(self, path, **kwargs):
+        """Save the model with its metadata (see :func:`serendip.learn.save_model`)."""
+        from .persist import save_model
+
+        return save_model(self, path, **kwargs)
+
+    def report(self, path):
+        """Write the self-contained HTML evaluation report (see :func:`serendip.learn.write_report`)."""
+        from .report import write_report
+
+        return write_report(self, path)
+
+    def summary_text(self) -> str:
+        """A few lines for people: algorithm, CV and test scores, verdict."""
+        lines = [f"{self.task} with {self.algorithm}; params {self.best_params}",
+                 f"CV {self.scoring}: {np.mean(self.cv_scores):.4f} ± {np.std(self.cv_scores):.4f} "
+                 f"over {len(self.cv_scores)} folds"]
+        keys = (["accuracy", "balanced_accuracy", "macro_f1", "roc_auc", "average_precision",
+                 "recall_at_precision_0.9"] if self.task == "classification"
+                else ["rmse", "mae", "bias", "r2", "sigma_nmad", "catastrophic_fraction"])
+        shown = ", ".join(f"{k}={self.test_scores[k]:.4g}" for k in keys if k in self.test_scores)
+        lines.append(f"test (n={self.test_scores.get('n')}): {shown}")
+        if self.learning_curve:
+            lines.append(f"learning curve: {self.verdict} — {self.learning_curve['explanation']}")
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.summary_text()
+
+
+# ------------------------------------------------------------------------------------------
+# the main entry point
+# ------------------------------------------------------------------------------------------
+def _split(y, task, test_size, groups, random_state):
+    from sklearn.model_selection import GroupShuffleSplit, StratifiedGroupKFold, train_test_split
+
+    idx = np.arange(y.shape[0])
+    if groups is not None:
+        groups = np.asarray(groups)
+        if task == "classification":
+            k = max(2, int(round(1.0 / test_size)))
+            sgk = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=random_state)
+            tr, te = next(sgk.split(idx, y, groups))
+        else:
+            gss = GroupShuffleSplit(n_splits=1, test_size=test_size, random_state=random_state)
+            tr, te = next(gss.split(idx, y, groups))
+        return tr, te, "grouped" + (" stratified" if task == "classification" else "")
+    if task == "classification":
+        tr, te = train_test_split(idx, test_size=test_size, stratify=y, random_state=random_state)
+        return tr, te, "stratified"
+    n_bins = int(min(10, max(1, y.shape[0] // 20)))
+    strat = None
+    if n_bins > 1:
+        edges = np.quantile(y, np.linspace(0, 1, n_bins + 1)[1:-1])
+        strat = np.searchsorted(edges, y)
+        _, counts = np.unique(strat, return_counts=True)
+        if counts.min() < 2:
+            strat = None
+    tr, te = train_test_split(idx, test_size=test_size, stratify=strat, random_state=random_state)
+    return tr, te, "stratified on target quantiles" if strat is not None else "random"
+
+
+def _cv_splitter(task, cv, groups, random_state):
+    from sklearn.model_selection import GroupKFold, KFold, StratifiedGroupKFold, StratifiedKFold
+
+    if groups is not None:
+        if task == "classification":
+            return StratifiedGroupKFold(n_splits=cv, shuffle=True, random_state=random_state)
+        return GroupKFold(n_splits=cv)
+    if task == "classification":
+        return StratifiedKFold(n_splits=cv, shuffle=True, random_state=random_state)
+    return KFold(n_splits=cv, shuffle=True, random_state=random_state)
+
+
+def _subsample(idx, y, task, max_rows, rng):
+    if max_rows is None or idx.size <= max_rows:
+        return idx
+    if task == "classification":
+        from sklearn.model_selection import train_test_split
+
+        try:
+            keep, _ = train_test_split(idx, train_size=max_rows, stratify=y[idx], random_state=rng)
+            return np.sort(keep)
+        except ValueError:
+            pass
+    return np.sort(np.random.default_rng(rng).choice(idx, size=max_rows, replace=False))
+
+
+def train(X, y, algorithm: str = "auto", task: str | None = None, *, test_size: float = 0.2, groups=None,
+          cv: int = 5, random_state: int = 0, n_jobs: int | None = None, progress: bool = True,
+          scoring=None, redshift: bool | None = None, raw: bool = False, pca: bool | int | None = None,
+          n_iter: int = 8, max_candidates: int = 3, search_max_rows: int | None = 5000,
+          learning_curve: bool = True, importances: bool = True, diagnostics_max_rows: int = 3000,
+          feature_names=None, target_name: str | None = None, cnn_params: dict | None = None) -> TrainResult:
+    """Pick, train, validate and test a supervised model.
+
+    Parameters
+    ----------
+    X : array-like (n_objects, n_features), DataFrame, astropy Table or Spectra
+        Features; NaN values are imputed (median), strings are an error naming the column.
+    y : array-like of shape (n_objects,)
+        Target. Rows with a missing target are dropped with a warning.
+    algorithm : {"auto", "svm", "rf", "ann", "gbt", "cnn"}
+        ``"auto"`` searches the ``max_candidates`` best recommended algorithms (see
+        :func:`serendip.learn.recommend`) and keeps the best mean **validation** score.
+    task : {"classification", "regression"}, optional
+        Inferred from ``y`` when not given.
+    test_size : float
+        Fraction held out for the final test (stratified by class, or by target
+        quantiles for regression; grouped when ``groups`` is given).
+    groups : array-like, optional
+        Group labels (e.g. a field or plate): no group is split between train and test or between folds.
+    cv : int
+        Cross-validation folds for the hyper-parameter search.
+    random_state : int
+    n_jobs : int, optional
+        Parallel jobs for the searches and the forests.
+    progress : bool
+        Show a progress bar over the candidates.
+    scoring : str or scorer, optional
+        Validation score (higher is better). Default: balanced accuracy (classes), R² (regression)
+        or −σ_NMAD (redshifts).
+    redshift : bool, optional
+        Whether the target is a redshift (adds σ_NMAD, catastrophic fraction); guessed from the
+        target name when not given.
+    raw : bool
+        The columns are raw pixels (spectra); enters the recommendation. Spectra count as raw.
+    pca : bool or int, optional
+        Put a PCA before the model (True: number of components searched, int: fixed). Default:
+        what the recommendation advises (for SVM/ANN on many features with few examples).
+    n_iter : int
+        Configurations tried per algorithm (a grid search when the space is that small).
+    max_candidates : int
+        How many recommended algorithms ``"auto"`` compares.
+    search_max_rows : int or None
+        The hyper-parameter search runs on at most this many training rows (stratified
+        subsample); the chosen configuration is then refitted on the whole training split.
+    learning_curve, importances : bool
+        Compute the learning curve (with its verdict) and permutation importances on the test split.
+    diagnostics_max_rows : int
+        Row cap for the learning curve and the importances (subsampled beyond it).
+    feature_names : list of str, optional
+    target_name : str, optional
+    cnn_params : dict, optional
+        Parameters for the 1-D CNN (:class:`serendip.learn.CNN1DClassifier`).
+
+    Returns
+    -------
+    TrainResult
+    """
+    from threadpoolctl import threadpool_limits
+
+    # OpenMP pools (histogram boosting) and BLAS spin-wait badly on a busy machine; keep them to
+    # the cores the caller grants (n_jobs, default 1). Parallelism comes from n_jobs in the searches.
+    n_threads = 1 if n_jobs is None else (max(1, n_jobs) if n_jobs > 0 else None)
+    with threadpool_limits(limits=n_threads):
+        return _train(X, y, algorithm, task, test_size=test_size, groups=groups, cv=cv,
+                      random_state=random_state, n_jobs=n_jobs, progress=progress, scoring=scoring,
+                      redshift=redshift, raw=raw, pca=pca, n_iter=n_iter, max_candidates=max_candidates,
+                      search_max_rows=search_max_rows, learning_curve=learning_curve,
+                      importances=importances, diagnostics_max_rows=diagnostics_max_rows,
+                      feature_names=feature_names, target_name=target_name, cnn_params=cnn_params)
+
+
+def _train(X, y, algorithm, task, *, test_size, groups, cv, random_state, n_jobs, progress, scoring,
+           redshift, raw, pca, n_iter, max_candidates, search_max_rows, learning_curve, importances,
+           diagnostics_max_rows, feature_names, target_name, cnn_params) -> TrainResult:
+    from sklearn.base import clone
+
+    t0 = time.time()
+    is_spectra = hasattr(X, "flux") and hasattr(X, "wavelength")
+    raw = raw or is_spectra
+    Xa, ya, names, yname, keep = prepare_xy(X, y, feature_names=feature_names)
+    target_name = target_name or yname
+    task = task or infer_task(ya)
+    if task not in ("classification", "regression"):
+        raise ValueError(f"task must be 'classification' or 'regression', got {task!r}")
+    if groups is not None:
+        groups = np.asarray(groups)
+        if groups.shape[0] != len(np.asarray(y)):
+            raise ValueError(f"groups has {groups.shape[0]} values but y has {len(np.asarray(y))}")
+        groups = groups[keep]
+    if not 0 < test_size < 1:
+        raise ValueError(f"test_size must be between 0 and 1, got {test_size}")
+    if cv < 2:
+        raise ValueError(f"cv must be at least 2 folds, got {cv}")
+    n = Xa.shape[0]
+    if n < cv:
+        raise ValueError(f"only {n} row(s) with a target, fewer than the cv={cv} cross-validation folds; "
+                         "add data or lower cv")
+    classes = None
+    if task == "classification":
+        classes, counts = np.unique(ya, return_counts=True)
+        if classes.size < 2:
+            raise ValueError(f"the target has only one class ({classes[0]!r}); a classifier needs at least two")
+        rare = classes[counts < 2]
+        if rare.size:
+            raise ValueError(f"class(es) {list(rare)} have a single example; a stratified split needs at "
+                             "least 2 per class (drop or merge them)")
+        n_train_min = counts * (1 - test_size)
+        if np.floor(n_train_min.min()) < cv:
+            bad = classes[np.floor(n_train_min) < cv]
+            raise ValueError(f"class(es) {list(bad)} have too few examples for cv={cv} folds after holding out "
+                             f"{test_size:.0%} for testing ({dict(zip(classes.tolist(), counts.tolist()))}); "
+                             "lower cv, merge rare classes or drop them")
+    else:
+        ya = ya.astype(np.float64)
+    if redshift is None:
+        redshift = task == "regression" and _m.looks_like_redshift(target_name)
+    redshift = bool(redshift and task == "regression")
+    n_jobs_model = n_jobs
+
+    tr, te, split_kind = _split(ya, task, test_size, groups, random_state)
+    if tr.size < cv:
+        raise ValueError(f"the training split has {tr.size} rows, fewer than cv={cv} folds")
+    Xtr, Xte, ytr, yte = Xa[tr], Xa[te], ya[tr], ya[te]
+    gtr = groups[tr] if groups is not None else None
+    score_name = _scoring(task, redshift, scoring)
+    score_label = score_name if isinstance(score_name, str) else "neg_sigma_nmad"
+
+    recs = recommend(Xa, ya, task=task, raw=raw)
+    if algorithm == "auto":
+        import importlib.util
+
+        has_torch = importlib.util.find_spec("torch") is not None
+        pool = [r for r in recs if (r.algorithm != "cnn" or (raw and has_torch and r.score >= 0.5))]
+        chosen = pool[:max_candidates]
+    elif algorithm in ALGORITHMS:
+        chosen = [next(r for r in recs if r.algorithm == algorithm)]
+    else:
+        raise ValueError(f"unknown algorithm {algorithm!r}; choose 'auto' or one of {ALGORITHMS}")
+
+    search_idx = _subsample(np.arange(tr.size), ytr, task, search_max_rows, random_state)
+    Xs, ys = Xtr[search_idx], ytr[search_idx]
+    gs = gtr[search_idx] if gtr is not None else None
+    splitter = _cv_splitter(task, cv, gs, random_state)
+    y_std = float(np.std(ytr)) if task == "regression" else 1.0
+
+    rows, best = [], None
+    for rec in _progress(chosen, desc="searching", enabled=progress and len(chosen) > 1, unit="model"):
+        use_pca = rec.options.get("pca", False) if pca is None else pca
+        if rec.algorithm in ("rf", "gbt", "cnn") and pca is None:
+            use_pca = False
+        pipe, space = build_pipeline(rec.algorithm, task, n_features=Xa.shape[1], n_train=search_idx.size,
+                                     random_state=random_state, n_jobs=n_jobs_model, redshift=redshift,
+                                     pca=use_pca, y_std=y_std, cnn_params=cnn_params)
+        if rec.algorithm == "cnn":
+            space = {}
+        t1 = time.time()
+        params, folds = _search(pipe, space, Xs, ys, cv=splitter, scoring=score_name, n_iter=n_iter,
+                                groups=gs, n_jobs=n_jobs, random_state=random_state,
+                                fit_params=_fit_params(rec.algorithm, task, ys))
+        dt = time.time() - t1
+        log.info("%s: CV %s %.4f ± %.4f (%.1f s) with %s", rec.algorithm, score_label, folds.mean(),
+                 folds.std(), dt, params)
+        rows.append((rec.algorithm, float(folds.mean()), float(folds.std()), str(params), dt))
+        if best is None or folds.mean() > best[3].mean():
+            best = (rec.algorithm, pipe, params, folds)
+
+    from astropy.table import Table
+
+    candidates = Table(rows=rows, names=("algorithm", "cv_mean", "cv_std", "params", "search_seconds"),
+                       dtype=(str, float, float, str, float))
+    candidates.meta.update({"scoring": score_label, "note": "chosen on validation folds only; "
+                            "the test split was not used"})
+    algo, pipe, params, folds = best
+    model = clone(pipe).set_params(**params)
+    with warnings.catch_warnings():
+        from sklearn.exceptions import ConvergenceWarning
+
+        warnings.filterwarnings("ignore", category=ConvergenceWarning)
+        model.fit(Xtr, ytr, **_fit_params(algo, task, ytr))
+
+    # --- the one look at the test split ---
+    y_pred = model.predict(Xte)
+    proba = _positive_score(model, Xte) if task == "classification" else None
+    if task == "classification":
+        test_scores = _m.classification_metrics(yte, y_pred, proba=proba if classes.size == 2 else None,
+                                                classes=classes)
+    else:
+        test_scores = _m.regression_metrics(yte, y_pred, redshift=redshift)
+
+    lc = None
+    rng_diag = np.random.default_rng(random_state)
+    if learning_curve:
+        lc_idx = _subsample(np.arange(tr.size), ytr, task, diagnostics_max_rows, random_state)
+        lc_cv = _cv_splitter(task, min(cv, 3), gtr[lc_idx] if gtr is not None else None, random_state)
+        lc_score = "balanced_accuracy" if task == "classification" else "r2"
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                lc = _learning_curve(clone(model), Xtr[lc_idx], ytr[lc_idx], lc_cv, lc_score,
+                                     gtr[lc_idx] if gtr is not None else None, n_jobs, random_state,
+                                     task)
+        except ValueError as exc:  # e.g. a class absent from the smallest training size
+            log.warning("learning curve skipped: %s", exc)
+    imps = None
+    if importances:
+        from .diagnostics import contiguous_groups, permutation_importances
+
+        te_idx = _subsample(np.arange(te.size), yte, task, diagnostics_max_rows, random_state)
+        p = Xa.shape[1]
+        grp = None if p <= 60 else contiguous_groups(p, 30)
+        grp_names = None if grp is None else [f"{names[g[0]]}–{names[g[-1]]}" for g in grp]
+        imp_scoring = "balanced_accuracy" if task == "classification" else "r2"
+        imps = permutation_importances(model, Xte[te_idx], yte[te_idx], scoring=imp_scoring,
+                                       n_repeats=5 if grp is None else 3, groups=grp, names=grp_names,
+                                       random_state=rng_diag)
+
+    summary = _data_summary(Xtr, ytr, Xte, names, task, target_name, split_kind, classes, test_size, cv,
+                            random_state, search_idx.size, time.time() - t0)
+    result = TrainResult(model=model, algorithm=algo, task=task, best_params=params, cv_scores=folds,
+                         test_scores=test_scores, candidates=candidates, feature_names=list(names),
+                         target_name=target_name, scoring=score_label, redshift=redshift, classes=classes,
+                         summary=summary, y_test=yte, y_pred=np.asarray(y_pred), proba=proba,
+                         learning_curve=lc, importances=imps, recommendations=recs,
+                         test_index=np.flatnonzero(keep)[te])
+    log.info("trained %s in %.1f s\n%s", algo, time.time() - t0, result.summary_text())
+    return result
+
+
+def _learning_curve(model, X, y, cv, scoring, groups, n_jobs, random_state, task):
+    from .diagnostics import compute_learning_curve
+
+    sizes = (0.2, 0.4, 0.7, 1.0)
+    if task == "classification":
+        # the smallest size must still see every class in every fold
+        _, counts = np.unique(y, return_counts=True)
+        n_fold_train = y.size * (1 - 1 / cv.get_n_splits())
+        min_frac = min(1.0, 3 * y.size / (counts.min() * n_fold_train))
+        sizes = tuple(s for s in sizes if s >= min(min_frac, 1.0)) or (1.0,)
+    return compute_learning_curve(model, X, y, cv=cv, scoring=scoring, train_sizes=sizes, groups=groups,
+                                  n_jobs=n_jobs, random_state=random_state)
+
+
+def _data_summary(Xtr, ytr, Xte, names, task, target_name, split_kind, classes, test_size, cv, random_state,
+                  n_search, seconds):
+    s = {
+        "task": task, "target": target_name, "n_train": int(Xtr.shape[0]), "n_test": int(Xte.shape[0]),
+        "n_features": int(Xtr.shape[1]), "split": split_kind, "test_size": test_size, "cv_folds": cv,
+        "random_state": random_state, "n_search_rows": int(n_search), "train_seconds": round(seconds, 2),
+    }
+    if len(names) <= 200:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            s["feature_mean"] = dict(zip(names, np.nanmean(Xtr, axis=0).round(6).tolist()))
+            s["feature_std"] = dict(zip(names, np.nanstd(Xtr, axis=0).round(6).tolist()))
+    if task == "classification":
+        cl, counts = np.unique(ytr, return_counts=True)
+        s["class_counts"] = {str(c): int(k) for c, k in zip(cl, counts)}
+    else:
+        s["target_range"] = [float(np.min(ytr)), float(np.max(ytr))]
+        s["target_mean"] = float(np.mean(ytr))
+        s["target_std"] = float(np.std(ytr))
+    return s

@@ -1,0 +1,257 @@
+"""serendip.learn: metrics, recommender, train (synthetic data; fast)."""
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+
+from serendip.learn import infer_task, recommend, train
+from serendip.learn import metrics as M
+from serendip.learn.diagnostics import contiguous_groups, learning_curve_verdict, permutation_importances
+
+FAST = dict(cv=3, n_iter=3, progress=False, learning_curve=False, importances=False)
+
+
+def _blobs(rng, n=240, p=5, k=3, sep=3.0):
+    centers = rng.normal(0, sep, size=(k, p))
+    y = np.repeat(np.arange(k), n // k)
+    X = centers[y] + rng.normal(size=(y.size, p))
+    return X, y
+
+
+# --- metrics: compare with plain, obviously-correct versions ---------------------------------
+def _plain_nmad(zp, zt):
+    dz = [(a - b) / (1 + b) for a, b in zip(zp, zt)]
+    med = sorted(dz)[len(dz) // 2] if len(dz) % 2 else 0.5 * (sorted(dz)[len(dz) // 2 - 1] + sorted(dz)[len(dz) // 2])
+    dev = sorted(abs(d - med) for d in dz)
+    m = len(dev)
+    mad = dev[m // 2] if m % 2 else 0.5 * (dev[m // 2 - 1] + dev[m // 2])
+    return 1.4826 * mad
+
+
+def test_redshift_metrics_match_plain_versions(rng):
+    zt = rng.uniform(0, 1, 501)
+    zp = zt + rng.normal(0, 0.03, zt.size) * (1 + zt)
+    zp[:10] += 0.5  # catastrophic outliers
+    assert M.sigma_nmad(zp, zt) == pytest.approx(_plain_nmad(zp, zt), rel=1e-12)
+    plain_cat = sum(abs((a - b) / (1 + b)) > 0.15 for a, b in zip(zp, zt)) / zt.size
+    assert M.catastrophic_fraction(zp, zt) == pytest.approx(plain_cat)
+    assert plain_cat >= 10 / zt.size
+    rm = M.regression_metrics(zt, zp, redshift=True)
+    assert rm["sigma_nmad"] == pytest.approx(_plain_nmad(zp, zt))
+    assert rm["rmse"] == pytest.approx(np.sqrt(np.mean((zp - zt) ** 2)))
+    assert rm["bias"] == pytest.approx(np.mean(zp - zt))
+    # σ_NMAD of Gaussian Δz recovers σ
+    big_t = rng.uniform(0, 2, 200_000)
+    big_p = big_t + 0.02 * (1 + big_t) * rng.normal(size=big_t.size)
+    assert M.sigma_nmad(big_p, big_t) == pytest.approx(0.02, rel=0.02)
+    with pytest.raises(ValueError, match="values"):
+        M.sigma_nmad([0.1, 0.2], [0.1])
+
+
+def test_recall_at_precision_matches_threshold_scan(rng):
+    y = (rng.random(400) < 0.2).astype(int)
+    s = y * 1.0 + rng.normal(0, 0.6, y.size)
+    rec, prec, thr = M.recall_at_precision(y, s, 0.9)
+    best = 0.0
+    for t in np.unique(s):
+        pred = s >= t
+        if pred.sum() and (y[pred] == 1).mean() >= 0.9:
+            best = max(best, (pred & (y == 1)).sum() / (y == 1).sum())
+    assert rec == pytest.approx(best)
+    assert prec >= 0.9
+
+
+def test_classification_metrics_binary_and_table():
+    y = np.array([0, 0, 0, 1, 1, 1])
+    yp = np.array([0, 0, 1, 1, 1, 1])
+    proba = np.column_stack([1 - np.array([.1, .2, .6, .7, .8, .9]), [.1, .2, .6, .7, .8, .9]])
+    out = M.classification_metrics(y, yp, proba=proba, classes=[0, 1])
+    assert out["accuracy"] == pytest.approx(5 / 6)
+    assert out["balanced_accuracy"] == pytest.approx((2 / 3 + 1) / 2)
+    assert out["roc_auc"] == pytest.approx(1.0)
+    assert list(out["per_class"]["recall"]) == pytest.approx([2 / 3, 1.0])
+
+
+# --- recommender --------------------------------------------------------------------------
+def test_infer_task():
+    assert infer_task(np.array(["STAR", "QSO", "STAR"])) == "classification"
+    assert infer_task(np.array([0, 1, 1, 0, 1])) == "classification"
+    assert infer_task(np.linspace(0, 1, 50)) == "regression"
+    assert infer_task(np.arange(100)) == "regression"  # too many distinct integers
+
+
+def test_recommend_raw_spectra_many_examples_picks_cnn_first():
+    X = np.zeros((1500, 800), dtype=np.float32)
+    y = np.arange(1500) % 3
+    recs = recommend(X, y, raw=True)
+    assert recs[0].algorithm == "cnn"
+    assert any("1000" in r for r in recs[0].reasons)
+    assert [r.score for r in recs] == sorted((r.score for r in recs), reverse=True)
+
+
+def test_recommend_few_raw_spectra_prefers_simple_model_with_reasons():
+    X = np.zeros((228, 4464), dtype=np.float32)
+    y = np.linspace(0, 75, 228)
+    recs = recommend(X, y, raw=True)
+    assert recs[0].algorithm in ("svm", "rf")
+    assert recs[0].algorithm == "svm" and recs[0].options.get("pca")
+    cnn = next(r for r in recs if r.algorithm == "cnn")
+    assert cnn.score < recs[0].score and any("1000" in c for c in cnn.caveats)
+    assert all(r.reasons or r.caveats for r in recs)
+    assert "few examples" in " ".join(recs[0].reasons)
+
+
+def test_recommend_large_tabular_avoids_kernel_svm(rng):
+    X = rng.normal(size=(40000, 6))
+    y = rng.integers(0, 3, 40000)
+    recs = recommend(X, y)
+    assert recs[0].algorithm in ("rf", "gbt")
+    svm = next(r for r in recs if r.algorithm == "svm")
+    assert any("square" in c for c in svm.caveats)
+
+
+# --- diagnostics --------------------------------------------------------------------------
+def test_learning_curve_verdicts():
+    assert learning_curve_verdict([1.0, 1.0, 1.0], [0.6, 0.7, 0.75])[0] == "overfitting"
+    assert learning_curve_verdict([0.55, 0.52, 0.5], [0.45, 0.48, 0.49])[0] == "underfitting"
+    assert learning_curve_verdict([0.95, 0.94, 0.93], [0.9, 0.91, 0.92])[0] == "fine"
+
+
+def test_permutation_importances_match_plain_loop(rng):
+    from sklearn.linear_model import LinearRegression
+    from sklearn.metrics import r2_score
+
+    X = rng.normal(size=(200, 4))
+    y = 3 * X[:, 0] + 0.5 * X[:, 2] + 0.1 * rng.normal(size=200)
+    model = LinearRegression().fit(X, y)
+    tab = permutation_importances(model, X, y, scoring="r2", n_repeats=4, random_state=7)
+    # plain version with the same permutation sequence
+    r = np.random.default_rng(7)
+    base = r2_score(y, model.predict(X))
+    plain = {}
+    for j in range(4):
+        drops = []
+        for _ in range(4):
+            Xp = X.copy()
+            Xp[:, j] = X[r.permutation(200), j]
+            drops.append(base - r2_score(y, model.predict(Xp)))
+        plain[f"x{j}"] = np.mean(drops)
+    for row in tab:
+        assert row["importance_mean"] == pytest.approx(plain[row["feature"]], rel=1e-10, abs=1e-12)
+    assert list(tab["feature"][:2]) == ["x0", "x2"]
+    groups = contiguous_groups(4, 2)
+    gtab = permutation_importances(model, X, y, scoring="r2", n_repeats=2, groups=groups, random_state=0)
+    assert gtab["feature"][0] == "cols 0-1"
+
+
+# --- train --------------------------------------------------------------------------------
+def test_train_classification_auto_uses_validation_only(rng):
+    X, y = _blobs(rng, n=300)
+    res = train(X, y, cv=3, n_iter=3, progress=False, max_candidates=2)
+    assert res.task == "classification"
+    assert res.algorithm == res.candidates["algorithm"][np.argmax(res.candidates["cv_mean"])]
+    assert len(res.cv_scores) == 3
+    assert res.test_scores["balanced_accuracy"] > 0.85
+    assert res.summary["n_train"] + res.summary["n_test"] == 300
+    assert res.test_index.size == res.summary["n_test"]
+    # held-out split is stratified: every class in the test split in proportion
+    _, counts = np.unique(y[res.test_index], return_counts=True)
+    assert counts.min() >= 18
+    assert res.verdict in ("overfitting", "underfitting", "fine")
+    assert set(res.importances["feature"]) == {f"x{j}" for j in range(5)}
+    assert np.array_equal(res.predict(X[res.test_index]), res.y_pred)
+    assert "per_class" in res.test_scores and len(res.test_scores["per_class"]) == 3
+
+
+def test_train_binary_imbalanced_has_roc_pr(rng):
+    n = 400
+    y = (rng.random(n) < 0.1).astype(int)
+    X = rng.normal(size=(n, 4)) + 2.0 * y[:, None]
+    res = train(X, y, algorithm="rf", **FAST)
+    for k in ("roc_auc", "average_precision", "recall_at_precision_0.9"):
+        assert k in res.test_scores
+    assert res.test_scores["roc_auc"] > 0.9
+    assert res.model.named_steps["model"].class_weight == "balanced_subsample"
+
+
+def test_train_redshift_regression_reports_photoz_metrics(rng):
+    n = 500
+    X = rng.uniform(0, 1, size=(n, 4))
+    z = 0.5 * X[:, 0] + 0.3 * X[:, 1] ** 2 + 0.01 * rng.normal(size=n)
+    res = train(X, z, algorithm="gbt", target_name="redshift", **FAST)
+    assert res.redshift and res.task == "regression"
+    assert res.scoring == "neg_sigma_nmad"
+    assert 0 < res.test_scores["sigma_nmad"] < 0.05
+    assert res.test_scores["catastrophic_fraction"] <= 0.02
+    assert res.model.named_steps["model"].loss == "absolute_error"
+
+
+def test_train_groups_never_split_between_train_and_test(rng):
+    X, y = _blobs(rng, n=300)
+    groups = np.arange(300) // 10
+    res = train(X, y, algorithm="svm", groups=groups, **FAST)
+    test_groups = set(groups[res.test_index])
+    train_groups = set(groups) - test_groups
+    assert test_groups and train_groups and not (test_groups & set(np.delete(groups, res.test_index)))
+
+
+def test_train_svm_pca_for_wide_data(rng):
+    n, p = 120, 300
+    y = np.repeat([0, 1], n // 2)
+    X = rng.normal(size=(n, p)) + 0.8 * y[:, None] * np.sin(np.arange(p) / 20)[None]
+    res = train(X, y, algorithm="svm", raw=True, importances=True, cv=3, n_iter=3, progress=False,
+                learning_curve=True)
+    assert "pca" in res.model.named_steps
+    assert res.test_scores["balanced_accuracy"] > 0.8
+    assert len(res.importances) == 30  # pixel blocks, not 300 single pixels
+    assert res.learning_curve["verdict"] in ("overfitting", "underfitting", "fine")
+
+
+# --- bad input ----------------------------------------------------------------------------
+def test_nan_target_rows_are_dropped_with_count(rng):
+    X, y = _blobs(rng, n=150)
+    yf = y.astype(float)
+    yf[[3, 50, 90]] = np.nan
+    with pytest.warns(UserWarning, match="dropped 3 of 150"):
+        res = train(X, yf, algorithm="svm", **FAST)
+    assert res.summary["n_train"] + res.summary["n_test"] == 147
+
+
+def test_bad_inputs_give_clear_errors(rng):
+    import pandas as pd
+
+    X, y = _blobs(rng, n=60)
+    with pytest.raises(ValueError, match="only one class"):
+        train(X, np.zeros(60, dtype=int), task="classification", **FAST)
+    with pytest.raises(ValueError, match="fewer than the cv=5"):
+        train(X[:4], np.array([0, 1, 0, 1]), cv=5, progress=False)
+    df = pd.DataFrame(X, columns=[f"f{j}" for j in range(5)])
+    df["name"] = "abc"
+    with pytest.raises(ValueError, match="'name' is not numeric"):
+        train(df, y, **FAST)
+    Xi = X.copy()
+    Xi[2, 1] = np.inf
+    with pytest.raises(ValueError, match="infinite"):
+        train(Xi, y, **FAST)
+    with pytest.raises(ValueError, match="unknown algorithm"):
+        train(X, y, algorithm="xgboost", **FAST)
+    yr = y.copy()
+    yr[0] = 7  # a class with a single example
+    with pytest.raises(ValueError, match="single example"):
+        train(X, yr, **FAST)
+
+
+def test_predict_checks_feature_names(rng):
+    import pandas as pd
+
+    X, y = _blobs(rng, n=120)
+    df = pd.DataFrame(X, columns=list("abcde"))
+    res = train(df, y, algorithm="svm", **FAST)
+    assert res.feature_names == list("abcde")
+    with pytest.raises(ValueError, match=r"lacks feature column\(s\).*'e'"):
+        res.predict(df[list("abcd")])
+    with pytest.raises(ValueError, match="different order"):
+        res.predict(df[list("bacde")])
+    assert res.predict(df).shape == (120,)
