@@ -56,7 +56,7 @@ def test_all_kinds_and_subkinds_are_labelled(survey):
     for kind, subkinds in ANOMALY_SUBKINDS.items():
         assert set(subs[kinds == kind]) == set(subkinds), kind
     np.testing.assert_array_equal(t["is_anomaly"], kinds != "normal")
-    assert np.all(subs[kinds == "normal"] == "")
+    assert np.all(subs[kinds == "normal"] == "normal")
     seq = np.asarray(t["sequence_param"], dtype=float)
     np.testing.assert_array_equal(np.isnan(seq), kinds == "misclassified")
     assert np.nanmin(seq) >= 0 and np.nanmax(seq) <= 1

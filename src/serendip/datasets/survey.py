@@ -93,7 +93,7 @@ class SyntheticSurvey:
         (the hidden ordering parameter of the normal population; NaN for
         misclassified objects), is_anomaly, anomaly_kind (``"normal"``,
         ``"bad"``, ``"misclassified"``, ``"tail"``, ``"unknown"``),
-        anomaly_subkind, and the physical parameters (age fractions,
+        anomaly_subkind (``"normal"`` for normal objects), and the physical parameters (age fractions,
         metallicity, ebv, sigma_v, ew_halpha, target snr, sky_scale).
     model : ndarray (N, M) float32
         The noiseless spectra (before bad-data effects and noise).
@@ -159,7 +159,7 @@ def _normal_params(rng, n, t):
 
 def _assign_anomalies(rng, n, anomaly_fraction):
     kinds = np.full(n, "normal", dtype=object)
-    subkinds = np.full(n, "", dtype=object)
+    subkinds = np.full(n, "normal", dtype=object)
     pairs = all_subkinds()
     n_anom = int(round(anomaly_fraction * n))
     if anomaly_fraction > 0 and n >= 4 * len(pairs):
