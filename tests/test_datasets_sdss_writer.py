@@ -112,3 +112,14 @@ def test_format_card_agrees_with_astropy(key, value, comment):
     assert len(image) == 80
     assert image == fits.Card(key, value, comment).image
     assert fits.Card.fromstring(image).value == value
+
+
+def test_cli_simulate_writes_files_and_truth(tmp_path, capsys):
+    from serendip.cli import main
+
+    assert main(["-q", "simulate", "-o", str(tmp_path / "sim"), "--n", "12", "--seed", "3"]) == 0
+    assert len(list((tmp_path / "sim").glob("spec-*.fits"))) == 12
+    truth = read_table(tmp_path / "sim" / "truth.fits")
+    assert len(truth) == 12 and truth.meta["parameters"]["seed"] == 3
+    assert "wrote 12 SDSS-format spectra" in capsys.readouterr().out
+    assert main(["-q", "simulate", "-o", str(tmp_path / "x"), "--n", "0"]) == 2
