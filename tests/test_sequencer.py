@@ -1,0 +1,244 @@
+"""The Sequencer estimator: faithful mode vs a plain re-implementation, improved-mode fixes, input checks, real data."""
+from __future__ import annotations
+
+import networkx as nx
+import numpy as np
+import pytest
+from scipy.sparse import csr_matrix
+from scipy.sparse.csgraph import minimum_spanning_tree
+from scipy.stats import energy_distance, entropy, spearmanr, wasserstein_distance
+
+from serendip.sequencer import Sequencer
+
+
+# ----------------------------------------------------------------------------- plain re-implementation
+def _plain_distance(metric, x, P):
+    n = len(P)
+    D = np.zeros((n, n))
+    for i in range(n):
+        for j in range(n):
+            if i == j:
+                continue
+            if metric == "EMD":
+                D[i, j] = wasserstein_distance(x, x, P[i], P[j])
+            elif metric == "energy":
+                D[i, j] = energy_distance(x, x, P[i], P[j])
+            elif metric == "KL":
+                D[i, j] = entropy(P[i], P[j])
+            else:
+                D[i, j] = np.sum((P[i] - P[j]) ** 2)
+    return D
+
+
+def _plain_primitive(D):
+    G = nx.from_scipy_sparse_array(minimum_spanning_tree(csr_matrix(D)))
+    c = nx.closeness_centrality(G)
+    start = min(range(len(D)), key=lambda k: (c[k], k))
+    lev = nx.shortest_path_length(G, start)
+    pred = dict(nx.bfs_predecessors(G, start))
+    d = np.array([lev[k] for k in range(len(D))])
+    counts = np.unique(d, return_counts=True)[1]
+    eta = np.mean(d) / (np.mean(counts) / 2) + 1
+    pw = {k: (G[pred[k]][k]["weight"] if k in pred else 0.0) for k in range(len(D))}
+    order = sorted(range(len(D)), key=lambda k: (lev[k], pw[k], k))
+    return G, eta, np.array(order)
+
+
+def _plain_sequencer(X, x, metrics, scales, best_k=None):
+    trees, etas = [], []
+    for metric in metrics:
+        for s in scales:
+            mats, ws = [], []
+            for idx in np.array_split(np.arange(X.shape[1]), s):
+                P = X[:, idx] / X[:, idx].sum(axis=1, keepdims=True)
+                D = _plain_distance(metric, x[idx], P)
+                ws.append(_plain_primitive(D)[1])
+                mats.append(D)
+            W = np.average(mats, axis=0, weights=ws)
+            G, eta, _ = _plain_primitive(W)
+            trees.append(G)
+            etas.append(eta)
+    keep = range(len(trees)) if best_k is None else np.argsort(etas)[::-1][:best_k]
+    n = X.shape[0]
+    P = np.zeros((n, n))
+    for k in keep:
+        for a, b, w in trees[k].edges(data="weight"):
+            P[a, b] += etas[k] / w
+            P[b, a] += etas[k] / w
+    P /= sum(etas[k] for k in keep)
+    with np.errstate(divide="ignore"):
+        Dstar = 1.0 / P
+    np.fill_diagonal(Dstar, 0)
+    G, eta, order = _plain_primitive(Dstar)
+    return eta, order, etas
+
+
+def moving_line(n, m=120, seed=0, noise=0.03):
+    rng = np.random.default_rng(seed)
+    t = rng.permutation(n) / (n - 1)
+    pix = np.arange(m)
+    flux = 1 + 0.2 * pix[None, :] / m + 3 * np.exp(-0.5 * ((pix[None, :] - (0.1 + 0.8 * t[:, None]) * m) / 4) ** 2)
+    flux = np.clip(flux + noise * rng.standard_normal(flux.shape), 1e-3, None)
+    grid = np.linspace(4000, 5000, m)
+    return grid, flux, t
+
+
+def rho(t, order):
+    return abs(spearmanr(t[order], np.arange(len(order)))[0])
+
+
+@pytest.mark.parametrize("scales,best_k", [([1, 2], None), ([1, 3], 3)])
+def test_faithful_equals_plain_reimplementation(scales, best_k):
+    rng = np.random.default_rng(3)
+    grid, flux, _ = moving_line(30, m=40, noise=0.3)
+    grid = np.sort(rng.uniform(0, 50, 40))  # non-uniform grid
+    metrics = ["EMD", "energy", "KL", "L2"]
+    eta, order, etas = _plain_sequencer(flux, grid, metrics, scales, best_k)
+    s = Sequencer(metrics=metrics, scales=scales, mode="faithful", best_k=best_k, progress=False).fit(flux, grid)
+    np.testing.assert_allclose(s.results_["elongation"], etas, rtol=1e-12)
+    assert s.elongation_ == pytest.approx(eta, rel=1e-12)
+    np.testing.assert_array_equal(s.order_, order)
+    np.testing.assert_array_equal(s.position_[s.order_], np.arange(30))
+    assert s.tree_.nnz == 29
+
+
+@pytest.mark.parametrize("mode", ["faithful", "improved"])
+def test_moving_line_recovered(mode):
+    grid, flux, t = moving_line(150)
+    s = Sequencer(mode=mode, scales=[1, 2], progress=False).fit(flux, grid)
+    assert rho(t, s.order_) >= 0.99
+    assert len(s.results_) == 8 and len(s.chunk_results_) == 12
+    assert s.results_["order"].shape == (8, 150)
+    tab = s.to_table()
+    assert tab.meta["elongation"] == s.elongation_ and tab.meta["mode"] == mode
+    assert list(tab["index"]) == list(s.order_)
+
+
+def test_knn_method_matches_exact_on_small_sequence():
+    grid, flux, t = moving_line(300)
+    s = Sequencer(scales=[1, 2], method="knn", n_neighbors=10, random_state=0, progress=False).fit(flux, grid)
+    assert s.method_ == "knn"
+    assert rho(t, s.order_) >= 0.99
+    assert s.n_candidate_edges_ < 300 * 20  # O(N k) edges, not N^2
+
+
+def _mixed_units_data():
+    # two objects families: a line that moves and a continuum slope that is unrelated noise
+    rng = np.random.default_rng(7)
+    n, m = 80, 100
+    t = rng.permutation(n) / (n - 1)
+    pix = np.arange(m)
+    slope = rng.uniform(-1.5, 1.5, n)
+    flux = 2 + slope[:, None] * (pix[None, :] / m - 0.5) * 2
+    flux += 1.0 * np.exp(-0.5 * ((pix[None, :] - (0.15 + 0.7 * t[:, None]) * m) / 1.5) ** 2)
+    flux += 0.05 * rng.standard_normal(flux.shape)
+    return np.linspace(4000, 6000, m), flux, t
+
+
+def test_improved_is_unit_invariant_and_faithful_is_not():
+    grid, flux, t = _mixed_units_data()
+    kw = dict(metrics=["EMD", "L2"], scales=[1, 2], progress=False)
+    orders = {}
+    for mode in ("improved", "faithful"):
+        for unit in (1.0, 1e-4, 1e4):
+            orders[mode, unit] = Sequencer(mode=mode, **kw).fit(flux, grid * unit).order_
+    assert np.array_equal(orders["improved", 1.0], orders["improved", 1e-4])
+    assert np.array_equal(orders["improved", 1.0], orders["improved", 1e4])
+    # the reference's raw 1/distance sum: the grid unit decides which metric wins
+    assert not (np.array_equal(orders["faithful", 1e-4], orders["faithful", 1e4]))
+
+
+def test_improved_normalized_elongation_is_comparable_across_n():
+    ratios, norms = [], []
+    for n in (100, 400):
+        grid, flux, t = moving_line(n, noise=0.15, seed=n)
+        s = Sequencer(metrics=["EMD", "L2"], scales=[1], progress=False).fit(flux, grid)
+        ratios.append(s.elongation_ / n)
+        norms.append(s.elongation_normalized_)
+    assert 0 < norms[0] <= 1 and 0 < norms[1] <= 1
+    # eta/N drifts with N much more than the normalised elongation does
+    assert abs(np.log(norms[1] / norms[0])) < abs(np.log(ratios[1] / ratios[0]))
+
+
+def test_accepts_spectra_container():
+    import astropy.units as u
+    from astropy.table import Table
+
+    from serendip.spectra.container import Spectra
+
+    grid, flux, t = moving_line(40)
+    meta = Table({"id": [f"obj{i}" for i in range(40)]})
+    sp = Spectra(grid * u.AA, flux.astype(np.float32), meta=meta)
+    s = Sequencer(scales=[1], progress=False).fit(sp)
+    assert s.ids_[0] == "obj0"
+    assert rho(t, s.order_) >= 0.99
+    assert set(s.to_table()["id"]) == set(meta["id"])
+
+
+# ----------------------------------------------------------------------------- input checks
+def test_bad_inputs_are_explained():
+    grid, flux, _ = moving_line(12, m=50)
+    seq = Sequencer(scales=[1, 2], progress=False)
+    bad = flux.copy()
+    bad[3, 7] = np.nan
+    with pytest.raises(ValueError, match=r"NaN or infinite.*row 3.*column 7"):
+        seq.fit(bad, grid)
+    bad = flux.copy()
+    bad[5, 9] = np.inf
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        seq.fit(bad, grid)
+    bad = flux.copy()
+    bad[2, 4] = -0.5
+    with pytest.raises(ValueError, match=r"row 2.*column 4.*offset.*clip"):
+        Sequencer(metrics=["EMD"], scales=[1], progress=False).fit(bad, grid)
+    # L2 alone accepts negative values
+    Sequencer(metrics=["L2"], scales=[1], progress=False).fit(flux - 1.5, grid)
+    # KL needs strictly positive values
+    bad = flux.copy()
+    bad[1, 1] = 0.0
+    with pytest.raises(ValueError, match="KL needs strictly positive"):
+        Sequencer(metrics=["KL"], scales=[1], progress=False).fit(bad, grid)
+    bad = flux.copy()
+    bad[[4, 6], 25:] = 0.0
+    with pytest.raises(ValueError, match=r"chunk 1 \(pixels 25-49\) at scale 2.*row 4.*row 6"):
+        Sequencer(metrics=["EMD", "L2"], scales=[1, 2], progress=False).fit(bad, grid)
+    g2 = grid.copy()
+    g2[10] = g2[9]
+    with pytest.raises(ValueError, match=r"strictly increasing; grid\[9\]"):
+        seq.fit(flux, g2)
+    with pytest.raises(ValueError, match="50 pixels, grid has shape"):
+        seq.fit(flux, grid[:-1])
+    with pytest.raises(ValueError, match="unknown metric"):
+        Sequencer(metrics=["cosine"], progress=False).fit(flux, grid)
+    with pytest.raises(ValueError, match="scale 60"):
+        Sequencer(scales=[60], progress=False).fit(flux, grid)
+
+
+# ----------------------------------------------------------------------------- real data
+def test_pyhammer_dwarfs_ordered_by_spectral_type(shared_data):
+    import pandas as pd
+
+    folder = shared_data / "pyhammer_stellar_templates"
+    npz = np.load(folder / "pyhammer_templates.npz")
+    meta = pd.read_csv(folder / "pyhammer_templates_meta.csv")
+    assert np.array_equal(meta["sptype_num"].to_numpy(), npz["sptype_num"])
+    feh = npz["feh"]
+    # solar-metallicity dwarfs (O/B/early types have no [Fe/H] grid and are stored as solar)
+    keep = np.isclose(feh, 0.0) | ~np.isfinite(feh)
+    if "lumclass" in meta:
+        keep &= meta["lumclass"].astype(str).str.upper().str.contains("V").to_numpy() | \
+            meta["lumclass"].isna().to_numpy()
+    flux = npz["flux"][keep].astype(np.float64)
+    sptype = npz["sptype_num"][keep]
+    good = np.isfinite(flux).all(axis=1)
+    flux, sptype = flux[good], sptype[good]
+    grid = 10 ** npz["loglam"]
+    # bin 4 pixels to keep the test fast; clip the rare non-positive pixels of faint templates
+    m = flux.shape[1] // 4 * 4
+    flux = flux[:, :m].reshape(len(flux), -1, 4).mean(axis=2)
+    grid = grid[:m].reshape(-1, 4).mean(axis=1)
+    flux = np.clip(flux, 1e-3 * np.median(np.abs(flux), axis=1, keepdims=True), None)
+    assert len(flux) >= 40
+    s = Sequencer(scales=[1, 2, 4], progress=False).fit(flux, grid)
+    r = abs(spearmanr(sptype[s.order_], np.arange(len(sptype)))[0])
+    assert r >= 0.98, r
