@@ -369,6 +369,7 @@ class UnsupervisedRandomForest(WeirdnessDetector):
         self.n_features_in_ = F
         self.n_train_ = n
         self.impute_values_ = self._scan(src)
+        self.scan_time_ = time.perf_counter() - t0
 
         # ---- forests: repeats × sub-forests, each with its own synthetic data
         m = n if self.max_fit_samples is None else min(n, int(self.max_fit_samples))
