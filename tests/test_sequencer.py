@@ -242,3 +242,40 @@ def test_pyhammer_dwarfs_ordered_by_spectral_type(shared_data):
     s = Sequencer(scales=[1, 2, 4], progress=False).fit(flux, grid)
     r = abs(spearmanr(sptype[s.order_], np.arange(len(sptype)))[0])
     assert r >= 0.98, r
+
+
+# ----------------------------------------------------------------------------- CLI, files, figure
+def test_cli_sequence_npz_and_plot(tmp_path, capsys):
+    from serendip._io import read_table
+    from serendip.cli import main
+
+    grid, flux, t = moving_line(60)
+    src = tmp_path / "lines.npz"
+    np.savez(src, flux=flux, grid=grid, id=np.array([f"s{i}" for i in range(60)]))
+    out = tmp_path / "seq.fits"
+    png = tmp_path / "seq.png"
+    rc = main(["sequence", str(src), "-o", str(out), "--scales", "1,2", "--metrics", "EMD,L2",
+               "--mode", "faithful", "--plot", str(png)])
+    assert rc == 0
+    assert "sequenced 60 objects" in capsys.readouterr().out
+    tab = read_table(out)
+    assert list(tab["position"]) == list(range(60))
+    assert tab.meta["mode"] == "faithful" and tab.meta["scales"] == "1,2"
+    assert float(tab.meta["elongation"]) > 1
+    idx = np.array([int(str(i)[1:]) for i in tab["id"]])
+    assert rho(t, idx) >= 0.99
+    assert png.stat().st_size > 1000
+    rc = main(["sequence", str(tmp_path / "missing.npy"), "-o", str(out)])
+    assert rc == 2
+
+
+def test_plot_sequence_returns_fig_and_axes():
+    from serendip.sequencer import plot_sequence
+
+    grid, flux, t = moving_line(40)
+    s = Sequencer(scales=[1, 2], metrics=["EMD", "KL"], progress=False).fit(flux, grid)
+    fig, axes = plot_sequence(flux, s.order_, s.results_, grid, elongation=s.elongation_)
+    assert len(axes) == 3
+    assert len(axes[2].lines) == 2  # one line per metric
+    img = axes[1].images[0].get_array()
+    assert img.shape == flux.shape

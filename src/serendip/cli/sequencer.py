@@ -1,0 +1,42 @@
+"""`serendip sequence`: order objects along the main 1-D trend (the Sequencer, Baron & Ménard 2021)."""
+from __future__ import annotations
+
+
+def _list(text, cast=str):
+    return None if text is None else [cast(t.strip()) for t in text.split(",") if t.strip()]
+
+
+def _sequence(args) -> int:
+    from ..sequencer.api import sequence
+
+    tab = sequence(args.input, args.output, metrics=_list(args.metrics), scales=_list(args.scales, int),
+                   mode=args.mode, method=args.method, best_k=args.best_k, n_neighbors=args.n_neighbors,
+                   n_jobs=args.n_jobs, plot=args.plot, progress=args.progress)
+    m = tab.meta
+    print(f"sequenced {len(tab)} objects ({m['mode']}, {m['method']}, scales {m['scales']}) in {m['seconds']:.1f} s: "
+          f"elongation {m['elongation']:.2f} (normalised {m['elongation_normalized']:.3f}) -> {args.output}"
+          + (f" (+ {args.plot})" if args.plot else ""))
+    return 0
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "sequence", help="order objects along the main trend (the Sequencer)",
+        description="The Sequencer (Baron & Ménard 2021). INPUT is a store made by `serendip ingest` or a "
+                    ".npy/.npz matrix (npz keys: flux, grid|wavelength|loglam, id). Output: one row per object "
+                    "in sequence order with id, position and input index; the elongation, eta per metric and "
+                    "scale and all parameters are in the table metadata.")
+    p.add_argument("input", help="store from `serendip ingest`, or .npy/.npz matrix")
+    p.add_argument("-o", "--output", required=True, help="output table: .fits, .parquet, .csv or .ecsv")
+    p.add_argument("--metrics", default="EMD,energy,KL,L2", help="comma list of EMD, energy, KL, L2 (default all)")
+    p.add_argument("--scales", default=None, help="comma list of chunk counts, e.g. 1,2,4 (default: powers of "
+                                                  "two below n_pixels/20)")
+    p.add_argument("--mode", choices=["improved", "faithful"], default="improved",
+                   help="improved (default) or faithful (reproduces thesequencer 0.0.5)")
+    p.add_argument("--method", choices=["auto", "exact", "knn"], default="auto",
+                   help="exact N×N matrices or a kNN graph (auto: exact up to 20,000 objects)")
+    p.add_argument("--best-k", type=int, default=None, help="combine only the K most elongated (metric, scale)")
+    p.add_argument("--n-neighbors", type=int, default=15, help="neighbours per object for --method knn")
+    p.add_argument("--n-jobs", type=int, default=None, help="threads (default all)")
+    p.add_argument("--plot", default=None, metavar="PNG", help="also draw the classic Sequencer figure")
+    p.set_defaults(func=_sequence)
