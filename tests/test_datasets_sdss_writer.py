@@ -28,7 +28,7 @@ def test_file_names_and_no_leftovers(written):
     for p, plate, mjd, fib in zip(paths, m["plate"], m["mjd"], m["fiberid"]):
         assert p.name == f"spec-{plate:04d}-{mjd:05d}-{fib:04d}.fits"
     assert not list(folder.glob("*.partial*")) and not list(folder.glob(".*"))
-    assert (folder / "truth.fits").exists()
+    assert (folder / "truth.ecsv").exists()
 
 
 def test_structure_matches_a_real_sdss_file(written, sdss_fits_dir):
@@ -79,7 +79,7 @@ def test_values_round_trip_through_astropy(written):
 
 def test_truth_table_keeps_labels_and_provenance(written):
     survey, folder, paths = written
-    truth = read_table(folder / "truth.fits")
+    truth = read_table(folder / "truth.ecsv")
     assert list(truth["id"]) == list(survey.truth["id"])
     assert list(truth["file"]) == [p.name for p in paths]
     assert list(truth["anomaly_subkind"]) == list(survey.truth["anomaly_subkind"])
@@ -119,7 +119,20 @@ def test_cli_simulate_writes_files_and_truth(tmp_path, capsys):
 
     assert main(["-q", "simulate", "-o", str(tmp_path / "sim"), "--n", "12", "--seed", "3"]) == 0
     assert len(list((tmp_path / "sim").glob("spec-*.fits"))) == 12
-    truth = read_table(tmp_path / "sim" / "truth.fits")
+    truth = read_table(tmp_path / "sim" / "truth.ecsv")
     assert len(truth) == 12 and truth.meta["parameters"]["seed"] == 3
     assert "wrote 12 SDSS-format spectra" in capsys.readouterr().out
     assert main(["-q", "simulate", "-o", str(tmp_path / "x"), "--n", "0"]) == 2
+
+
+def test_the_written_folder_ingests_without_rejections(written, tmp_path):
+    ingest = pytest.importorskip("serendip.spectra.ingest").ingest
+    survey, folder, paths = written
+    # the folder itself (spectra + truth table) ingests cleanly: the truth table is not taken for spectra
+    from serendip.spectra.ingest import expand_inputs
+
+    files, missing = expand_inputs(folder)
+    assert sorted(files) == sorted(paths) and not missing
+    res = ingest(paths[:20], tmp_path / "store.h5", progress=False)
+    assert len(res.rejected) == 0, list(res.rejected["reason"])
+    assert res.n_read == 20

@@ -17,8 +17,9 @@ def register(subparsers) -> None:
     p.add_argument("--anomaly-fraction", type=float, default=0.03,
                    help="fraction of planted anomalies (default 0.03; at least one per sub-kind for n >= 60)")
     p.add_argument("--snr-median", type=float, default=10.0, help="median S/N per pixel (default 10)")
-    p.add_argument("--truth", default="truth.fits",
-                   help="file name of the truth table inside the folder (.fits/.csv/.ecsv/.parquet)")
+    p.add_argument("--truth", default="truth.ecsv",
+                   help="file name of the truth table inside the folder (default truth.ecsv, which ingest "
+                        "skips; .fits/.csv/.parquet also work)")
     p.set_defaults(func=_simulate)
 
     f = subparsers.add_parser(

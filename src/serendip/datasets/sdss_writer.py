@@ -233,7 +233,7 @@ class _PrimaryTemplate:
         return _pad(text.encode("ascii"), b" ")
 
 
-def write_sdss_files(survey, folder, progress: bool = True, *, truth_name: str = "truth.fits") -> list[Path]:
+def write_sdss_files(survey, folder, progress: bool = True, *, truth_name: str = "truth.ecsv") -> list[Path]:
     """Write every spectrum of ``survey`` as ``spec-PLATE-MJD-FIBER.fits`` plus the truth table.
 
     Parameters
@@ -245,7 +245,8 @@ def write_sdss_files(survey, folder, progress: bool = True, *, truth_name: str =
     progress : bool
         Show a progress bar.
     truth_name : str
-        File name of the truth table written beside the spectra (FITS, CSV,
+        File name of the truth table written beside the spectra (ECSV by default, which
+        ``serendip ingest`` does not take for a spectra file; FITS, CSV,
         ECSV or Parquet by extension; provenance kept in its metadata).
 
     Returns
