@@ -84,6 +84,7 @@ def _fit_labels(X, method, n_clusters, random_state, min_cluster_size, **kwargs)
         mcs = _default_min_cluster_size(n) if min_cluster_size is None else int(min_cluster_size)
         if mcs < 2 or mcs > n:
             raise ValueError(f"min_cluster_size must be between 2 and the number of objects ({n}); got {mcs}")
+        kwargs.setdefault("copy", True)  # never modify the caller's array (and silences a FutureWarning)
         model = HDBSCAN(min_cluster_size=mcs, **kwargs).fit(X)
         labels, probs = model.labels_, model.probabilities_
         params = {"min_cluster_size": mcs}

@@ -208,7 +208,7 @@ def knn_graph(indices: np.ndarray, distances: np.ndarray, *, include_self: bool 
 def embed(X=None, method: str = "pca", n_components: int = 2, *, metric: str = "euclidean",
           precomputed=None, precomputed_kind: str = "auto", n_neighbors: int = 15, perplexity: float = 30.0,
           random_state=None, pca_dims: int | None = 50, max_tsne: int = 50_000, large_n: str = "auto",
-          progress: bool = True, **kwargs) -> np.ndarray:
+          n_jobs: int | None = None, progress: bool = True, **kwargs) -> np.ndarray:
     """Embed objects in ``n_components`` dimensions.
 
     Parameters
@@ -240,6 +240,9 @@ def embed(X=None, method: str = "pca", n_components: int = 2, *, metric: str = "
     large_n : {"auto", "umap", "tsne", "error"}
         What to do with t-SNE above ``max_tsne`` objects: ``"auto"`` = UMAP if installed,
         else t-SNE on ``pca_dims`` components (both with a warning); ``"tsne"`` = run anyway.
+    n_jobs : int, optional
+        Limit the threads (OpenMP/BLAS/numba) used by the embedding; on a busy machine
+        ``n_jobs=1`` can be many times faster than oversubscribed threads.
     progress : bool
         Show UMAP's progress bar.
     **kwargs
@@ -249,6 +252,18 @@ def embed(X=None, method: str = "pca", n_components: int = 2, *, metric: str = "
     -------
     ndarray of float64, shape (N, n_components)
     """
+    if n_jobs is None:
+        return _embed(X, method, n_components, metric, precomputed, precomputed_kind, n_neighbors, perplexity,
+                      random_state, pca_dims, max_tsne, large_n, progress, **kwargs)
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(int(n_jobs)):
+        return _embed(X, method, n_components, metric, precomputed, precomputed_kind, n_neighbors, perplexity,
+                      random_state, pca_dims, max_tsne, large_n, progress, **kwargs)
+
+
+def _embed(X, method, n_components, metric, precomputed, precomputed_kind, n_neighbors, perplexity,
+           random_state, pca_dims, max_tsne, large_n, progress, **kwargs):
     if method not in EMBED_METHODS:
         raise ValueError(f"unknown embedding method {method!r}; choose one of {', '.join(EMBED_METHODS)}")
     if not isinstance(n_components, numbers.Integral) or n_components < 1:

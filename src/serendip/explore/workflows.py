@@ -1,0 +1,371 @@
+"""File-to-file functions behind ``serendip embed``, ``serendip cluster`` and ``serendip detect``.
+
+Each reads an input (a store made by ``serendip ingest``, a spectra file, a
+``.npy``/``.npz`` matrix, or a table of feature columns), does one job, and
+writes its result atomically with provenance in the table metadata.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .._logging import get_logger
+
+__all__ = ["ExploreInput", "load_input", "run_embed", "run_cluster", "run_detect"]
+
+log = get_logger(__name__)
+
+_TABLE_SUFFIXES = (".csv", ".ecsv", ".parquet", ".pq", ".fits", ".fit", ".fits.gz")
+_ID_COLUMNS = ("id", "objid", "specobjid", "name")
+
+
+@dataclass
+class ExploreInput:
+    """What :func:`load_input` read.
+
+    Attributes
+    ----------
+    features : ndarray (N, M)
+        Finite features (spectra are median-normalised and masked pixels filled).
+    ids : ndarray of str
+    meta : astropy Table
+        Per-object metadata (``id`` plus whatever the input carried: snr, z, class, ...).
+    spectra : Spectra or None
+        The spectra, when the input held spectra.
+    source : str
+        Description for provenance.
+    columns : list of str or None
+        Feature column names (table inputs).
+    """
+
+    features: np.ndarray
+    ids: np.ndarray
+    meta: object
+    spectra: object = None
+    source: str = ""
+    columns: list | None = None
+
+
+def _open_store(path: Path):
+    import importlib
+
+    import serendip.spectra as spectra_mod
+
+    cls = getattr(spectra_mod, "SpectraStore", None)
+    if cls is None:
+        try:
+            cls = importlib.import_module("serendip.spectra.store").SpectraStore
+        except (ImportError, AttributeError):
+            cls = None
+    if cls is None:
+        raise ValueError(f"{path} is a folder but this installation has no SpectraStore to open it; "
+                         "give a .npy/.npz matrix, a table or a spectra file instead")
+    return cls.open(path) if hasattr(cls, "open") else cls(path)
+
+
+def _from_spectra(spectra, source, max_pixels=None) -> ExploreInput:
+    from .compare import detector_features
+
+    if hasattr(spectra, "iter_blocks") and not hasattr(spectra, "flux"):
+        from ..spectra import Spectra
+
+        spectra = Spectra.concatenate(list(spectra.iter_blocks(65536)))
+    feats = detector_features(spectra, max_pixels=max_pixels)
+    return ExploreInput(feats, spectra.ids, spectra.meta, spectra, source)
+
+
+def _from_table(tab, source, columns=None) -> ExploreInput:
+    from astropy.table import Table
+
+    from .._validation import check_matrix
+
+    idcol = next((c for c in _ID_COLUMNS if c in tab.colnames), None)
+    n = len(tab)
+    ids = np.asarray(tab[idcol]).astype(str) if idcol else np.arange(n).astype(str)
+    if columns is None:
+        columns = [c for c in tab.colnames if c != idcol and tab[c].ndim == 1
+                   and np.asarray(tab[c]).dtype.kind in "fiu"]
+        if not columns:
+            raise ValueError(f"{source}: no numeric feature columns found (columns: {tab.colnames})")
+    missing = [c for c in columns if c not in tab.colnames]
+    if missing:
+        raise ValueError(f"{source}: no column(s) {missing}; available: {tab.colnames}")
+    cols = []
+    for c in columns:
+        v = np.ma.asarray(tab[c])
+        if v.dtype.kind not in "fiub":
+            raise ValueError(f"{source}: column {c!r} is not numeric (dtype {v.dtype}); drop it with --columns")
+        cols.append(np.asarray(np.ma.filled(v.astype(float), np.nan)))
+    X = np.column_stack(cols)
+    bad = ~np.isfinite(X)
+    if bad.any():
+        r, c = np.nonzero(bad)
+        raise ValueError(f"{source}: {bad.sum()} NaN/missing value(s), first in column {columns[c[0]]!r} of "
+                         f"object {ids[r[0]]!r} (row {r[0]}); fill or drop them first")
+    X = check_matrix(X, name=source, ids=ids)
+    meta = Table({"id": ids})
+    for c in tab.colnames:
+        if c != idcol and tab[c].ndim == 1:
+            meta[c] = tab[c]
+    return ExploreInput(X, ids, meta, None, source, list(columns))
+
+
+def load_input(source, *, columns=None, max_pixels: int | None = None) -> ExploreInput:
+    """Read the input of an exploration command.
+
+    Parameters
+    ----------
+    source : path, array, Spectra or store
+        A store folder made by ``serendip ingest``; a ``.npy`` matrix; a ``.npz`` with
+        ``X`` or ``flux`` (optional ``id``/``ids``, ``snr``, ``z``; with ``wavelength`` it is
+        read as spectra); a table (``.fits``/``.csv``/``.ecsv``/``.parquet``) whose numeric
+        columns are the features (choose with ``columns``); or a spectra file that
+        :func:`serendip.spectra.io.read_spectra` understands.
+    columns : sequence of str, optional
+        Feature columns of a table input (default: every numeric column except the id).
+    max_pixels : int, optional
+        Bin spectra to at most this many pixels.
+
+    Returns
+    -------
+    ExploreInput
+    """
+    from astropy.table import Table
+
+    if not isinstance(source, (str, Path)):
+        if hasattr(source, "wavelength") or hasattr(source, "iter_blocks"):
+            return _from_spectra(source, type(source).__name__, max_pixels)
+        if hasattr(source, "colnames"):
+            return _from_table(source, "table", columns)
+        from .._validation import check_matrix
+
+        X = check_matrix(source, name="X")
+        ids = np.arange(X.shape[0]).astype(str)
+        return ExploreInput(X, ids, Table({"id": ids}), None, "array")
+    path = Path(source)
+    if not path.exists():
+        raise FileNotFoundError(f"no such input: {path}")
+    if path.is_dir():
+        return _from_spectra(_open_store(path), str(path), max_pixels)
+    name = path.name.lower()
+    if name.endswith(".npy"):
+        from .._validation import check_matrix
+
+        X = check_matrix(np.load(path, mmap_mode="r"), name=str(path))
+        ids = np.arange(X.shape[0]).astype(str)
+        return ExploreInput(X, ids, Table({"id": ids}), None, str(path))
+    if name.endswith(".npz"):
+        from .._validation import check_matrix
+
+        with np.load(path, allow_pickle=False) as z:
+            keys = set(z.files)
+            key = "X" if "X" in keys else "flux" if "flux" in keys else None
+            if key is None:
+                raise ValueError(f"{path}: expected an array named 'X' or 'flux'; found {sorted(keys)}")
+            data = np.asarray(z[key])
+            n = len(data)
+            ids = (z["id"] if "id" in keys else z["ids"] if "ids" in keys else np.arange(n)).astype(str)
+            meta = Table({"id": ids})
+            for extra in ("snr", "z", "class"):
+                if extra in keys and z[extra].shape == (n,):
+                    meta[extra] = z[extra]
+            if "wavelength" in keys:
+                from ..spectra import Spectra
+
+                return _from_spectra(Spectra(z["wavelength"], data, meta=meta), str(path), max_pixels)
+        X = check_matrix(data, name=str(path), ids=ids)
+        return ExploreInput(X, ids, meta, None, str(path))
+    if name.endswith(_TABLE_SUFFIXES):
+        if name.endswith((".fits", ".fit", ".fits.gz")):
+            try:
+                from ..spectra.io import identify_format, read_spectra
+
+                identify_format(path)
+            except Exception:  # not a spectra file we know: read it as a table
+                pass
+            else:
+                return _from_spectra(read_spectra(path), str(path), max_pixels)
+        from .._io import read_table
+
+        return _from_table(read_table(path), str(path), columns)
+    from ..spectra.io import read_spectra
+
+    return _from_spectra(read_spectra(path), str(path), max_pixels)
+
+
+def _color_values(inp: ExploreInput, color_by, color_table):
+    if color_by is None:
+        return None
+    if color_table is not None:
+        from .._io import read_table
+
+        tab = read_table(color_table)
+        if color_by not in tab.colnames or "id" not in tab.colnames:
+            raise ValueError(f"{color_table}: needs columns 'id' and {color_by!r}; it has {tab.colnames}")
+        lookup = dict(zip(np.asarray(tab["id"]).astype(str), np.asarray(tab[color_by])))
+        missing = [i for i in inp.ids if i not in lookup]
+        if missing:
+            raise ValueError(f"{color_table}: {len(missing)} object(s) have no {color_by!r} value, e.g. id "
+                             f"{missing[0]!r}")
+        return np.asarray([lookup[i] for i in inp.ids])
+    if color_by not in inp.meta.colnames:
+        raise ValueError(f"cannot colour by {color_by!r}: the input has columns {inp.meta.colnames} "
+                         "(or give --color-table with an id column)")
+    col = np.ma.asarray(inp.meta[color_by])
+    return np.asarray(col.filled(np.nan) if col.dtype.kind == "f" else col.data)
+
+
+def run_embed(source, output, *, method: str = "pca", n_components: int = 2, color_by: str | None = None,
+              color_table=None, columns=None, random_state=0, png=True, progress: bool = True, **kwargs):
+    """Embed an input and write ``id, embed_1, embed_2, ...`` (plus the colour column) and a PNG.
+
+    Parameters
+    ----------
+    source : path or data
+        See :func:`load_input`.
+    output : path
+        Table file (``.parquet``, ``.fits``, ``.csv``, ``.ecsv``).
+    method, n_components, random_state, **kwargs
+        Passed to :func:`serendip.explore.embed`.
+    color_by : str, optional
+        A column of the input's metadata (or of ``color_table``) to colour the PNG by.
+    color_table : path, optional
+        A table with ``id`` and ``color_by`` (e.g. scores from ``serendip weird``), joined on id.
+    png : bool or path
+        Also write a PNG (default: the output name with ``.png``).
+
+    Returns
+    -------
+    (astropy Table, Path or None)
+        The written table and the PNG path.
+    """
+    from astropy.table import Table
+
+    from .._io import write_table
+    from .._version import __version__
+    from ..plotting import plot_embedding, save_png
+    from .embed import embed
+
+    t0 = time.perf_counter()
+    inp = load_input(source, columns=columns)
+    color = _color_values(inp, color_by, color_table)
+    emb = embed(inp.features, method=method, n_components=n_components, random_state=random_state,
+                progress=progress, **kwargs)
+    tab = Table({"id": inp.ids})
+    for j in range(emb.shape[1]):
+        tab[f"embed_{j + 1}"] = emb[:, j]
+    if color is not None:
+        tab[color_by] = color
+    tab.meta.update({"step": "embed", "method": method, "n_components": int(n_components), "input": inp.source,
+                     "n_objects": int(emb.shape[0]), "n_features": int(inp.features.shape[1]),
+                     "random_state": random_state,
+                     "params": {k: v for k, v in kwargs.items() if isinstance(v, (int, float, str, bool))},
+                     "seconds": round(time.perf_counter() - t0, 3), "serendip_version": __version__})
+    output = Path(output)
+    write_table(tab, output)
+    png_path = None
+    if png:
+        png_path = output.with_suffix(".png") if png is True else Path(png)
+        fig, _ = plot_embedding(emb, color=color, label=color_by, title=f"{method} embedding of {inp.source}")
+        save_png(fig, png_path)
+    return tab, png_path
+
+
+def run_cluster(source, output, *, method: str = "hdbscan", n_clusters: int = 8, min_cluster_size=None,
+                columns=None, spectra=None, random_state=0, png=True, **kwargs):
+    """Cluster an input; write per-object labels to ``output`` and the summary beside it.
+
+    The summary goes to ``<output stem>_summary<suffix>`` and, when spectra are
+    available (the input itself or ``spectra``), the median spectrum per cluster
+    to ``<output stem>.png``.
+
+    Parameters
+    ----------
+    source : path or data
+        Features, spectra, or an embedding written by :func:`run_embed` (its
+        ``embed_*`` columns are used).
+    spectra : path or Spectra, optional
+        Spectra in the same order, for median spectra when ``source`` is an embedding.
+    method, n_clusters, min_cluster_size, random_state, **kwargs
+        See :func:`serendip.explore.cluster`.
+
+    Returns
+    -------
+    (ClusterResult, dict of written paths)
+    """
+    from .._io import write_table
+    from ..plotting import plot_cluster_medians, save_png
+    from .cluster import cluster
+
+    inp = load_input(source, columns=columns)
+    if columns is None and inp.columns is not None and any(c.startswith("embed_") for c in inp.columns):
+        inp = load_input(source, columns=[c for c in inp.columns if c.startswith("embed_")])
+    spec = inp.spectra
+    if spectra is not None:
+        spec = load_input(spectra).spectra if isinstance(spectra, (str, Path)) else spectra
+        if spec is None:
+            raise ValueError(f"{spectra}: holds no spectra (needed for median spectra)")
+        if len(spec) != len(inp.ids) or not np.array_equal(np.asarray(spec.ids).astype(str), inp.ids):
+            raise ValueError(f"the spectra ({len(spec)} objects) do not match the clustered objects "
+                             f"({len(inp.ids)}) one to one by id and order")
+    res = cluster(inp.features, method=method, n_clusters=n_clusters, min_cluster_size=min_cluster_size,
+                  spectra=spec, ids=inp.ids, random_state=random_state, **kwargs)
+    res.summary.meta["input"] = inp.source
+    output = Path(output)
+    labels = res.to_table()
+    write_table(labels, output)
+    summary = res.summary.copy()
+    suffix = "".join(output.suffixes) or ".fits"
+    if not suffix.lower().startswith((".fits", ".fit", ".ecsv")):
+        summary.remove_column("typical_index")  # multidimensional columns need FITS or ECSV
+    summary_path = output.with_name(output.name[: len(output.name) - len(suffix)] + "_summary" + suffix)
+    write_table(summary, summary_path)
+    written = {"labels": output, "summary": summary_path}
+    if png and res.median_spectra is not None and res.n_clusters > 0:
+        png_path = output.with_name(output.name[: len(output.name) - len(suffix)] + ".png") if png is True else Path(png)
+        fig, _ = plot_cluster_medians(res)
+        written["png"] = save_png(fig, png_path)
+    return res, written
+
+
+def run_detect(source, output, *, detector: str = "iforest", columns=None, scale=None, random_state=0,
+               n_jobs=None, progress: bool = True, **params):
+    """Score every object with one detector and write ``id, weirdness, rank`` (higher = weirder).
+
+    Parameters
+    ----------
+    source : path or data
+        See :func:`load_input`.
+    output : path
+        Table file.
+    detector : {"iforest", "lof", "knn", "pca", "urf", "ensemble"}
+    scale, random_state, n_jobs
+        Passed to the detector when it accepts them.
+    **params
+        Detector parameters (e.g. ``n_neighbors``, ``n_estimators``).
+
+    Returns
+    -------
+    astropy Table
+    """
+    from .._io import write_table
+    from ..outliers.baselines import _accepted, make_detector
+
+    t0 = time.perf_counter()
+    inp = load_input(source, columns=columns)
+    common = {"scale": scale, "random_state": random_state, "n_jobs": n_jobs, "progress": progress}
+    kw = {**_accepted(detector, common), **{k: v for k, v in params.items() if v is not None}}
+    det = make_detector(detector, **kw)
+    det.fit(inp.features)
+    tab = det.to_table(ids=inp.ids)
+    for col in ("snr", "z", "class"):
+        if col in inp.meta.colnames:
+            tab[col] = inp.meta[col]
+    tab.meta.update({"step": "detect", "input": inp.source, "n_objects": int(len(tab)),
+                     "n_features": int(inp.features.shape[1]), "rank_convention": "1 = weirdest",
+                     "seconds": round(time.perf_counter() - t0, 3)})
+    write_table(tab, output)
+    return tab
