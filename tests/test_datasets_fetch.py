@@ -4,6 +4,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -43,6 +44,16 @@ def _handler(archive: _Archive):
             body = archive.files.get(path)
             if body is None or mode == "404":
                 self.send_error(404, "Not Found")
+                return
+            if mode == "slow":
+                time.sleep(1.0)  # longer than the client's timeout
+                try:
+                    self.send_response(200)
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
+                except OSError:
+                    pass
                 return
             if mode == "drop" or (mode == "flaky" and hit <= 2):
                 self.close_connection = True
@@ -97,7 +108,7 @@ def server(sdss_fits_dir):
     # failure modes live at plates that do not exist in the real sample; the payload is a real file
     real = (sdss_fits_dir / rows[0]["file"]).read_bytes()
     bad = {}
-    for k, mode in enumerate(("404", "truncate", "drop", "notfits", "flaky", "resume")):
+    for k, mode in enumerate(("404", "truncate", "drop", "notfits", "flaky", "resume", "slow")):
         plate, mjd, fiber = 9001 + k, 57000, 1
         path = _rel(spectrum_url(plate, mjd, fiber, "v5_13_2", base))
         archive.files[path] = real
@@ -219,3 +230,14 @@ def test_parallel_downloads_match_serial(server, tmp_path):
     out = fetch_sdss(server["table"][:8], tmp_path, base_url=server["base"], n_jobs=4, **FAST)
     assert list(out["status"]) == ["ok"] * 8
     assert list(out["fiberid"]) == list(server["table"]["FIBERID"][:8])  # input order kept
+
+
+def test_a_server_slower_than_the_timeout_fails_cleanly(server, tmp_path):
+    plate, mjd, fiber, _ = server["bad"]["slow"]
+    t0 = time.perf_counter()
+    out = fetch_sdss(Table({"plate": [plate], "mjd": [mjd], "fiberid": [fiber]}), tmp_path,
+                     base_url=server["base"], run2d="v5_13_2", retries=1, backoff=0.01, timeout=0.2,
+                     progress=False)
+    assert out["status"][0] == "failed" and out["attempts"][0] == 2
+    assert "timed out" in out["reason"][0].lower() or "timeout" in out["reason"][0].lower()
+    assert time.perf_counter() - t0 < 5

@@ -515,6 +515,9 @@ def make_survey(n: int = 5000, seed: int = 0, anomaly_fraction: float = 0.03, *,
     loglam = ph.sdss_loglam_grid(*loglam_range)
     wave = 10.0 ** loglam
     m = wave.size
+    if m < 1000:
+        raise ValueError(f"loglam_range {loglam_range} gives only {m} pixels; the survey needs at least 1000 "
+                         "(a range of 0.1 in log10 λ)")
     ss = np.random.SeedSequence(int(seed))
     rng_par, rng_anom, rng_meta = (np.random.default_rng(s) for s in ss.spawn(3))
 
