@@ -252,7 +252,7 @@ def normalize(spectra: Spectra, method: str = "median", window: tuple[float, flo
     ok = np.isfinite(scale) & (scale > 0)
     if not ok.all():
         log.warning("normalize: %d spectra have no positive %s scale and are fully masked (ids %s)",
-                    int((~ok).sum()), method, list(spectra.ids[~ok][:5]))
+                    int((~ok).sum()), method, [str(i) for i in spectra.ids[~ok][:5]])
     safe = np.where(ok, scale, 1.0)
     new_flux = (flux / safe[:, None]).astype(np.float32)
     new_ivar = np.where(ok[:, None], spectra.ivar * (safe * safe)[:, None], 0.0).astype(np.float32)

@@ -407,17 +407,21 @@ def resample(spectra: Spectra, grid, *, min_coverage: float = 0.5, z=None) -> Sp
     return out
 
 
-def resample_many(items, grid, *, min_coverage: float = 0.5) -> Spectra:
+def resample_many(items, grid, *, min_coverage: float = 0.5, z: str | None = None) -> Spectra:
     """Resample spectra that live on *different* native grids onto one grid, in one vectorised pass.
 
     Parameters
     ----------
     items : sequence of Spectra
-        Each on its own grid (for example one de-redshifted SDSS spectrum each).
+        Each on its own grid (for example one SDSS spectrum per file).
     grid : Quantity or array-like
         Output pixel centres (Å).
     min_coverage : float
         See :func:`resample`.
+    z : str, optional
+        Metadata column with each object's redshift: de-redshift every row on
+        the fly (λ / (1+z), flux × (1+z), ivar / (1+z)²), as
+        :func:`serendip.spectra.deredshift` does.
 
     Returns
     -------
@@ -441,22 +445,25 @@ def resample_many(items, grid, *, min_coverage: float = 0.5) -> Spectra:
     lo = np.empty(n)
     hi = np.empty(n)
     r = 0
-    for s in items:  # one iteration per spectrum block (array copies only), not per pixel
+    for s in items:  # one iteration per input container (array copies only), not per pixel
         k, mm = s.n_objects, s.n_pixels
         e = pixel_edges(s.wavelength.value)
-        edges[r:r + k, :mm + 1] = e
+        scale = _z_values(s, z) + 1.0 if z is not None else np.ones(k)
+        edges[r:r + k, :mm + 1] = e[None, :] / scale[:, None]
         if mm < m:  # pad with masked pixels that continue the last step
             step = e[-1] - e[-2]
-            edges[r:r + k, mm + 1:] = e[-1] + step * np.arange(1, m - mm + 1)
-        flux[r:r + k, :mm] = s.flux
-        ivar[r:r + k, :mm] = s.ivar
+            edges[r:r + k, mm + 1:] = (e[-1] + step * np.arange(1, m - mm + 1))[None, :] / scale[:, None]
+        flux[r:r + k, :mm] = s.flux * scale[:, None]
+        ivar[r:r + k, :mm] = s.ivar / (scale * scale)[:, None]
         good[r:r + k, :mm] = ~s.mask
-        lo[r:r + k] = e[0]
-        hi[r:r + k] = e[-1]
+        lo[r:r + k] = e[0] / scale
+        hi[r:r + k] = e[-1] / scale
         r += k
     f, iv, msk, _ = resample_arrays(edges, flux, ivar, good, e_out, min_coverage=min_coverage, valid_range=(lo, hi))
     meta = vstack([s.meta for s in items], join_type="outer", metadata_conflicts="silent")
     history = [dict(h) for h in items[0].history]
+    if z is not None:
+        history.append({"step": "deredshift", "params": {"z": z}})
     history.append({"step": "resample", "params": {"grid": _describe_grid(out_w), "min_coverage": float(min_coverage),
                                                    "flux_conserving": True}})
     return Spectra(out_w, f, iv, msk, meta=meta, history=history, flux_unit=items[0].flux_unit)

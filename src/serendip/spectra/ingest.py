@@ -1,0 +1,470 @@
+"""`ingest`: from a pile of survey files to one clean store of spectra on a common grid.
+
+Pipeline, per block of files (see :mod:`serendip.spectra.preprocess` for why
+in this order)::
+
+    read_spectra -> mask_pixels (observed frame) -> reject unusable objects
+      -> signal_to_noise -> deredshift + resample (one vectorised pass per block)
+      -> normalize -> fill_masked -> SpectraStore.append
+
+Bad inputs never stop a run: a file that is not FITS, is truncated, lacks an
+HDU, has no finite pixel, or is an exact duplicate of another input (same
+SHA-256), and an object with no redshift (in the rest frame), too few usable
+pixels or no overlap with the grid, is skipped and listed with its reason in
+the store's ``rejected`` table and in ``<store stem>.rejected.csv`` next to
+the store. :func:`ingest` raises only when *nothing* could be read.
+
+Default grid
+------------
+When ``wmin``/``wmax`` are not given, ingest first looks at up to
+``grid_sample`` inputs (evenly spaced through the sorted file list) and takes
+the widest contiguous range in which at least ``coverage_fraction`` (default
+80 %) of those spectra have usable pixels, in the rest frame when
+``rest_frame`` is set. If no wavelength is covered by that many (for example a
+mix of stars and z = 2 quasars), the threshold becomes ``coverage_fraction`` ×
+the best coverage reached, and a warning says so. When ``npix`` is not given
+the step is the inputs' median native step (1e-4 dex for SDSS, in log λ), so
+the data are neither smoothed nor invented.
+"""
+from __future__ import annotations
+
+import glob as _glob
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from astropy.table import Table
+
+from .._io import file_sha256, write_table
+from .._logging import get_logger, progress as _progress
+from .._version import __version__
+from .container import Spectra
+from .io import SpectraReadError, read_spectra, supported_formats
+from .preprocess import (DEFAULT_AND_MASK_BITS, and_mask_value, fill_masked, mask_pixels, normalize as _normalize,
+                         signal_to_noise)
+from .resample import _describe_grid, _grid_values, make_grid, resample_many
+from .store import SpectraStore, partial_path
+
+__all__ = ["ingest", "IngestResult", "expand_inputs", "default_grid", "rejected_path"]
+
+log = get_logger(__name__)
+
+
+@dataclass
+class IngestResult:
+    """What :func:`ingest` did.
+
+    Attributes
+    ----------
+    path : Path
+        The store.
+    n_read : int
+        Spectra written to the store by this run.
+    n_total : int
+        Spectra in the store (more than ``n_read`` when resuming or appending).
+    n_files : int
+        Input files considered.
+    n_files_used : int
+        Files that contributed at least one spectrum in this run.
+    n_skipped : int
+        Files skipped because the store already holds them (same SHA-256).
+    rejected : astropy Table
+        ``file``, ``id``, ``reason``, ``sha256`` of every rejected file or object in this run.
+    grid : dict
+        ``kind``, ``wmin``, ``wmax``, ``npix`` of the store's grid.
+    rejected_path : Path or None
+        The sidecar CSV copy of the store's rejected table.
+    seconds : float
+    """
+
+    path: Path
+    n_read: int
+    n_total: int
+    n_files: int
+    n_files_used: int
+    n_skipped: int
+    rejected: Table
+    grid: dict
+    rejected_path: Path | None = None
+    seconds: float = 0.0
+    extra: dict = field(default_factory=dict)
+
+    def summary(self) -> str:
+        g = self.grid
+        lines = [f"store {self.path}: {self.n_total} spectra × {g['npix']} px, {g['kind']} grid "
+                 f"{g['wmin']:.1f}–{g['wmax']:.1f} Å",
+                 f"read {self.n_read} spectra from {self.n_files_used} of {self.n_files} files in {self.seconds:.1f} s"
+                 + (f"; {self.n_skipped} files already in the store were skipped" if self.n_skipped else "")]
+        if len(self.rejected):
+            reasons: dict[str, int] = {}
+            for r in self.rejected["reason"]:
+                key = str(r).split(" (")[0][:70]
+                reasons[key] = reasons.get(key, 0) + 1
+            lines.append(f"rejected {len(self.rejected)} (listed in {self.rejected_path}):")
+            lines += [f"  {n} × {reason}" for reason, n in sorted(reasons.items(), key=lambda kv: -kv[1])[:8]]
+        else:
+            lines.append("rejected 0")
+        return "\n".join(lines)
+
+    __str__ = summary
+
+
+def rejected_path(store_path: str | os.PathLike) -> Path:
+    """The sidecar CSV of rejected inputs written next to a store: ``<stem>.rejected.csv``."""
+    p = Path(store_path)
+    return p.with_name(f"{p.stem}.rejected.csv")
+
+
+def _known_extensions() -> tuple[str, ...]:
+    exts = set()
+    for e in supported_formats().values():
+        exts.update(e)
+    return tuple(sorted(exts, key=len, reverse=True))
+
+
+def expand_inputs(inputs, exclude=()) -> tuple[list[Path], list[dict]]:
+    """Turn files, folders (searched recursively for known extensions) and glob patterns into a file list.
+
+    Returns
+    -------
+    files : list of Path
+        Sorted, without duplicates.
+    missing : list of dict
+        Rejection rows for inputs that match nothing.
+    """
+    if isinstance(inputs, (str, os.PathLike)):
+        inputs = [inputs]
+    exts = _known_extensions()
+    exclude = {Path(e).resolve() for e in exclude}
+    found: list[Path] = []
+    missing: list[dict] = []
+    for item in inputs:
+        p = Path(item)
+        if p.is_dir():
+            for q in sorted(p.rglob("*")):
+                if q.is_file() and not q.name.startswith(".") and q.name.lower().endswith(exts):
+                    found.append(q)
+        elif p.exists():
+            found.append(p)
+        elif any(ch in str(item) for ch in "*?["):
+            hits = sorted(Path(h) for h in _glob.glob(str(item), recursive=True) if Path(h).is_file())
+            if not hits:
+                missing.append({"file": str(item), "id": "", "reason": "the pattern matches no file", "sha256": ""})
+            found.extend(hits)
+        else:
+            missing.append({"file": str(item), "id": "", "reason": "no such file or folder", "sha256": ""})
+    seen = set()
+    files = []
+    for f in found:
+        r = f.resolve()
+        if r in seen or r in exclude or f.name.endswith(".partial"):
+            continue
+        seen.add(r)
+        files.append(f)
+    return files, missing
+
+
+def _usable(s: Spectra) -> np.ndarray:
+    return ~s.mask & (s.ivar > 0)
+
+
+def default_grid(files, *, kind: str = "log", wmin=None, wmax=None, npix=None, rest_frame: bool = True,
+                 mask_bits=DEFAULT_AND_MASK_BITS, coverage_fraction: float = 0.8, sample: int = 500,
+                 format: str | None = None):
+    """Choose a common grid from the inputs themselves (see the module docstring).
+
+    Returns the grid (Quantity, Å). Files that cannot be read are ignored here
+    (ingest reports them).
+    """
+    if wmin is not None and wmax is not None and npix is not None:
+        return make_grid(kind, float(wmin), float(wmax), int(npix))
+    files = list(files)
+    if len(files) > sample:
+        files = [files[i] for i in np.linspace(0, len(files) - 1, sample).round().astype(int)]
+    los, his, steps, failures = [], [], [], []
+    for f in files:
+        try:
+            s = mask_pixels(read_spectra(f, format=format), and_mask_bits=mask_bits)
+        except (SpectraReadError, ValueError, OSError) as exc:
+            failures.append(f"{Path(f).name}: {getattr(exc, 'reason', exc)}")
+            continue
+        w = s.wavelength.value
+        use = _usable(s)
+        has = use.any(axis=1)
+        if rest_frame:
+            z = np.asarray(s.meta["z"], dtype=float) if "z" in s.meta.colnames else np.full(len(s), np.nan)
+            has &= np.isfinite(z) & (z > -1)
+        else:
+            z = np.zeros(len(s))
+        if not has.any():
+            failures.append(f"{Path(f).name}: no usable pixels" + (" or no redshift" if rest_frame else ""))
+            continue
+        first = np.argmax(use, axis=1)
+        last = w.size - 1 - np.argmax(use[:, ::-1], axis=1)
+        los.append(w[first[has]] / (1 + z[has]))
+        his.append(w[last[has]] / (1 + z[has]))
+        steps.append(np.median(np.diff(np.log10(w))) if kind == "log" else np.median(np.diff(w)))
+    if not los:
+        raise ValueError(f"nothing could be read from {len(files)} input file(s)"
+                         + (f" (e.g. {'; '.join(failures[:3])})" if failures else ""))
+    lo = np.sort(np.concatenate(los))
+    hi = np.sort(np.concatenate(his))
+    n = lo.size
+    probe = np.geomspace(lo.min(), hi.max(), 20000)
+    count = np.searchsorted(lo, probe, side="right") - np.searchsorted(hi, probe, side="left")
+    need = coverage_fraction * n
+    if count.max() < need:
+        log.warning("no wavelength is covered by %.0f%% of the spectra (best: %.0f%%); the default grid covers "
+                    "the range where at least %.0f%% of the best coverage is reached",
+                    100 * coverage_fraction, 100 * count.max() / n, 100 * coverage_fraction)
+        need = coverage_fraction * count.max()
+    ok = count >= need
+    # widest contiguous run of ok
+    edges = np.diff(np.concatenate([[0], ok.astype(np.int8), [0]]))
+    starts, stops = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+    best = int(np.argmax(stops - starts))
+    auto_min, auto_max = probe[starts[best]], probe[stops[best] - 1]
+    wmin = float(auto_min) if wmin is None else float(wmin)
+    wmax = float(auto_max) if wmax is None else float(wmax)
+    step = float(np.median(steps))
+    return make_grid(kind, wmin, wmax, npix=None if npix is None else int(npix), step=step)
+
+
+def ingest(inputs, output, grid="log", wmin=None, wmax=None, npix=None, rest_frame: bool = True,
+           mask_bits=DEFAULT_AND_MASK_BITS, sky_lines: bool = False, normalize: str | None = "median",
+           norm_window=None, fill: bool = True, block_size: int = 1024, progress: bool = True, *,
+           format: str | None = None, if_exists: str = "error", resume: bool = True,
+           min_good_fraction: float = 0.2, min_coverage: float = 0.5, coverage_fraction: float = 0.8,
+           grid_sample: int = 500, z_column: str = "z") -> IngestResult:
+    """Read, clean, resample and store many spectra files in one HDF5 :class:`SpectraStore`.
+
+    Parameters
+    ----------
+    inputs : path, glob pattern, folder, or a list of them
+        Folders are searched recursively for files with a supported extension.
+    output : path-like
+        The store to write (``.h5``). Built under a hidden temporary name and
+        renamed into place only when complete.
+    grid : {"log", "linear"} or array-like / Quantity
+        Grid kind, or explicit pixel centres (Å).
+    wmin, wmax, npix : optional
+        Grid limits (Å, rest frame if ``rest_frame``) and size; missing ones are
+        chosen from the data (see the module docstring).
+    rest_frame : bool
+        De-redshift with the ``z_column`` metadata before resampling; objects
+        without a redshift are rejected.
+    mask_bits : bit names/numbers, int bitmask or None
+        SDSS ``and_mask`` bits to mask (default
+        :data:`serendip.spectra.preprocess.DEFAULT_AND_MASK_BITS`).
+    sky_lines : bool
+        Also mask the strong sky lines (observed frame).
+    normalize : {"median", "sum", "l2"} or None
+        Normalisation after resampling (``None``: keep fluxes).
+    norm_window : (float, float), optional
+        Wavelength window for the normalisation (Å, on the output grid).
+    fill : bool
+        Interpolate over masked pixels after normalising (recorded in ``filled``).
+    block_size : int
+        Spectra processed and written per block (memory ≈ block_size × pixels × 20 bytes).
+    progress : bool
+        Show a progress bar.
+    format : str, optional
+        Force a reader (see :func:`serendip.spectra.io.supported_formats`).
+    if_exists : {"error", "overwrite", "append"}
+        What to do when ``output`` exists. ``"append"`` adds only inputs whose
+        SHA-256 is not in the store yet; ``"error"`` (default) refuses, so a
+        repeated run can never duplicate rows.
+    resume : bool
+        Continue an interrupted run (its hidden partial store) instead of
+        starting over; files already committed are skipped by hash.
+    min_good_fraction : float
+        Reject objects with fewer usable native pixels after masking.
+    min_coverage : float
+        See :func:`serendip.spectra.resample`.
+    coverage_fraction, grid_sample : float, int
+        Default-grid rule (see the module docstring).
+    z_column : str
+        Metadata column holding the redshift.
+
+    Returns
+    -------
+    IngestResult
+
+    Raises
+    ------
+    ValueError
+        If no spectrum at all could be read (the message gives the first
+        reasons); no store or partial file is left behind in that case.
+    FileExistsError
+        If ``output`` exists and ``if_exists="error"``.
+    """
+    t0 = time.perf_counter()
+    output = Path(output)
+    if normalize not in (None, "median", "sum", "l2"):
+        raise ValueError(f"normalize must be 'median', 'sum', 'l2' or None; got {normalize!r}")
+    and_mask_value(mask_bits)  # validate early
+    if output.exists() and if_exists == "error":
+        raise FileExistsError(f"{output} exists: pass if_exists='overwrite' to rebuild it or 'append' to add new "
+                              "inputs only (CLI: --overwrite / --append)")
+    files, rejected_rows = expand_inputs(inputs, exclude=[output, partial_path(output)])
+    if not files:
+        raise ValueError("nothing could be read: no input files found"
+                         + (f" ({rejected_rows[0]['file']}: {rejected_rows[0]['reason']})" if rejected_rows else ""))
+
+    if isinstance(grid, str):
+        grid_q = default_grid(files, kind=grid, wmin=wmin, wmax=wmax, npix=npix, rest_frame=rest_frame,
+                              mask_bits=mask_bits, coverage_fraction=coverage_fraction, sample=grid_sample,
+                              format=format)
+    else:
+        grid_q = grid
+    grid_w = _grid_values(grid_q)
+    grid_info = _describe_grid(grid_w)
+    params = {"grid": grid_info, "rest_frame": bool(rest_frame), "mask_bits": mask_bits if isinstance(
+        mask_bits, (int, type(None))) else list(mask_bits), "sky_lines": bool(sky_lines), "normalize": normalize,
+        "norm_window": None if norm_window is None else list(norm_window), "fill": bool(fill),
+        "min_good_fraction": min_good_fraction, "min_coverage": min_coverage, "z_column": z_column}
+    store = SpectraStore.create(output, grid_w, provenance={"serendip_version": __version__, "ingest": params,
+                                                           "rest_frame": bool(rest_frame)},
+                                if_exists=if_exists, resume=resume)
+    try:
+        done = store.input_hashes | {h for h in store.rejected["sha256"] if h}
+        n_before = store.n_objects
+        if rejected_rows:
+            store.add_rejected(rejected_rows)
+        state = {"pending": [], "pending_inputs": [], "pending_rows": 0, "pending_rejects": [], "steps": None,
+                 "files_used": 0}
+        new_rejected = list(rejected_rows)
+        seen_hash: dict[str, str] = {}
+        n_skipped = 0
+
+        def reject(rows):
+            new_rejected.extend(rows)
+            state["pending_rejects"].extend(rows)
+
+        def flush():
+            if not state["pending"]:
+                if state["pending_rejects"]:
+                    store.add_rejected(state["pending_rejects"])
+                    state["pending_rejects"] = []
+                return
+            block = resample_many(state["pending"], grid_w, min_coverage=min_coverage,
+                                  z=z_column if rest_frame else None)
+            def drop_rows(block, drop, reason):
+                for k in np.flatnonzero(drop):
+                    reject([{"file": str(block.meta["source_path"][k]), "id": str(block.meta["id"][k]),
+                             "reason": reason, "sha256": str(block.meta["sha256"][k])}])
+                return block[~drop] if drop.any() else block
+
+            block = drop_rows(block, ~_usable(block).any(axis=1),
+                              "no usable pixel on the output grid (no overlap with "
+                              f"{grid_info['wmin']:.0f}–{grid_info['wmax']:.0f} Å)")
+            if normalize is not None and len(block):
+                block = _normalize(block, method=normalize, window=norm_window)
+                block = drop_rows(block, ~np.isfinite(np.asarray(block.meta["norm"], dtype=float)),
+                                  f"cannot normalise: the {normalize} flux"
+                                  + (f" in {norm_window[0]}–{norm_window[1]} Å" if norm_window else "")
+                                  + " is not positive")
+            if fill and len(block):
+                block = fill_masked(block)
+            kept_by_file: dict[str, int] = {}
+            for h in block.meta["sha256"]:
+                kept_by_file[str(h)] = kept_by_file.get(str(h), 0) + 1
+            inputs_rows = [dict(i, n_spectra=kept_by_file.get(i["sha256"], 0)) for i in state["pending_inputs"]
+                           if kept_by_file.get(i["sha256"], 0) > 0]
+            if len(block):
+                block.meta.remove_columns(["source_path", "sha256"])
+                store.append(block, inputs=inputs_rows)
+                if state["steps"] is None:
+                    state["steps"] = [h if h["step"] != "read" else {"step": "read", "params": {
+                        "format": h["params"].get("format")}} for h in block.history]
+                state["files_used"] += len(inputs_rows)
+            if state["pending_rejects"]:
+                store.add_rejected(state["pending_rejects"])
+            state.update(pending=[], pending_inputs=[], pending_rows=0, pending_rejects=[])
+
+        bar = _progress(total=len(files), desc="ingest", unit="file", enabled=progress)
+        try:
+            for path in files:
+                bar.update(1)
+                try:
+                    sha = file_sha256(path)
+                except OSError as exc:
+                    reject([{"file": str(path), "id": "", "reason": f"cannot read the file ({exc})", "sha256": ""}])
+                    continue
+                if sha in done:
+                    n_skipped += 1
+                    continue
+                if sha in seen_hash:
+                    reject([{"file": str(path), "id": "", "sha256": sha,
+                             "reason": f"duplicate of {seen_hash[sha]} (same SHA-256)"}])
+                    continue
+                seen_hash[sha] = str(path)
+                try:
+                    s = read_spectra(path, format=format)
+                    s = mask_pixels(s, and_mask_bits=mask_bits, sky_lines=sky_lines)
+                except SpectraReadError as exc:
+                    reject([{"file": str(path), "id": "", "reason": exc.reason, "sha256": sha}])
+                    continue
+                except (ValueError, OSError) as exc:
+                    reject([{"file": str(path), "id": "", "reason": str(exc), "sha256": sha}])
+                    continue
+                frac = _usable(s).mean(axis=1)
+                ok = frac >= min_good_fraction
+                reasons = [f"only {100 * f:.1f}% of pixels usable after masking (minimum "
+                           f"{100 * min_good_fraction:.0f}%)" for f in frac]
+                if rest_frame:
+                    z = (np.asarray(s.meta[z_column].filled(np.nan) if hasattr(s.meta[z_column], "filled")
+                                    else s.meta[z_column], dtype=float)
+                         if z_column in s.meta.colnames else np.full(len(s), np.nan))
+                    no_z = ~(np.isfinite(z) & (z > -1))
+                    for k in np.flatnonzero(no_z):
+                        reasons[k] = f"no redshift ({z_column} is missing or NaN) but rest_frame is set"
+                    ok &= ~no_z
+                for k in np.flatnonzero(~ok):
+                    reject([{"file": str(path), "id": str(s.meta["id"][k]), "reason": reasons[k], "sha256": sha}])
+                if not ok.any():
+                    continue
+                s = signal_to_noise(s[ok] if not ok.all() else s)
+                s.meta["source_path"] = np.full(len(s), str(path))
+                s.meta["sha256"] = np.full(len(s), sha)
+                state["pending"].append(s)
+                state["pending_inputs"].append({"path": str(path), "sha256": sha, "n_spectra": len(s)})
+                state["pending_rows"] += len(s)
+                if state["pending_rows"] >= block_size:
+                    flush()
+            flush()
+        finally:
+            bar.close()
+
+        n_read = store.n_objects - n_before
+        if store.n_objects == 0:
+            first = "; ".join(f"{Path(r['file']).name}: {r['reason']}" for r in new_rejected[:3])
+            raise ValueError(f"nothing could be read from {len(files)} input file(s); {len(new_rejected)} rejected"
+                             + (f" (e.g. {first})" if first else ""))
+        prov = store.provenance_without_inputs()
+        steps = state["steps"] or prov.get("steps", [])
+        store.update_provenance(steps=steps, grid=grid_info, created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                                n_rejected=len(store.rejected))
+        store.finalize()
+    except KeyboardInterrupt:
+        store.abort(keep_partial=True)
+        log.warning("ingest interrupted: the unfinished store %s is kept; re-run the same command to resume",
+                    partial_path(output))
+        raise
+    except BaseException:
+        store.abort(keep_partial=False)
+        raise
+    rej_table = Table(rows=[(r["file"], r["id"], r["reason"], r["sha256"]) for r in new_rejected],
+                      names=("file", "id", "reason", "sha256"), dtype=(str, str, str, str))
+    side = rejected_path(output)
+    all_rejected = store.rejected
+    all_rejected.meta = {"store": str(output), "description": "inputs skipped by serendip ingest, with the reason"}
+    write_table(all_rejected, side)
+    result = IngestResult(path=output, n_read=n_read, n_total=store.n_objects, n_files=len(files),
+                          n_files_used=state["files_used"], n_skipped=n_skipped, rejected=rej_table,
+                          grid=grid_info, rejected_path=side, seconds=time.perf_counter() - t0)
+    store.close()
+    log.debug("%s", result.summary())
+    return result
