@@ -2,26 +2,26 @@
 
 Four kinds, after the taxonomy of anomalies in large surveys:
 
-=================  ====================  ==================================================================
-kind               sub-kind              what is planted
-=================  ====================  ==================================================================
-``bad``            ``spikes``            2-6 unflagged cosmic-ray-like spikes (1-2 pixels, ≈6-15 σ)
-                   ``dead_run``          a run of 60-250 pixels reading zero with ordinary ivar and no flag
-                   ``flux_jump``         the red camera (λ > 6000 Å) mis-scaled by ×0.65-0.8 or ×1.25-1.5
-                   ``sky_residual``      night-sky lines left over at ±8-20 % of the sky (poor subtraction)
-``misclassified``  ``m_dwarf``           an M dwarf (3000-3600 K, TiO bands) at z≈0, catalogued as GALAXY
-                   ``a_star``            an A star (8000-10000 K, strong broad Balmer absorption) at z≈0
-                   ``qso``               a quasar (power law, broad Balmer/Mg II lines, narrow [O III]),
-                                         0.12 < z < 0.45, with some host light
-``tail``           ``extreme_lines``     Hα equivalent width 4-8× the normal maximum, high [O III]/Hβ
-                   ``very_dusty``        E(B−V) 0.7-1.0 (the normal population stays below ≈0.45)
-                   ``very_old``          the oldest population, super-solar metallicity, σ_v 330-400 km/s
-                   ``very_young``        a pure young population with no dust and metal-poor gas
-``unknown``        ``double_peaked``     every narrow line split in two, 300-600 km/s apart
-                   ``post_starburst``    E+A: strong A-star Balmer absorption and no emission lines
-                   ``outflow``           broad (σ 300-600 km/s) wings blue-shifted by 250-600 km/s
-                   ``background_emitter`` [O II], Hβ, [O III] of a second galaxy at higher z (lens-like)
-=================  ====================  ==================================================================
+**bad** (instrument or pipeline problems the pipeline did not flag)
+    ``spikes``: 2-6 cosmic-ray-like spikes, 1-2 pixels, 6-15 σ plus ½-1× the continuum;
+    ``dead_run``: a run of 60-250 pixels reading zero, with ordinary ivar and no flag;
+    ``flux_jump``: the red camera (λ > 6000 Å) mis-scaled by ×0.65-0.8 or ×1.25-1.5;
+    ``sky_residual``: night-sky lines left over at ±8-20 % of the sky (poor subtraction).
+**misclassified** (catalogued as GALAXY)
+    ``m_dwarf``: an M dwarf (3000-3600 K, TiO bands) at z ≈ 0;
+    ``a_star``: an A star (8000-10000 K, strong broad Balmer absorption) at z ≈ 0;
+    ``qso``: a quasar (power law, broad Balmer and Mg II lines, narrow [O III]) at
+    0.12 < z < 0.45, with 15-40 % host-galaxy light.
+**tail** (the normal physics pushed beyond the normal range)
+    ``extreme_lines``: Hα equivalent width 4-8× the normal maximum, higher [O III]/Hβ;
+    ``very_dusty``: E(B−V) 0.7-1.0 (the normal population stays below ≈ 0.45);
+    ``very_old``: a purely old population, super-solar metallicity, σ_v 330-400 km/s;
+    ``very_young``: a purely young population, no dust, metal-poor gas.
+**unknown** (combinations the normal population never shows)
+    ``double_peaked``: every narrow line split in two, 300-600 km/s apart;
+    ``post_starburst``: E+A, strong A-star Balmer absorption and no emission lines;
+    ``outflow``: broad (σ 300-600 km/s) wings blue-shifted by 250-600 km/s;
+    ``background_emitter``: [O II], Hβ, [O III] of a second galaxy at higher z (lens-like).
 
 Amplitudes are chosen so that each is visible to a careful eye but not
 absurd: bad-data effects are comparable to the galaxy signal, not thousands

@@ -21,6 +21,7 @@ truncated ``spec-*.fits``.
 from __future__ import annotations
 
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -86,11 +87,9 @@ def _band_snr(wave, flux, ivar):
         if not sel.any():
             continue
         v = np.where(good[:, sel], snr[:, sel], np.nan)
-        with np.errstate(all="ignore"):
-            import warnings
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", RuntimeWarning)
-                out[:, k] = np.nan_to_num(np.nanmedian(v, axis=1), nan=0.0)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows -> 0
+            out[:, k] = np.nan_to_num(np.nanmedian(v, axis=1), nan=0.0)
     return out
 
 

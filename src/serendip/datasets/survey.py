@@ -11,19 +11,17 @@ normal galaxies from young, star-forming, dusty and metal-poor (t = 0) to old,
 quiescent, dust-free and metal-rich (t = 1). Every ingredient varies smoothly
 with t (plus small independent scatter):
 
-==================  ==========================================================
-light fractions     young ∝ (1−t)², intermediate ∝ 1.2 t(1−t), old ∝ t² (at 5500 Å)
-metallicity         [Z/H] = −0.45 + 0.65 t  (± 0.07)
-dust                E(B−V)_star = 0.03 + 0.3 (1−t)^1.5  (± 0.03), Calzetti curve;
-                    the gas sees E(B−V)_star / 0.44
-velocity dispersion σ_v = 70 + 170 t km/s  (± 12)
-Hα equivalent width 110 exp(−t / 0.22) Å  (± 0.1 dex)
-line ratios         log [N II]6583/Hα = −0.8 + 0.75 t; log [O III]5007/Hβ =
-                    0.35 − 1.6 t + 1.1 t²; Hα/Hβ = 2.86 before dust;
-                    [O II]3727+3729/Hβ = 10^(0.45 − 0.35 t); [S II]6716+6731/Hα =
-                    10^(−0.62 + 0.3 t), 6716/6731 = 1.4; [O III] 5007/4959 = 2.98;
-                    [N II] 6583/6548 = 3.05; [O I]6300/Hα = 0.03 + 0.07 t
-==================  ==========================================================
+* light fractions at 5500 Å: young ∝ (1−t)², intermediate ∝ 1.2 t(1−t), old ∝ t²;
+* metallicity: [Z/H] = −0.45 + 0.65 t (± 0.07);
+* dust: E(B−V)_star = 0.03 + 0.3 (1−t)^1.5 (± 0.03), Calzetti curve; the gas
+  sees E(B−V)_star / 0.44;
+* velocity dispersion: σ_v = 70 + 170 t km/s (± 12);
+* Hα equivalent width: 110 exp(−t / 0.22) Å (± 0.1 dex);
+* line ratios: log [N II]6583/Hα = −0.8 + 0.75 t; log [O III]5007/Hβ =
+  0.35 − 1.6 t + 1.1 t²; Hα/Hβ = 2.86 before dust (Hγ/Hβ 0.468, Hδ/Hβ 0.259);
+  [O II]3727+3729/Hβ = 10^(0.45 − 0.35 t); [S II]6716+6731/Hα = 10^(−0.62 + 0.3 t)
+  with 6716/6731 = 1.4; [O III] 5007/4959 = 2.98; [N II] 6583/6548 = 3.05;
+  [O I]6300/Hα = 0.03 + 0.07 t.
 
 So the 4000 Å break, the metal lines, the colour and the emission lines all
 track t. Redshifts follow 0.02 + Γ(3, 0.03) within ``z_range``; the target
@@ -51,7 +49,6 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 from astropy.table import Table
