@@ -1,0 +1,83 @@
+"""`serendip embed | cluster | detect` end to end on small files."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from serendip._io import read_table, write_table
+from serendip.cli import main
+
+
+@pytest.fixture
+def feature_files(rng, tmp_path):
+    from astropy.table import Table
+
+    latent = np.vstack([rng.normal(size=(40, 2)), rng.normal(size=(40, 2)) + [8.0, 0.0]])
+    mixing = np.array([[1.0, 0.5, 0.2, 0.0], [0.0, 1.0, -0.5, 0.3]])
+    X = latent @ mixing + 0.1 * rng.normal(size=(80, 4))
+    X[-1] = X[:40].mean(axis=0) + np.array([0.0, 0.0, 0.0, 4.0])  # off the 2-D structure: planted extreme
+    np.save(tmp_path / "X.npy", X)
+    tab = Table({"id": [f"obj{i}" for i in range(80)], "a": X[:, 0], "b": X[:, 1], "c": X[:, 2], "d": X[:, 3],
+                 "snr": rng.uniform(5, 20, 80), "kind": ["x"] * 80})
+    write_table(tab, tmp_path / "feat.csv")
+    wave = np.linspace(4000, 5000, 60)
+    slope = np.where(np.arange(80)[:, None] < 40, 0.0, 0.8) * np.linspace(-1, 1, 60)  # two spectral shapes
+    flux = 2.0 + slope + 0.02 * rng.normal(size=(80, 60))
+    flux[-1, 20:25] += 1.0
+    np.savez(tmp_path / "spec.npz", flux=flux, wavelength=wave, id=np.array([f"s{i}" for i in range(80)]),
+             snr=np.full(80, 10.0))
+    return tmp_path
+
+
+@pytest.mark.parametrize("detector", ["iforest", "lof", "knn", "pca", "ensemble"])
+def test_detect_writes_scores_with_planted_object_first(feature_files, detector, capsys):
+    out = feature_files / f"{detector}.fits"
+    rc = main(["-q", "detect", str(feature_files / "feat.csv"), "--detector", detector, "--columns", "a,b,c,d",
+               "--seed", "1", "-o", str(out)])
+    assert rc == 0
+    tab = read_table(out)
+    assert tab["id"][np.argmax(tab["weirdness"])] == "obj79"
+    assert tab[tab["rank"] == 1]["id"][0] == "obj79"
+    assert tab.meta["score_convention"] == "higher = weirder" and tab.meta["detector"] == detector
+    assert "snr" in tab.colnames
+    assert "obj79" in capsys.readouterr().out
+
+
+def test_detect_errors_are_one_line(feature_files, capsys):
+    rc = main(["detect", str(feature_files / "feat.csv"), "--detector", "iforest", "--n-neighbors", "3",
+               "-o", str(feature_files / "x.fits")])
+    assert rc == 2 and "does not take parameter" in capsys.readouterr().err
+    rc = main(["detect", str(feature_files / "feat.csv"), "--columns", "a,zz", "-o", str(feature_files / "x.fits")])
+    assert rc == 2 and "no column(s) ['zz']" in capsys.readouterr().err
+    rc = main(["detect", str(feature_files / "missing.npy"), "-o", str(feature_files / "x.fits")])
+    assert rc == 2
+    assert not (feature_files / "x.fits").exists()
+
+
+def test_embed_then_cluster_from_spectra(feature_files):
+    emb = feature_files / "emb.parquet"
+    assert main(["-q", "embed", str(feature_files / "spec.npz"), "-o", str(emb), "--color-by", "snr"]) == 0
+    tab = read_table(emb)
+    assert tab.colnames[:3] == ["id", "embed_1", "embed_2"] and len(tab) == 80
+    assert tab.meta["method"] == "pca"
+    assert (feature_files / "emb.png").stat().st_size > 5000
+    out = feature_files / "cl.fits"
+    assert main(["-q", "cluster", str(emb), "--method", "kmeans", "--n-clusters", "2", "--spectra",
+                 str(feature_files / "spec.npz"), "-o", str(out)]) == 0
+    labels = read_table(out)
+    assert set(labels["cluster"]) == {0, 1}
+    first, second = labels["cluster"][:40], labels["cluster"][40:79]
+    assert len(set(first)) == 1 and len(set(second)) == 1 and first[0] != second[0]
+    summary = read_table(feature_files / "cl_summary.fits")
+    assert sorted(summary["size"]) == [40, 40] and summary.meta["params"]["method"] == "kmeans"
+    assert (feature_files / "cl.png").exists()
+
+
+def test_embed_color_from_score_table(feature_files):
+    scores = feature_files / "scores.fits"
+    assert main(["-q", "detect", str(feature_files / "X.npy"), "--detector", "knn", "-o", str(scores)]) == 0
+    out = feature_files / "e.csv"
+    assert main(["-q", "embed", str(feature_files / "X.npy"), "-o", str(out), "--color-by", "weirdness",
+                 "--color-table", str(scores), "--no-png"]) == 0
+    tab = read_table(out)
+    assert np.argmax(tab["weirdness"]) == 79 and not (feature_files / "e.png").exists()
