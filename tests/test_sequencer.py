@@ -148,6 +148,19 @@ def test_improved_is_unit_invariant_and_faithful_is_not():
     assert not (np.array_equal(orders["faithful", 1e-4], orders["faithful", 1e4]))
 
 
+def test_faithful_combination_is_decided_by_the_smallest_raw_numbers():
+    # weakness 1 of the reference: with EMD in micro-units, L2's raw 1/distance swamps EMD's
+    grid, flux, t = _mixed_units_data()
+    s = Sequencer(metrics=["EMD", "L2"], scales=[1], mode="faithful", progress=False).fit(flux, grid * 1e6)
+    l2 = s.results_[s.results_["metric"] == "L2"][0]
+    emd = s.results_[s.results_["metric"] == "EMD"][0]
+    assert not np.array_equal(l2["order"], emd["order"])
+    np.testing.assert_array_equal(s.order_, l2["order"])  # EMD had no say, whatever its elongation
+    imp = Sequencer(metrics=["EMD", "L2"], scales=[1], progress=False).fit(flux, grid * 1e6)
+    ref = Sequencer(metrics=["EMD", "L2"], scales=[1], progress=False).fit(flux, grid)
+    np.testing.assert_array_equal(imp.order_, ref.order_)
+
+
 def test_improved_normalized_elongation_is_comparable_across_n():
     ratios, norms = [], []
     for n in (100, 400):

@@ -79,6 +79,8 @@ def test_prim_equals_scipy_mst(symmetric, rng):
     assert w.sum() == pytest.approx(T.data.sum(), rel=1e-12)
     if not symmetric:
         np.testing.assert_array_equal(np.sort(w), np.sort(np.minimum(D[u, v], D[v, u])))
+        u2, v2, w2 = mst_dense(D, symmetric=False, work=np.empty_like(D))  # tile-symmetrised path
+        assert {(min(a, b), max(a, b)) for a, b in zip(u2, v2)} == theirs
 
 
 def test_start_levels_elongation_match_networkx(rng):
