@@ -292,3 +292,25 @@ def test_plot_sequence_returns_fig_and_axes():
     assert len(axes[2].lines) == 2  # one line per metric
     img = axes[1].images[0].get_array()
     assert img.shape == flux.shape
+
+
+def test_sequence_reads_an_ingest_store(tmp_path):
+    import astropy.units as u
+    from astropy.table import Table
+
+    from serendip.sequencer import sequence
+    from serendip.spectra.container import Spectra
+    from serendip.spectra.store import SpectraStore
+
+    grid, flux, t = moving_line(50)
+    path = tmp_path / "survey.h5"
+    store = SpectraStore.create(path, grid * u.AA)
+    for a in (0, 25):
+        meta = Table({"id": [f"g{i}" for i in range(a, a + 25)]})
+        store.append(Spectra(grid * u.AA, flux[a:a + 25].astype(np.float32), meta=meta))
+    store.finalize()
+    tab = sequence(path, tmp_path / "seq.csv", scales=[1, 2], progress=False)
+    idx = np.array([int(str(i)[1:]) for i in tab["id"]])
+    assert sorted(idx) == list(range(50))
+    assert rho(t, idx) >= 0.99
+    assert (tmp_path / "seq.csv").exists()
