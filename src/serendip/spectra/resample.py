@@ -50,7 +50,9 @@ def make_grid(kind: str = "log", wmin: float = 3600.0, wmax: float = 9000.0, npi
     wmin, wmax : float
         First and last pixel centres, Å.
     npix : int, optional
-        Number of pixels. If omitted it follows from ``step``.
+        Number of pixels, spread from ``wmin`` to ``wmax`` inclusive. If
+        omitted, the grid starts at ``wmin`` with exactly ``step`` and ends at
+        the last pixel not beyond ``wmax``.
     step : float, optional
         Pixel step: dex for ``"log"`` (default 1e-4), Å for ``"linear"``
         (default 1.0). Ignored when ``npix`` is given.
@@ -61,13 +63,18 @@ def make_grid(kind: str = "log", wmin: float = 3600.0, wmax: float = 9000.0, npi
         raise ValueError(f"need 0 < wmin < wmax; got wmin={wmin!r}, wmax={wmax!r}")
     if kind not in ("log", "linear"):
         raise ValueError(f"grid kind must be 'log' or 'linear'; got {kind!r}")
-    if npix is None:
+    if npix is None:  # exact step from wmin; the last pixel is the last one not beyond wmax
         if kind == "log":
             step = 1e-4 if step is None else float(step)
             npix = int(np.floor(np.log10(wmax / wmin) / step + 1e-9)) + 1
+            grid = 10.0 ** (np.log10(wmin) + step * np.arange(npix))
         else:
             step = 1.0 if step is None else float(step)
             npix = int(np.floor((wmax - wmin) / step + 1e-9)) + 1
+            grid = wmin + step * np.arange(npix)
+        if npix < 2:
+            raise ValueError(f"a grid from {wmin} to {wmax} Å with step {step} has fewer than 2 pixels")
+        return grid * u.AA
     npix = int(npix)
     if npix < 2:
         raise ValueError(f"a grid needs at least 2 pixels; got npix={npix}")
@@ -329,8 +336,11 @@ def _resample_numba(e_in, flux, ivar, good, e_out, min_coverage, lo, hi):
     m_out = np.empty((n, k), np.bool_)
     cov = np.empty((n, k), np.float32)
     e2 = np.ascontiguousarray(np.atleast_2d(e_in))
-    kernel(e2, np.ascontiguousarray(flux), np.ascontiguousarray(ivar), np.ascontiguousarray(good),
-           e_out, min_coverage, lo, hi, f_out, iv_out, m_out, cov)
+    # one dtype signature only, so the kernel is compiled (or loaded from numba's cache) once
+    kernel(e2, np.ascontiguousarray(flux, dtype=np.float64), np.ascontiguousarray(ivar, dtype=np.float64),
+           np.ascontiguousarray(good, dtype=np.bool_), np.ascontiguousarray(e_out, dtype=np.float64),
+           float(min_coverage), np.ascontiguousarray(lo, dtype=np.float64),
+           np.ascontiguousarray(hi, dtype=np.float64), f_out, iv_out, m_out, cov)
     return f_out, iv_out, m_out, cov
 
 
