@@ -176,7 +176,7 @@ def compare_detectors(X, labels, detectors=DEFAULT_DETECTORS, *, k: int = 100, p
     for det in _progress(list(detectors), desc="detectors", enabled=progress):
         if isinstance(det, str):
             name = det
-            common = {"scale": scale, "random_state": random_state, "n_jobs": n_jobs}
+            common = {"scale": scale, "random_state": random_state, "n_jobs": n_jobs, "progress": progress}
             kw = {**_accepted(name, common), **params.get(name, {})}
             est = make_detector(name, **kw)
         else:
