@@ -10,7 +10,8 @@ from serendip.learn import infer_task, recommend, train
 from serendip.learn import metrics as M
 from serendip.learn.diagnostics import contiguous_groups, learning_curve_verdict, permutation_importances
 
-FAST = dict(cv=3, n_iter=3, progress=False, learning_curve=False, importances=False)
+FAST = dict(cv=3, n_iter=3, progress=False, learning_curve=False, importances=False,
+            model_params={"n_estimators": 40})
 
 
 def _blobs(rng, n=240, p=5, k=3, sep=3.0):
@@ -149,7 +150,7 @@ def test_permutation_importances_match_plain_loop(rng):
 # --- train --------------------------------------------------------------------------------
 def test_train_classification_auto_uses_validation_only(rng):
     X, y = _blobs(rng, n=300)
-    res = train(X, y, cv=3, n_iter=3, progress=False, max_candidates=2)
+    res = train(X, y, cv=3, n_iter=3, progress=False, max_candidates=2, model_params={"n_estimators": 50})
     assert res.task == "classification"
     assert res.algorithm == res.candidates["algorithm"][np.argmax(res.candidates["cv_mean"])]
     assert len(res.cv_scores) == 3

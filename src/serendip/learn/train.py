@@ -458,7 +458,8 @@ def train(X, y, algorithm: str = "auto", task: str | None = None, *, test_size: 
           scoring=None, redshift: bool | None = None, raw: bool = False, pca: bool | int | None = None,
           n_iter: int = 8, max_candidates: int = 3, search_max_rows: int | None = 5000,
           learning_curve: bool = True, importances: bool = True, diagnostics_max_rows: int = 3000,
-          feature_names=None, target_name: str | None = None, cnn_params: dict | None = None) -> TrainResult:
+          feature_names=None, target_name: str | None = None, cnn_params: dict | None = None,
+          model_params: dict | None = None) -> TrainResult:
     """Pick, train, validate and test a supervised model.
 
     Parameters
@@ -510,6 +511,9 @@ def train(X, y, algorithm: str = "auto", task: str | None = None, *, test_size: 
     target_name : str, optional
     cnn_params : dict, optional
         Parameters for the 1-D CNN (:class:`serendip.learn.CNN1DClassifier`).
+    model_params : dict, optional
+        Fixed parameters for the final estimator of every candidate that accepts them
+        (e.g. ``{"n_estimators": 50}`` for a quicker forest); they are removed from the search.
 
     Returns
     -------
@@ -526,12 +530,13 @@ def train(X, y, algorithm: str = "auto", task: str | None = None, *, test_size: 
                       redshift=redshift, raw=raw, pca=pca, n_iter=n_iter, max_candidates=max_candidates,
                       search_max_rows=search_max_rows, learning_curve=learning_curve,
                       importances=importances, diagnostics_max_rows=diagnostics_max_rows,
-                      feature_names=feature_names, target_name=target_name, cnn_params=cnn_params)
+                      feature_names=feature_names, target_name=target_name, cnn_params=cnn_params,
+                      model_params=model_params)
 
 
 def _train(X, y, algorithm, task, *, test_size, groups, cv, random_state, n_jobs, progress, scoring,
            redshift, raw, pca, n_iter, max_candidates, search_max_rows, learning_curve, importances,
-           diagnostics_max_rows, feature_names, target_name, cnn_params) -> TrainResult:
+           diagnostics_max_rows, feature_names, target_name, cnn_params, model_params) -> TrainResult:
     from sklearn.base import clone
 
     t0 = time.time()
@@ -613,6 +618,11 @@ def _train(X, y, algorithm, task, *, test_size, groups, cv, random_state, n_jobs
                                      pca=use_pca, y_std=y_std, cnn_params=cnn_params)
         if rec.algorithm == "cnn":
             space = {}
+        if model_params:
+            valid = pipe.named_steps["model"].get_params()
+            fixed = {f"model__{k}": v for k, v in model_params.items() if k in valid}
+            pipe.set_params(**fixed)
+            space = {k: v for k, v in space.items() if k not in fixed}
         t1 = time.time()
         params, folds = _search(pipe, space, Xs, ys, cv=splitter, scoring=score_name, n_iter=n_iter,
                                 groups=gs, n_jobs=n_jobs, random_state=random_state,
@@ -668,7 +678,7 @@ def _train(X, y, algorithm, task, *, test_size, groups, cv, random_state, n_jobs
         te_idx = _subsample(np.arange(te.size), yte, task, diagnostics_max_rows, random_state)
         p = Xa.shape[1]
         grp = None if p <= 60 else contiguous_groups(p, 30)
-        grp_names = None if grp is None else [f"{names[g[0]]}–{names[g[-1]]}" for g in grp]
+        grp_names = list(names) if grp is None else [f"{names[g[0]]}–{names[g[-1]]}" for g in grp]
         imp_scoring = "balanced_accuracy" if task == "classification" else "r2"
         imps = permutation_importances(model, Xte[te_idx], yte[te_idx], scoring=imp_scoring,
                                        n_repeats=5 if grp is None else 3, groups=grp, names=grp_names,

@@ -1,0 +1,271 @@
+"""A small 1-D convolutional network for raw spectra, as scikit-learn estimators.
+
+The talk's "deep learning on raw data" column: the network learns its own
+features (line shapes, continuum slopes) from the pixels. It is deliberately
+small (two convolution blocks, one hidden layer) so it trains on a CPU, and it
+uses early stopping on an internal validation split because complex models
+overfit more easily.
+
+Architecture (``n_filters=(8, 16)``)::
+
+    spectrum (standardised per object) → [Conv1d(k) → ReLU → MaxPool(pool)] × len(n_filters)
+    → AdaptiveAvgPool(16) → Linear(hidden) → ReLU → Dropout → Linear(n_outputs)
+
+PyTorch is imported only when a network is fitted or used; install it with
+``pip install 'serendip[deep]'``. Learned weights are kept as NumPy arrays
+(``state_``), so fitted estimators save with skops/joblib without torch objects.
+"""
+from __future__ import annotations
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
+
+from .._logging import get_logger
+
+__all__ = ["CNN1DClassifier", "CNN1DRegressor"]
+
+log = get_logger(__name__)
+
+
+def _torch():
+    try:
+        import torch
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise ImportError("the 1-D CNN needs PyTorch: pip install 'serendip[deep]' "
+                          "(the CPU build is enough)") from exc
+    return torch
+
+
+def _standardise_rows(X: np.ndarray) -> np.ndarray:
+    """Subtract each spectrum's mean and divide by its standard deviation (flat spectra stay zero)."""
+    X = np.asarray(X, dtype=np.float32)
+    mu = X.mean(axis=1, keepdims=True)
+    sd = X.std(axis=1, keepdims=True)
+    sd[sd == 0] = 1.0
+    return (X - mu) / sd
+
+
+def _build(torch, n_features: int, n_out: int, n_filters, kernel_size: int, pool: int, hidden: int,
+           dropout: float):
+    nn = torch.nn
+    layers = []
+    c_in, length = 1, n_features
+    for c_out in n_filters:
+        layers += [nn.Conv1d(c_in, c_out, kernel_size, padding=kernel_size // 2), nn.ReLU()]
+        if length // pool >= 1 and pool > 1:
+            layers.append(nn.MaxPool1d(pool))
+            length //= pool
+        c_in = c_out
+    out_len = max(1, min(16, length))
+    layers += [nn.AdaptiveAvgPool1d(out_len), nn.Flatten(), nn.Linear(c_in * out_len, hidden), nn.ReLU(),
+               nn.Dropout(dropout), nn.Linear(hidden, n_out)]
+    return nn.Sequential(*layers)
+
+
+class _CNN1DBase(BaseEstimator):
+    _classifier = False
+
+    def __init__(self, n_filters=(8, 16), kernel_size: int = 9, pool: int = 4, hidden: int = 32,
+                 dropout: float = 0.2, epochs: int = 40, batch_size: int = 64, learning_rate: float = 2e-3,
+                 weight_decay: float = 1e-4, validation_fraction: float = 0.15, patience: int = 6,
+                 class_weight: str | None = "balanced", n_threads: int | None = None, random_state=None,
+                 progress: bool = False):
+        self.n_filters = n_filters
+        self.kernel_size = kernel_size
+        self.pool = pool
+        self.hidden = hidden
+        self.dropout = dropout
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.weight_decay = weight_decay
+        self.validation_fraction = validation_fraction
+        self.patience = patience
+        self.class_weight = class_weight
+        self.n_threads = n_threads
+        self.random_state = random_state
+        self.progress = progress
+
+    # -- helpers ---------------------------------------------------------------------------
+    def _module(self, torch):
+        net = _build(torch, self.n_features_in_, self.n_outputs_, tuple(self.n_filters), self.kernel_size,
+                     self.pool, self.hidden, self.dropout)
+        if getattr(self, "state_", None) is not None:
+            net.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in self.state_.items()})
+        return net
+
+    def _encode_y(self, y):
+        raise NotImplementedError
+
+    def _loss(self, torch, y_enc):
+        raise NotImplementedError
+
+    def fit(self, X, y, sample_weight=None):
+        """Train with Adam and early stopping on an internal validation split; returns self."""
+        from .._logging import progress as _progress
+        from .._validation import check_matrix
+
+        torch = _torch()
+        X = check_matrix(X, name="X", dtype=np.float32, min_rows=2)
+        y = np.asarray(y)
+        if y.shape[0] != X.shape[0]:
+            raise ValueError(f"X has {X.shape[0]} rows but y has {y.shape[0]}")
+        self.n_features_in_ = X.shape[1]
+        y_enc = self._encode_y(y)
+        self.state_ = None
+        rng = np.random.default_rng(self.random_state)
+        seed = int(rng.integers(0, 2**31 - 1))
+        old_threads = torch.get_num_threads()
+        if self.n_threads:
+            torch.set_num_threads(int(self.n_threads))
+        try:
+            torch.manual_seed(seed)
+            Xs = _standardise_rows(X)
+            idx = rng.permutation(X.shape[0])
+            n_val = int(round(self.validation_fraction * X.shape[0])) if self.validation_fraction else 0
+            n_val = n_val if X.shape[0] - n_val >= 2 and n_val >= 2 else 0
+            va, tr = idx[:n_val], idx[n_val:]
+            xt = torch.from_numpy(Xs[:, None, :])
+            yt = torch.from_numpy(y_enc)
+            net = self._module(torch)
+            opt = torch.optim.Adam(net.parameters(), lr=self.learning_rate, weight_decay=self.weight_decay)
+            loss_fn = self._loss(torch, y_enc[tr])
+            best, best_state, bad = np.inf, None, 0
+            self.history_ = []
+            gen = torch.Generator().manual_seed(seed)
+            for _epoch in _progress(range(self.epochs), desc="CNN epochs", enabled=self.progress):
+                net.train()
+                perm = torch.from_numpy(tr)[torch.randperm(tr.size, generator=gen)]
+                total = 0.0
+                for start in range(0, perm.numel(), self.batch_size):
+                    b = perm[start:start + self.batch_size]
+                    opt.zero_grad()
+                    loss = loss_fn(net(xt[b]), yt[b])
+                    loss.backward()
+                    opt.step()
+                    total += float(loss.detach()) * b.numel()
+                train_loss = total / tr.size
+                if n_val:
+                    net.eval()
+                    with torch.no_grad():
+                        val_loss = float(loss_fn(net(xt[va]), yt[va]))
+                else:
+                    val_loss = train_loss
+                self.history_.append((train_loss, val_loss))
+                if val_loss < best - 1e-6:
+                    best, bad = val_loss, 0
+                    best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
+                else:
+                    bad += 1
+                    if bad >= self.patience:
+                        break
+            if best_state is not None:
+                net.load_state_dict(best_state)
+            self.state_ = {k: v.detach().cpu().numpy().copy() for k, v in net.state_dict().items()}
+            self.n_epochs_ = len(self.history_)
+        finally:
+            torch.set_num_threads(old_threads)
+        log.info("CNN trained %d epochs, best validation loss %.4g", self.n_epochs_, best)
+        return self
+
+    def _forward(self, X):
+        from sklearn.utils.validation import check_is_fitted
+
+        check_is_fitted(self, "state_")
+        from .._validation import check_matrix
+
+        torch = _torch()
+        X = check_matrix(X, name="X", dtype=np.float32)
+        if X.shape[1] != self.n_features_in_:
+            raise ValueError(f"X has {X.shape[1]} pixels; the network was trained on {self.n_features_in_}")
+        net = self._module(torch)
+        net.eval()
+        out = []
+        xs = torch.from_numpy(_standardise_rows(X)[:, None, :])
+        with torch.no_grad():
+            for start in range(0, X.shape[0], 1024):
+                out.append(net(xs[start:start + 1024]).numpy())
+        return np.concatenate(out, axis=0)
+
+
+class CNN1DClassifier(ClassifierMixin, _CNN1DBase):
+    """Small 1-D CNN classifier for raw spectra (``pip install 'serendip[deep]'``).
+
+    Parameters
+    ----------
+    n_filters : tuple of int
+        Channels of each convolution block.
+    kernel_size : int
+        Convolution width in pixels.
+    pool : int
+        Max-pooling factor after each block.
+    hidden : int
+        Units of the dense layer.
+    dropout : float
+    epochs : int
+        Maximum epochs (early stopping usually ends sooner).
+    batch_size : int
+    learning_rate, weight_decay : float
+        Adam settings (weight decay is L2 regularisation).
+    validation_fraction : float
+        Share of the training rows held out for early stopping.
+    patience : int
+        Epochs without validation improvement before stopping.
+    class_weight : {"balanced", None}
+        Weight the loss by inverse class frequency.
+    n_threads : int, optional
+        PyTorch CPU threads while fitting (restored afterwards).
+    random_state : int, optional
+    progress : bool
+        Show a bar over epochs.
+    """
+
+    _classifier = True
+
+    def _encode_y(self, y):
+        self.classes_, y_enc = np.unique(y, return_inverse=True)
+        if self.classes_.size < 2:
+            raise ValueError("the CNN classifier needs at least two classes")
+        self.n_outputs_ = self.classes_.size
+        return y_enc.astype(np.int64)
+
+    def _loss(self, torch, y_enc):
+        weight = None
+        if self.class_weight == "balanced":
+            counts = np.bincount(y_enc, minlength=self.n_outputs_).astype(np.float32)
+            w = np.where(counts > 0, counts.sum() / (self.n_outputs_ * np.maximum(counts, 1)), 0.0)
+            weight = torch.from_numpy(w.astype(np.float32))
+        return torch.nn.CrossEntropyLoss(weight=weight)
+
+    def predict_proba(self, X):
+        """Class probabilities, columns in ``classes_`` order."""
+        z = self._forward(X)
+        z = z - z.max(axis=1, keepdims=True)
+        e = np.exp(z)
+        return e / e.sum(axis=1, keepdims=True)
+
+    def predict(self, X):
+        """The most probable class of each spectrum."""
+        return self.classes_[np.argmax(self._forward(X), axis=1)]
+
+
+class CNN1DRegressor(RegressorMixin, _CNN1DBase):
+    """Small 1-D CNN regressor for raw spectra (targets are standardised internally).
+
+    Parameters are those of :class:`CNN1DClassifier` (``class_weight`` is ignored).
+    """
+
+    def _encode_y(self, y):
+        y = np.asarray(y, dtype=np.float64)
+        if not np.all(np.isfinite(y)):
+            raise ValueError("the regression target contains NaN or infinite values")
+        self.y_mean_, self.y_std_ = float(y.mean()), float(y.std() or 1.0)
+        self.n_outputs_ = 1
+        return ((y - self.y_mean_) / self.y_std_).astype(np.float32)[:, None]
+
+    def _loss(self, torch, y_enc):
+        return torch.nn.MSELoss()
+
+    def predict(self, X):
+        """Predicted target values."""
+        return self._forward(X)[:, 0] * self.y_std_ + self.y_mean_

@@ -1,0 +1,331 @@
+"""Tables in, models and predictions out: the public functions behind ``serendip learn``.
+
+Tables are read in FITS, CSV (optionally gzipped), ECSV or Parquet. Features
+are named columns, or colours built from magnitudes (``colors="ugriz"`` gives
+``u-g, g-r, r-i, i-z`` plus the ``r`` magnitude). The way features were made
+(the *recipe*) is saved with the model, so ``predict`` rebuilds them from a new
+table and refuses tables that lack a needed column.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .._logging import get_logger
+
+__all__ = ["read_any_table", "color_features", "select_features", "apply_recipe", "recommend_table",
+           "train_table", "predict_table", "ID_LIKE"]
+
+log = get_logger(__name__)
+
+#: Columns never used as features by default: identifiers, positions and bookkeeping.
+ID_LIKE = {"id", "objid", "specobjid", "ra", "dec", "run", "rerun", "camcol", "field", "plate", "mjd",
+           "fiberid", "fiber", "name", "index", "linearobjectid", "source_file"}
+
+
+def read_any_table(path, *, query: str | None = None):
+    """Read a FITS/CSV(.gz)/ECSV/Parquet table into an astropy Table.
+
+    Column names are stripped of surrounding blanks. ``query`` (a pandas
+    query string such as ``"spec_class == 'GALAXY'"``) keeps matching rows.
+    """
+    from astropy.table import Table
+
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"no such table: {path}")
+    name = path.name.lower()
+    if name.endswith((".csv", ".csv.gz", ".csv.bz2", ".tsv", ".txt")):
+        import pandas as pd
+
+        sep = "\t" if ".tsv" in name else ","
+        df = pd.read_csv(path, sep=sep, comment="#")
+        tab = Table.from_pandas(df)
+    elif name.endswith((".parquet", ".pq")):
+        import pandas as pd
+
+        tab = Table.from_pandas(pd.read_parquet(path))
+    elif name.endswith((".fits", ".fit", ".fits.gz", ".fts")):
+        tab = Table.read(path, format="fits")
+        if "SERENDIP" in tab.meta:
+            tab.meta.pop("SERENDIP")
+    elif name.endswith(".ecsv"):
+        tab = Table.read(path, format="ascii.ecsv")
+    else:
+        raise ValueError(f"cannot read {path}: tables must be .fits, .csv(.gz), .ecsv or .parquet")
+    for c in list(tab.colnames):
+        if c != c.strip():
+            tab.rename_column(c, c.strip())
+    for c in tab.colnames:  # byte strings from FITS become str
+        if tab[c].dtype.kind == "S":
+            tab[c] = np.char.decode(np.asarray(tab[c]), "ascii", errors="replace")
+    if query:
+        df = tab.to_pandas()
+        try:
+            keep = df.eval(query)
+        except Exception as exc:
+            raise ValueError(f"could not apply the row filter {query!r} to {path}: {exc}") from exc
+        tab = tab[np.asarray(keep, dtype=bool)]
+        if len(tab) == 0:
+            raise ValueError(f"no rows of {path} match {query!r}")
+    tab.meta["source"] = str(path)
+    return tab
+
+
+def _find_band(tab, band: str) -> str:
+    candidates = [band, f"{band}_mag", f"mag_{band}", f"modelMag_{band}", f"dered_{band}", f"psfMag_{band}",
+                  band.upper()]
+    lower = {c.lower(): c for c in tab.colnames}
+    for c in candidates:
+        if c in tab.colnames:
+            return c
+        if c.lower() in lower:
+            return lower[c.lower()]
+    raise ValueError(f"no magnitude column for band {band!r}; looked for {candidates[:6]} among "
+                     f"{tab.colnames}")
+
+
+def color_features(tab, bands: str = "ugriz", reference: str | None = "r"):
+    """Return ``(names, columns)`` for adjacent colours of ``bands`` plus one reference magnitude.
+
+    ``bands="ugriz"`` gives ``u-g, g-r, r-i, i-z`` and ``r`` (when ``reference="r"``).
+    """
+    bands = bands.strip()
+    if len(bands) < 2:
+        raise ValueError(f"need at least two bands for colours, got {bands!r}")
+    cols = {b: np.asarray(tab[_find_band(tab, b)], dtype=np.float64) for b in bands}
+    names, arrays = [], []
+    for a, b in zip(bands[:-1], bands[1:]):
+        names.append(f"{a}-{b}")
+        arrays.append(cols[a] - cols[b])
+    if reference:
+        if reference not in bands:
+            raise ValueError(f"reference band {reference!r} is not among {bands!r}")
+        names.append(reference)
+        arrays.append(cols[reference])
+    return names, arrays
+
+
+def _default_features(tab, target: str | None) -> list[str]:
+    out, skipped = [], []
+    for c in tab.colnames:
+        low = c.lower()
+        if c == target or (target and low.startswith(target.lower() + "_")):
+            continue
+        if low in ID_LIKE or low.endswith("objid") or low.endswith("_id"):
+            skipped.append(c)
+            continue
+        if tab[c].dtype.kind not in "iufb" or np.ndim(tab[c]) != 1:
+            skipped.append(c)
+            continue
+        out.append(c)
+    if skipped:
+        log.info("not used as features by default (identifiers or non-numeric): %s", skipped)
+    if not out:
+        raise ValueError(f"no numeric feature columns found; name them with features=[...] "
+                         f"(columns: {tab.colnames})")
+    return out
+
+
+def _column(tab, name: str):
+    if name not in tab.colnames:
+        raise ValueError(f"no column {name!r} in the table; columns are {tab.colnames}")
+    col = tab[name]
+    if np.ma.isMaskedArray(col) or getattr(col, "mask", None) is not None:
+        arr = np.ma.asarray(col)
+        if arr.dtype.kind in "iuf":
+            return arr.astype(np.float64).filled(np.nan)
+        return np.asarray(arr.filled("")) if arr.dtype.kind in "US" else np.asarray(arr)
+    return np.asarray(col)
+
+
+def select_features(tab, target: str | None = None, features=None, colors: str | None = None):
+    """Build the feature table (and target) from a table.
+
+    Parameters
+    ----------
+    tab : astropy Table
+    target : str, optional
+        Target column; rows with a missing target are kept here (``train`` drops them with a warning).
+    features : list of str, optional
+        Feature columns. Default: every numeric column except the target and identifier-like
+        columns (``ID_LIKE``), unless ``colors`` is given.
+    colors : str, optional
+        Bands for adjacent colours plus the ``r`` (or middle) magnitude, e.g. ``"ugriz"``;
+        ``features`` are appended after them.
+
+    Returns
+    -------
+    X : astropy Table of float features, in model order
+    y : numpy array or None
+    recipe : dict
+        How to rebuild ``X`` from a new table (saved with the model).
+    """
+    from astropy.table import Table
+
+    if target is not None and target not in tab.colnames:
+        raise ValueError(f"no target column {target!r} in the table; columns are {tab.colnames}")
+    recipe: dict[str, Any] = {}
+    if colors:
+        ref = "r" if "r" in colors else colors[len(colors) // 2]
+        recipe.update({"colors": colors, "reference": ref})
+    feats = list(features) if features else ([] if colors else _default_features(tab, target))
+    if target in feats:
+        raise ValueError(f"the target {target!r} is also listed as a feature")
+    recipe["features"] = feats
+    X = apply_recipe(tab, recipe)
+    y = _column(tab, target) if target is not None else None
+    return X, y, recipe
+
+
+def apply_recipe(tab, recipe: dict):
+    """Rebuild the model's feature table from ``tab`` following ``recipe``; clear errors for missing columns."""
+    from astropy.table import Table
+
+    names, arrays = [], []
+    if recipe.get("colors"):
+        n, a = color_features(tab, recipe["colors"], recipe.get("reference", "r"))
+        names += n
+        arrays += a
+    missing = [f for f in recipe.get("features", []) if f not in tab.colnames]
+    if missing:
+        raise ValueError(f"the table lacks feature column(s) {missing} used by the model; "
+                         f"columns are {tab.colnames}")
+    for f in recipe.get("features", []):
+        col = _column(tab, f)
+        if col.dtype.kind not in "iufb":
+            raise ValueError(f"feature column {f!r} is not numeric (dtype {col.dtype}); encode it or drop it")
+        names.append(f)
+        arrays.append(col.astype(np.float64))
+    if not names:
+        raise ValueError("no features: give feature columns or colours")
+    return Table(arrays, names=names)
+
+
+def recommend_table(path, target: str, *, features=None, colors: str | None = None, raw: bool = False,
+                    query: str | None = None, task: str | None = None):
+    """Read a table and return :func:`serendip.learn.recommend`'s ranked list for it."""
+    from .recommend import recommend
+
+    tab = read_any_table(path, query=query)
+    X, y, _ = select_features(tab, target, features, colors)
+    ok = _target_present(y)
+    return recommend(np.empty((int(ok.sum()), len(X.colnames))), y[ok], task=task, raw=raw)
+
+
+def _target_present(y):
+    if y.dtype.kind == "f":
+        return np.isfinite(y)
+    if y.dtype.kind in "OUS":
+        return np.array([v is not None and str(v).strip() != "" for v in y])
+    return np.ones(y.shape[0], dtype=bool)
+
+
+def train_table(path, target: str, output=None, *, features=None, colors: str | None = None,
+                algorithm: str = "auto", query: str | None = None, group: str | None = None,
+                report: bool = True, **train_kwargs):
+    """Train on a table; optionally save the model and its evaluation report.
+
+    Parameters
+    ----------
+    path : path-like
+        FITS/CSV/Parquet table.
+    target : str
+        Target column.
+    output : path-like, optional
+        ``model.skops`` or ``model.joblib``. The HTML report goes to ``<stem>.report.html`` and
+        a summary PNG to ``<stem>.report.png`` beside it (all written atomically).
+    features, colors : see :func:`select_features`
+    algorithm : str
+        See :func:`serendip.learn.train`.
+    query : str, optional
+        Row filter (pandas query syntax), e.g. ``"spec_class == 'GALAXY'"``.
+    group : str, optional
+        Column of group labels for grouped splits.
+    report : bool
+        Write the report beside the model.
+    **train_kwargs
+        Passed to :func:`serendip.learn.train`.
+
+    Returns
+    -------
+    result : TrainResult
+    written : dict
+        Paths written (``model``, ``metadata``, ``report``, ``png``).
+    """
+    from .train import train
+
+    tab = read_any_table(path, query=query)
+    X, y, recipe = select_features(tab, target, features, colors)
+    groups = _column(tab, group) if group else None
+    result = train(X, y, algorithm=algorithm, groups=groups, target_name=target, **train_kwargs)
+    result.feature_recipe = recipe
+    written: dict[str, Path] = {}
+    if output is not None:
+        from .persist import save_model
+
+        output = Path(output)
+        save_model(result, output, metadata={"source_table": str(path), "query": query, "group": group})
+        written["model"] = output
+        written["metadata"] = output.with_name(output.name + ".json")
+        if report:
+            from .report import write_report
+
+            html = output.with_name(output.stem + ".report.html")
+            png = output.with_name(output.stem + ".report.png")
+            write_report(result, html, png=png, title=f"serendip learn: {target} from {Path(path).name}")
+            written["report"] = html
+            written["png"] = png
+    return result, written
+
+
+def predict_table(model_path, table_path, output, *, trusted: bool | list = False, query: str | None = None,
+                  keep_columns=None):
+    """Apply a saved model to a table and write the predictions atomically.
+
+    The output holds identifier-like columns of the input (or ``keep_columns``), the prediction
+    ``<target>_pred`` and, for classifiers with probabilities, one ``proba_<class>`` column per class.
+    Its ``meta`` records the model file, its SHA-256 and the algorithm.
+
+    Returns
+    -------
+    astropy.table.Table
+        The table written to ``output`` (``.fits``, ``.parquet``, ``.csv`` or ``.ecsv``).
+    """
+    from astropy.table import Table
+
+    from .._io import file_sha256, write_table
+    from .persist import load_model
+
+    saved = load_model(model_path, trusted=trusted)
+    tab = read_any_table(table_path, query=query)
+    recipe = saved.feature_recipe or {"features": saved.feature_names or []}
+    X = apply_recipe(tab, recipe)
+    if saved.feature_names is not None and list(X.colnames) != list(saved.feature_names):
+        from .train import check_feature_names
+
+        check_feature_names(X.colnames, saved.feature_names)
+    pred = saved.predict(X)
+    keep = keep_columns if keep_columns is not None else [c for c in tab.colnames if c.lower() in ID_LIKE]
+    out = Table()
+    for c in keep:
+        if c not in tab.colnames:
+            raise ValueError(f"no column {c!r} to keep; columns are {tab.colnames}")
+        out[c] = tab[c]
+    target = saved.metadata.get("target_name") or "target"
+    out[f"{target}_pred"] = pred
+    model = saved.model
+    if saved.task == "classification" and hasattr(model, "predict_proba"):
+        try:
+            proba = saved.predict_proba(X)
+            for k, cl in enumerate(saved.metadata.get("classes") or model.classes_):
+                out[f"proba_{cl}"] = proba[:, k]
+        except (AttributeError, NotImplementedError):
+            pass
+    out.meta.update({"model_file": str(model_path), "model_sha256": file_sha256(model_path),
+                     "algorithm": saved.metadata.get("algorithm"), "source_table": str(table_path),
+                     "query": query, "n_objects": len(out)})
+    write_table(out, output)
+    return out

@@ -1,0 +1,208 @@
+"""serendip.learn: save/load, tables, report, CLI and the 1-D CNN (synthetic data)."""
+from __future__ import annotations
+
+import json
+import warnings
+
+import numpy as np
+import pytest
+from astropy.table import Table
+
+from serendip.learn import load_model, save_model, train
+from serendip.learn.persist import ModelVersionWarning, UntrustedModelError
+
+FAST = dict(cv=3, n_iter=2, progress=False, learning_curve=False, importances=False,
+            model_params={"n_estimators": 20})
+
+
+@pytest.fixture(scope="module")
+def mags_table(tmp_path_factory):
+    """A synthetic ugriz catalogue whose class depends on colours."""
+    rng = np.random.default_rng(3)
+    n = 300
+    cls = np.repeat(["STAR", "GALAXY", "QSO"], n // 3)
+    offs = {"STAR": (1.2, 0.5, 0.2, 0.1), "GALAXY": (1.8, 0.9, 0.4, 0.3), "QSO": (0.3, 0.2, 0.1, 0.05)}
+    r = rng.uniform(16, 19, n)
+    cols = {"objid": np.arange(n) + 1000, "r": r}
+    ug, gr, ri, iz = np.array([offs[c] for c in cls]).T + 0.08 * rng.normal(size=(4, n))
+    cols["g"] = r + gr
+    cols["u"] = cols["g"] + ug
+    cols["i"] = r - ri
+    cols["z"] = cols["i"] - iz
+    cols["class"] = cls
+    cols["redshift"] = np.where(cls == "GALAXY", 0.1 + 0.2 * gr, 0.0)
+    tab = Table(cols)
+    path = tmp_path_factory.mktemp("tab") / "cat.fits"
+    tab.write(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def trained(rng_module=None):
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(150, 4))
+    y = (X[:, 0] + 0.3 * rng.normal(size=150) > 0).astype(int)
+    import pandas as pd
+
+    return train(pd.DataFrame(X, columns=["a", "b", "c", "d"]), y, algorithm="rf", **FAST), X
+
+
+@pytest.mark.parametrize("ext", [".skops", ".joblib"])
+def test_save_load_round_trip_requires_trust(tmp_path, trained, ext):
+    res, X = trained
+    path = save_model(res, tmp_path / f"m{ext}")
+    side = json.loads((tmp_path / f"m{ext}.json").read_text())
+    assert side["feature_names"] == ["a", "b", "c", "d"]
+    assert set(side["versions"]) >= {"serendip", "scikit-learn", "numpy"}
+    assert side["summary"]["n_train"] == res.summary["n_train"]
+    with pytest.raises(UntrustedModelError, match="trusted=True"):
+        load_model(path)
+    loaded = load_model(path, trusted=True)
+    assert np.array_equal(loaded.model.predict(X), res.model.predict(X))
+    assert loaded.metadata["algorithm"] == "rf"
+    import pandas as pd
+
+    df = pd.DataFrame(X, columns=["a", "b", "c", "d"])
+    with pytest.raises(ValueError, match="lacks feature column"):
+        loaded.predict(df[["a", "b", "c"]])
+    with pytest.raises(ValueError, match="different order"):
+        loaded.predict(df[["b", "a", "c", "d"]])
+
+
+def test_load_warns_on_version_mismatch_and_rejects_corrupt(tmp_path, trained):
+    import skops.io as sio
+
+    res, _ = trained
+    path = save_model(res, tmp_path / "m.skops")
+    payload = sio.load(path, trusted=sio.get_untrusted_types(file=path))
+    meta = json.loads(payload["metadata_json"])
+    meta["versions"]["scikit-learn"] = "0.0.1"
+    payload["metadata_json"] = json.dumps(meta)
+    sio.dump(payload, tmp_path / "old.skops")
+    with pytest.warns(ModelVersionWarning, match="scikit-learn 0.0.1"):
+        load_model(tmp_path / "old.skops", trusted=True)
+    bad = tmp_path / "bad.skops"
+    bad.write_bytes(path.read_bytes()[:200])
+    with pytest.raises(ValueError, match="not a readable serendip model file"):
+        load_model(bad, trusted=True)
+    badj = tmp_path / "bad.joblib"
+    badj.write_bytes(b"\x80\x04not a pickle at all")
+    with pytest.raises(ValueError, match="not a readable serendip model file"):
+        load_model(badj, trusted=True)
+    with pytest.raises(ValueError, match=".skops"):
+        save_model(res, tmp_path / "m.pkl")
+
+
+def test_colors_recipe_train_and_predict_tables(tmp_path, mags_table):
+    from serendip.learn.tables import predict_table, read_any_table, select_features, train_table
+
+    tab = read_any_table(mags_table)
+    X, y, recipe = select_features(tab, "class", colors="ugriz")
+    assert X.colnames == ["u-g", "g-r", "r-i", "i-z", "r"]
+    assert np.allclose(X["g-r"], tab["g"] - tab["r"])
+    # default features skip identifiers and the target-derived columns
+    Xd, _, rd = select_features(tab, "class")
+    assert "objid" not in Xd.colnames and "class" not in Xd.colnames
+    res, written = train_table(mags_table, "class", tmp_path / "m.skops", colors="ugriz", algorithm="svm",
+                               **FAST)
+    assert res.test_scores["balanced_accuracy"] > 0.9
+    for key in ("model", "metadata", "report", "png"):
+        assert written[key].exists()
+    html = written["report"].read_text()
+    assert "data:image/png;base64," in html and "confusion" in html
+    out = predict_table(written["model"], mags_table, tmp_path / "pred.parquet", trusted=True)
+    assert list(out["objid"]) == list(tab["objid"])
+    assert np.mean(np.asarray(out["class_pred"]) == np.asarray(tab["class"])) > 0.9
+    # a table without the z band cannot be predicted
+    tab2 = tab.copy()
+    tab2.remove_column("z")
+    tab2.write(tmp_path / "noz.csv")
+    with pytest.raises(ValueError, match="band 'z'"):
+        predict_table(written["model"], tmp_path / "noz.csv", tmp_path / "p2.csv", trusted=True)
+    assert not (tmp_path / "p2.csv").exists()
+
+
+def test_string_feature_and_missing_target_column_errors(mags_table):
+    from serendip.learn.tables import read_any_table, select_features
+
+    tab = read_any_table(mags_table)
+    with pytest.raises(ValueError, match="'class' is not numeric"):
+        select_features(tab, "redshift", features=["u", "class"])
+    with pytest.raises(ValueError, match="no target column 'zzz'"):
+        select_features(tab, "zzz")
+
+
+def test_cli_recommend_train_predict(tmp_path, mags_table, capsys):
+    from serendip.cli import main
+
+    assert main(["learn", "recommend", str(mags_table), "--target", "class", "--colors", "ugriz"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("1. ") and "svm" in out
+    model = tmp_path / "cli.skops"
+    rc = main(["-q", "learn", "train", str(mags_table), "--target", "class", "--colors", "ugriz",
+               "--algorithm", "svm", "--cv", "3", "--n-iter", "2", "-o", str(model)])
+    assert rc == 0 and model.exists() and (tmp_path / "cli.report.html").exists()
+    pred = tmp_path / "p.csv"
+    assert main(["learn", "predict", str(model), str(mags_table), "-o", str(pred)]) == 2
+    assert "--trust" in capsys.readouterr().err and not pred.exists()
+    assert main(["learn", "predict", str(model), str(mags_table), "-o", str(pred), "--trust"]) == 0
+    assert len(Table.read(pred, format="ascii.csv", comment="#")) == 300
+    assert main(["learn", "train", str(mags_table), "--target", "nope", "-o", str(tmp_path / "x.skops")]) == 2
+
+
+def test_figures_on_demand(trained):
+    res, _ = trained
+    figs = res.figures()
+    assert {"confusion", "roc_pr"} <= set(figs)
+
+
+def test_redshift_regression_report(tmp_path, rng):
+    n = 300
+    X = rng.uniform(0, 1, (n, 3))
+    z = 0.4 * X[:, 0] + 0.2 * X[:, 1] + 0.01 * rng.normal(size=n)
+    res = train(X, z, algorithm="svm", target_name="z", cv=3, n_iter=2, progress=False)
+    assert "redshift" in res.figures()
+    path = res.report(tmp_path / "r.html")
+    assert "σ_NMAD" in path.read_text() or "sigma_nmad" in path.read_text()
+
+
+# --- 1-D CNN --------------------------------------------------------------------------------
+def _line_spectra(rng, n=240, p=128):
+    x = np.arange(p)
+    y = rng.integers(0, 3, n)
+    centers = np.array([30, 64, 100])
+    X = 1 + 0.2 * rng.normal(size=(n, p)) + np.exp(-0.5 * ((x[None] - centers[y][:, None]) / 3) ** 2)
+    return X.astype(np.float32), y
+
+
+def test_cnn_learns_line_position_and_round_trips(tmp_path, rng):
+    pytest.importorskip("torch")
+    import torch
+
+    torch.set_num_threads(1)
+    from serendip.learn import CNN1DClassifier, CNN1DRegressor
+
+    X, y = _line_spectra(rng)
+    clf = CNN1DClassifier(epochs=12, random_state=0, n_threads=1).fit(X[:180], y[:180])
+    assert (clf.predict(X[180:]) == y[180:]).mean() > 0.9
+    proba = clf.predict_proba(X[180:])
+    assert np.allclose(proba.sum(axis=1), 1)
+    again = CNN1DClassifier(epochs=12, random_state=0, n_threads=1).fit(X[:180], y[:180])
+    assert np.allclose(again.predict_proba(X[180:]), proba, atol=1e-5)  # reproducible with random_state
+    path = save_model(clf, tmp_path / "cnn.skops")
+    loaded = load_model(path, trusted=True)
+    assert np.allclose(loaded.model.predict_proba(X[180:]), proba, atol=1e-6)
+    reg = CNN1DRegressor(epochs=8, random_state=0, n_threads=1).fit(X[:180], y[:180].astype(float))
+    assert reg.predict(X[180:]).shape == (60,)
+    with pytest.raises(ValueError, match="pixels"):
+        clf.predict(X[:5, :100])
+
+
+def test_train_with_cnn_on_raw_spectra(rng):
+    pytest.importorskip("torch")
+    X, y = _line_spectra(rng, n=180)
+    res = train(X, y, algorithm="cnn", raw=True, cv=2, progress=False, learning_curve=False,
+                importances=True, cnn_params={"epochs": 8, "n_threads": 1})
+    assert res.algorithm == "cnn"
+    assert res.test_scores["balanced_accuracy"] > 0.8
+    assert len(res.importances) == 30
