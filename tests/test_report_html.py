@@ -214,7 +214,7 @@ def test_report_sections_images_tables(synthetic_run):
     assert len(rep.tables["planted"]) == 1 + 5
     assert rep.tables["planted"][0] == ["kind", "n_planted", "urf_best", "iforest"]
     assert len(rep.tables["rejected"]) == 1 + 2
-    assert len(rep.tables["stages"]) == 1 + 6
+    assert len(rep.tables["stages"]) == 1 + 6 + 1  # + the report itself
     assert len(rep.tables["sequence-eta"]) == 1 + 2
     assert len(rep.tables["clusters"]) == 1 + 2
     assert ["a.fits", "ab" * 32] in rep.tables["input-hashes"]

@@ -141,8 +141,31 @@ class RunFolder:
         return self.path / "provenance.json"
 
     def table(self, name: str) -> Path:
-        """``tables/<name>.fits``."""
+        """The file of table ``name``: ``tables/<name>.fits``, or ``.ecsv`` when that is what exists."""
+        for ext in (".fits", ".ecsv"):
+            path = self.tables / f"{name}{ext}"
+            if path.is_file():
+                return path
         return self.tables / f"{name}.fits"
+
+    def save_table(self, table, name: str) -> Path:
+        """Write ``table`` atomically as ``tables/<name>.fits``.
+
+        FITS holds only ASCII text; a table with other characters (file names,
+        error messages) is written as UTF-8 ECSV instead. Returns the path.
+        """
+        from .._io import write_table
+
+        fits_path, ecsv_path = self.tables / f"{name}.fits", self.tables / f"{name}.ecsv"
+        try:
+            path = write_table(table, fits_path)
+            stale = ecsv_path
+        except UnicodeEncodeError:
+            path = write_table(table, ecsv_path)
+            stale = fits_path
+        if stale.exists():
+            stale.unlink()
+        return path
 
     def figure(self, name: str) -> Path:
         """``figures/<name>.png``."""

@@ -135,6 +135,10 @@ def _label(row, faithful: bool) -> str:
             bits.append(fmt.format(float(row[key])))
     if faithful and "rank_faithful" in row.colnames:
         bits.append(f"faithful #{int(row['rank_faithful'])}")
+    if "anomaly_kind" in row.colnames and _str(row["anomaly_kind"]):
+        kind = _str(row["anomaly_kind"])
+        sub = _str(row["anomaly_subkind"]) if "anomaly_subkind" in row.colnames else ""
+        bits.append(f"[planted: {kind}{'/' + sub if sub and sub != kind else ''}]")
     return "  ".join(bits)
 
 
@@ -218,10 +222,10 @@ def _sequence_section(c: _Ctx) -> Section:
     fig, _, feats = F.sequence_features(wave, flux, pos, rest_frame=c.rest_frame)
     s.add(c.figure(fig, "sequence_features",
                    "Top: median spectra along the sequence. Bottom: correlation between flux and sequence "
-                   "position at each wavelength; peaks are the features that change along the sequence."))
+                   "position at each wavelength. The smooth trend is the continuum; narrow peaks that stand out from it are the lines that change along the sequence (listed below)."))
     if feats:
-        s.add(TableBlock(["wavelength [Å]", "Spearman ρ", "nearest line"],
-                         [[w, r, _nearest_line(w)] for w, r in feats],
+        s.add(TableBlock(["wavelength [Å]", "Spearman ρ", "ρ relative to the continuum", "nearest line"],
+                         [[w, r, rel, _nearest_line(w)] for w, r, rel in feats],
                          caption="Spectral features that change most along the sequence", name="sequence-features"))
     if eta is not None and len(eta):
         s.add(TableBlock.from_table(eta, ["metric", "scale", "eta"], caption="Elongation per metric and scale",
@@ -309,6 +313,8 @@ def _provenance_section(c: _Ctx) -> Section:
                     name="provenance"))
     rows = [[r["stage"], r["status"] + (" (reused)" if r.get("reused") else ""), r.get("seconds", np.nan),
              r.get("reason") or r.get("summary", "")] for r in c.records.values()]
+    if "report" not in c.records:
+        rows.append(["report", "writing", np.nan, "this page (its run time is in stages/report.json)"])
     s.add(TableBlock(["stage", "status", "seconds", "summary"], rows, caption="Stages and run times",
                      name="stages"))
     params = [[name, json.dumps(rec.get("params", {}), sort_keys=True)] for name, rec in c.records.items()

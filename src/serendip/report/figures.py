@@ -144,21 +144,33 @@ def weirdness_vs_snr(snr, weirdness, *, faithful=None):
     return fig, axes
 
 
+def _edges(centres: np.ndarray) -> np.ndarray:
+    c = np.asarray(centres, dtype=float)
+    if c.size == 1:
+        return np.array([c[0] - 0.5, c[0] + 0.5])
+    mid = 0.5 * (c[1:] + c[:-1])
+    return np.concatenate([[2 * c[0] - mid[0]], mid, [2 * c[-1] - mid[-1]]])
+
+
 def sequencer_classic(wave, flux, position, eta_labels: Sequence[str] = (), eta_values=(), *,
                       elongation: float | None = None, rest_frame: bool = True):
-    """The classic Sequencer figure: input order beside sequence order, and η per metric and scale."""
+    """The classic Sequencer figure: input order beside sequence order, and η per metric and scale.
+
+    Pixels are drawn at their true wavelengths (the grid may be logarithmic).
+    """
     flux = np.asarray(flux, dtype=float)
     order = np.argsort(np.asarray(position), kind="stable")
     ncols = 3 if len(eta_values) else 2
     fig, axes = figure(1, ncols, figsize=(4.0 * ncols, 3.6))
     finite = flux[np.isfinite(flux)]
     vmin, vmax = (np.percentile(finite, [1, 99]) if finite.size else (0, 1))
-    extent = (float(wave[0]), float(wave[-1]), flux.shape[0], 0)
+    xe = _edges(wave)
+    ye = np.arange(flux.shape[0] + 1)
     for ax, data, title in ((axes[0], flux, "input order"), (axes[1], flux[order], "sequence order")):
-        ax.imshow(data, aspect="auto", cmap=CMAP_SEQUENCE, vmin=vmin, vmax=vmax, extent=extent,
-                  interpolation="nearest")
+        ax.pcolormesh(xe, ye, data, cmap=CMAP_SEQUENCE, vmin=vmin, vmax=vmax, shading="flat", rasterized=True)
+        ax.set_ylim(flux.shape[0], 0)
         ax.set_xlabel(WAVE_REST if rest_frame else WAVE_OBS)
-        ax.set_ylabel("object")
+        ax.set_ylabel("object (row)")
         ax.set_title(title)
     if elongation is not None:
         axes[1].set_title(f"sequence order (η = {elongation:.1f})")
@@ -207,11 +219,29 @@ def sequence_features(wave, flux, position, *, nbins: int = 6, rest_frame: bool 
     axes[1].set_ylabel("Spearman ρ\n(flux, position)")
     axes[1].set_xlabel(WAVE_REST if rest_frame else WAVE_OBS)
     axes[1].set_ylim(-1.05, 1.05)
-    feats = strongest_features(wave, rho)
-    for w, r in feats[:5]:
+    feats = line_features(wave, rho)
+    for w, r, _ in feats[:6]:
         axes[1].annotate(f"{w:.0f} Å", (w, r), fontsize=7, ha="center",
                          xytext=(0, 6 if r > 0 else -12), textcoords="offset points")
     return fig, axes, feats
+
+
+def line_features(wave, rho, n: int = 8, width: int | None = None) -> list[tuple[float, float, float]]:
+    """Narrow features whose correlation with the sequence differs from the continuum's.
+
+    ``rho`` minus its running median over ``width`` pixels isolates lines from
+    the smooth continuum trend. Returns ``(wavelength, rho, rho - continuum)``
+    for the strongest ones, at least 1.5 % of the range apart, strongest first.
+    """
+    from scipy.ndimage import median_filter
+
+    rho = np.nan_to_num(np.asarray(rho, dtype=float))
+    width = width or max(5, len(rho) // 12) | 1
+    cont = median_filter(rho, size=width, mode="nearest")
+    rel = rho - cont
+    picked = strongest_features(wave, rel, n=n, min_sep=0.015 * (float(wave[-1]) - float(wave[0])))
+    idx = {float(w): i for i, w in enumerate(np.asarray(wave, dtype=float))}
+    return [(w, float(rho[idx[w]]), r) for w, r in picked]
 
 
 def spearman_columns(x, Y) -> np.ndarray:

@@ -1,0 +1,138 @@
+"""End to end: `serendip demo` at small n, `serendip run` on 32 real SDSS spectra, interruption and resume."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from serendip.cli import main
+from serendip.pipeline import stages as stages_module
+from serendip.pipeline.runner import RunFolder
+from test_report_html import assert_all_images_ok, assert_png_ok, parse_report
+
+STAGES = ["simulate", "ingest", "weirdness", "sequence", "explore", "compare", "report"]
+
+
+@pytest.mark.slow
+def test_demo_end_to_end(tmp_path, capsys):
+    out = tmp_path / "demo"
+    rc = main(["-q", "demo", "--n", "300", "--seed", "1", "--out", str(out)])
+    printed = capsys.readouterr().out
+    assert rc == 0
+    # one summary line per stage, then the report's path
+    for name in STAGES:
+        assert f"[{name}] " in printed
+    assert printed.strip().splitlines()[-1] == f"report: {out / 'report.html'}"
+    run = RunFolder(out, create=False)
+    assert all(run.read_record(s)["status"] == "done" for s in STAGES)
+
+    rep = parse_report(out / "report.html")
+    assert list(rep.sections) == ["data", "weirdest", "distribution", "sequence", "map", "planted", "provenance"]
+    assert_all_images_ok(rep)
+    assert all(rep.sections[s]["images"] >= 1 for s in list(rep.sections)[:-1])
+    # every embedded figure is also a PNG on disk
+    pngs = sorted((out / "figures").glob("*.png"))
+    assert len(pngs) == len(rep.images) >= 8
+    for p in pngs:
+        assert_png_ok(p.read_bytes(), p.name)
+
+    # tables have the expected rows
+    truth = run.read_table("truth")
+    assert len(truth) == 300
+    assert len(rep.tables["weirdest"]) == 1 + 12
+    kinds = sorted(set(np.asarray(truth["anomaly_kind"]).astype(str)) - {"normal"})
+    planted = rep.tables["planted"]
+    assert [r[0] for r in planted[1:]] == [*kinds, "all"]
+    assert planted[0][:3] == ["kind", "n_planted", "urf_best"]
+    n_planted = {r[0]: int(r[1]) for r in planted[1:]}
+    for kind in kinds:
+        assert n_planted[kind] == int((np.asarray(truth["anomaly_kind"]).astype(str) == kind).sum())
+    assert n_planted["all"] == sum(n_planted[k] for k in kinds)
+    # recall values are fractions, and the best detector finds something planted
+    recalls = np.array([[float(x) for x in r[2:]] for r in planted[1:]])
+    assert np.all((recalls >= 0) & (recalls <= 1))
+    assert recalls[-1].max() > 0.2
+    # weirdness table: one row per ingested object, rank 1 = highest weirdness
+    w = run.read_table("weirdness")
+    assert len(w) == len(run.read_table("objects")) == 300
+    assert w["weirdness"][np.argmin(w["rank"])] == w["weirdness"].max()
+    # the sequence of the normal population follows the hidden parameter
+    rec = run.read_record("compare")
+    assert abs(rec["info"]["sequence_spearman"]) > 0.5
+    assert len(rep.tables["stages"]) == 1 + len(STAGES)
+    prov = json.loads((out / "provenance.json").read_text())
+    assert prov["seed"] == 1 and prov["config"]["data"]["simulate"] == 300
+    assert len(prov["input_hashes"]) == 300
+
+    # `serendip report` rebuilds the report from the run folder without recomputing anything
+    stamps = {p: p.stat().st_mtime_ns for p in (out / "tables").glob("*.fits")}
+    (out / "report.html").unlink()
+    assert main(["-q", "report", str(out)]) == 0
+    assert (out / "report.html").is_file()
+    assert {p: p.stat().st_mtime_ns for p in (out / "tables").glob("*.fits")} == stamps
+
+
+def _real_config(tmp_path, fits_dir, **data) -> str:
+    extra = "".join(f"{k} = {json.dumps(v)}\n" for k, v in data.items())
+    path = tmp_path / "real.toml"
+    path.write_text(f'[run]\noutput = "run"\n[data]\ninputs = ["{fits_dir}"]\n{extra}'
+                    '[weirdness]\ntrees = 60\nfaithful_trees = 40\n')
+    return str(path)
+
+
+@pytest.mark.slow
+def test_run_on_real_spectra_interrupt_and_resume(tmp_path, sdss_fits_dir, monkeypatch, capsys):
+    cfg = _real_config(tmp_path, sdss_fits_dir)
+    calls = []
+
+    def crash(ctx):
+        calls.append("explore")
+        raise RuntimeError("simulated crash in the explore stage")
+
+    monkeypatch.setattr(stages_module, "stage_explore", crash)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        main(["-q", "run", cfg])
+    run = RunFolder(tmp_path / "run", create=False)
+    done = {name: rec["status"] for name, rec in run.records().items()}
+    assert set(done) == {"ingest", "weirdness", "sequence"}
+    # finished stages' outputs are valid and nothing half-written is left behind
+    assert len(run.read_table("weirdness")) == len(run.read_table("objects"))
+    assert not [p for p in run.path.rglob("*") if ".partial" in p.name]
+    assert not (run.path / "report.html").exists()
+    weird_mtime = run.table("weirdness").stat().st_mtime_ns
+
+    monkeypatch.undo()
+    capsys.readouterr()
+    assert main(["-q", "run", cfg]) == 0
+    printed = capsys.readouterr().out
+    assert "[ingest]" in printed and "(reused)" in printed
+    assert run.table("weirdness").stat().st_mtime_ns == weird_mtime  # not recomputed
+    recs = run.records()
+    assert recs["explore"]["status"] == "done" and recs["report"]["status"] == "done"
+
+    rep = parse_report(run.report_path)
+    assert "agreement" in rep.sections and "planted" not in rep.sections
+    assert_all_images_ok(rep)
+    n = len(run.read_table("objects"))
+    assert n + len(run.read_table("rejected")) >= 32 - 1
+    # tiny N: the report says what was skipped and why
+    notes = {(s, k): t for s, k, t in rep.notes}
+    assert ("sequence", "skipped") in notes and "at least 20" in notes[("sequence", "skipped")]
+    assert ("map", "skipped") in notes and "clustering needs at least 50" in notes[("map", "skipped")]
+    assert len(rep.tables["agreement"]) >= 1 + 1
+
+
+def test_demo_rejects_tiny_n(tmp_path):
+    with pytest.raises(ValueError, match="at least 20"):
+        stages_module.demo_config(n=5, out=tmp_path)
+
+
+def test_init_config_cli(tmp_path, capsys):
+    path = tmp_path / "my.toml"
+    assert main(["init-config", "-o", str(path), "--inputs", "spectra/"]) == 0
+    assert "serendip run" in capsys.readouterr().out
+    assert 'inputs = ["spectra/"]' in path.read_text()
+    assert main(["init-config", "-o", str(path)]) == 2  # exists: refused, one-line error
+    assert "exists" in capsys.readouterr().err
+    assert main(["run", str(tmp_path / "absent.toml")]) == 2
