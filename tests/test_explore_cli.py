@@ -81,3 +81,27 @@ def test_embed_color_from_score_table(feature_files):
                  "--color-table", str(scores), "--no-png"]) == 0
     tab = read_table(out)
     assert np.argmax(tab["weirdness"]) == 79 and not (feature_files / "e.png").exists()
+
+
+def test_detect_and_embed_read_an_ingested_store(tmp_path, rng):
+    """INPUT may be the HDF5 store written by `serendip ingest` (A's SpectraStore)."""
+    spectra_mod = pytest.importorskip("serendip.spectra")
+    if not hasattr(spectra_mod, "open_store"):
+        pytest.skip("no SpectraStore in this installation")
+    from serendip.spectra import Spectra, SpectraStore
+
+    wave = np.linspace(4000, 5000, 50)
+    flux = 1.0 + 0.02 * rng.normal(size=(60, 50))
+    flux[17, 10:14] += 2.0
+    s = Spectra(wave, flux, meta={"id": [f"t{i}" for i in range(60)], "snr": np.full(60, 8.0),
+                                  "z": np.full(60, 0.1)})
+    store = SpectraStore.create(tmp_path / "survey.h5", wave)
+    store.append(s)
+    store.finalize()
+    out = tmp_path / "scores.fits"
+    assert main(["-q", "detect", str(tmp_path / "survey.h5"), "--detector", "knn", "-o", str(out)]) == 0
+    tab = read_table(out)
+    assert tab["id"][np.argmax(tab["weirdness"])] == "t17" and "z" in tab.colnames
+    assert main(["-q", "embed", str(tmp_path / "survey.h5"), "-o", str(tmp_path / "e.ecsv"), "--color-by", "z"]) == 0
+    assert len(read_table(tmp_path / "e.ecsv")) == 60
+    assert main(["detect", str(tmp_path), "-o", str(out)]) == 2

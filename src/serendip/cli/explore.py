@@ -1,7 +1,7 @@
 """`serendip embed | cluster | detect`: maps, clusters and baseline weirdness scores (higher = weirder)."""
 from __future__ import annotations
 
-_INPUT_HELP = ("a store folder from `serendip ingest`, a spectra file, a .npy/.npz matrix, or a table "
+_INPUT_HELP = ("a store (.h5) from `serendip ingest`, a spectra file, a .npy/.npz matrix, or a table "
                "(.fits/.csv/.ecsv/.parquet) whose numeric columns are the features")
 
 

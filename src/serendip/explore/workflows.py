@@ -50,20 +50,12 @@ class ExploreInput:
 
 
 def _open_store(path: Path):
-    import importlib
-
-    import serendip.spectra as spectra_mod
-
-    cls = getattr(spectra_mod, "SpectraStore", None)
-    if cls is None:
-        try:
-            cls = importlib.import_module("serendip.spectra.store").SpectraStore
-        except (ImportError, AttributeError):
-            cls = None
-    if cls is None:
-        raise ValueError(f"{path} is a folder but this installation has no SpectraStore to open it; "
-                         "give a .npy/.npz matrix, a table or a spectra file instead")
-    return cls.open(path) if hasattr(cls, "open") else cls(path)
+    """Open a store written by ``serendip ingest`` (an HDF5 file, :class:`serendip.spectra.SpectraStore`)."""
+    try:
+        from ..spectra import open_store
+    except ImportError as exc:  # pragma: no cover - depends on the installation
+        raise ValueError(f"{path}: this installation cannot open spectra stores ({exc})") from exc
+    return open_store(path)
 
 
 def _from_spectra(spectra, source, max_pixels=None) -> ExploreInput:
@@ -113,13 +105,18 @@ def _from_table(tab, source, columns=None) -> ExploreInput:
     return ExploreInput(X, ids, meta, None, source, list(columns))
 
 
+def name_is_store(path) -> bool:
+    """True for HDF5 files (``.h5``/``.hdf5``), the stores that ``serendip ingest`` writes."""
+    return Path(path).name.lower().endswith((".h5", ".hdf5"))
+
+
 def load_input(source, *, columns=None, max_pixels: int | None = None) -> ExploreInput:
     """Read the input of an exploration command.
 
     Parameters
     ----------
     source : path, array, Spectra or store
-        A store folder made by ``serendip ingest``; a ``.npy`` matrix; a ``.npz`` with
+        A store made by ``serendip ingest`` (``.h5``); a ``.npy`` matrix; a ``.npz`` with
         ``X`` or ``flux`` (optional ``id``/``ids``, ``snr``, ``z``; with ``wavelength`` it is
         read as spectra); a table (``.fits``/``.csv``/``.ecsv``/``.parquet``) whose numeric
         columns are the features (choose with ``columns``); or a spectra file that
@@ -148,9 +145,14 @@ def load_input(source, *, columns=None, max_pixels: int | None = None) -> Explor
     path = Path(source)
     if not path.exists():
         raise FileNotFoundError(f"no such input: {path}")
-    if path.is_dir():
-        return _from_spectra(_open_store(path), str(path), max_pixels)
     name = path.name.lower()
+    if path.is_dir():
+        raise ValueError(f"{path} is a folder; give a store file made by `serendip ingest` (.h5), a spectra "
+                         "file, a .npy/.npz matrix or a table")
+    if name_is_store(path):
+        store = _open_store(path)
+        spectra = store.load() if hasattr(store, "load") else store
+        return _from_spectra(spectra, str(path), max_pixels)
     if name.endswith(".npy"):
         from .._validation import check_matrix
 
