@@ -128,7 +128,9 @@ def test_rerun_refuses_append_skips_overwrite_rebuilds(sdss_fits_dir, tmp_path):
 
 
 def test_interrupted_ingest_resumes_without_duplicates(sdss_fits_dir, tmp_path, monkeypatch):
-    import serendip.spectra.ingest as ing
+    import importlib
+
+    ing = importlib.import_module("serendip.spectra.ingest")  # the module (the package attribute is the function)
 
     d = _copy_good(sdss_fits_dir, tmp_path / "in")
     out = tmp_path / "s.h5"
