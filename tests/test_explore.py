@@ -172,6 +172,20 @@ def test_large_n_tsne_falls_back_with_a_warning(rng, caplog, monkeypatch):
     assert "falling back to UMAP" in caplog.text
     with pytest.raises(ValueError, match="too slow"):
         embed(X, "tsne", max_tsne=100, large_n="error")
+    # without UMAP: t-SNE still runs, on the first pca_dims principal components, with a warning
+    seen = {}
+    monkeypatch.setattr(emb, "_umap_installed", lambda: False)
+
+    def fake_tsne(X, knn, *a, **k):
+        seen["shape"] = X.shape
+        return np.zeros((len(X), 2))
+
+    monkeypatch.setattr(emb, "_tsne", fake_tsne)
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="serendip"):
+        embed(rng.normal(size=(120, 30)), "tsne", max_tsne=100, pca_dims=5)
+    assert seen["shape"] == (120, 5)
+    assert "serendip[umap]" in caplog.text
 
 
 def test_embed_bad_input(rng):

@@ -84,7 +84,8 @@ def test_cluster_medians_and_comparison(rng, tmp_path):
     from serendip.spectra import Spectra
 
     X = np.vstack([rng.normal(size=(40, 2)), rng.normal(size=(40, 2)) + 6])
-    flux = np.vstack([np.sin(np.linspace(0, 6, 50)) + np.zeros((40, 1)), np.cos(np.linspace(0, 6, 50)) + np.zeros((40, 1))])
+    t = np.linspace(0, 6, 50)
+    flux = np.vstack([np.sin(t) + np.zeros((40, 1)), np.cos(t) + np.zeros((40, 1))])
     res = cluster(X, "kmeans", n_clusters=2, spectra=Spectra(np.linspace(5000, 6000, 50), flux), random_state=0)
     fig, ax = plot_cluster_medians(res)
     assert len(ax.lines) == 2

@@ -323,11 +323,12 @@ def run_cluster(source, output, *, method: str = "hdbscan", n_clusters: int = 8,
     suffix = "".join(output.suffixes) or ".fits"
     if not suffix.lower().startswith((".fits", ".fit", ".ecsv")):
         summary.remove_column("typical_index")  # multidimensional columns need FITS or ECSV
-    summary_path = output.with_name(output.name[: len(output.name) - len(suffix)] + "_summary" + suffix)
+    stem = output.name[: len(output.name) - len(suffix)]
+    summary_path = output.with_name(stem + "_summary" + suffix)
     write_table(summary, summary_path)
     written = {"labels": output, "summary": summary_path}
     if png and res.median_spectra is not None and res.n_clusters > 0:
-        png_path = output.with_name(output.name[: len(output.name) - len(suffix)] + ".png") if png is True else Path(png)
+        png_path = output.with_name(stem + ".png") if png is True else Path(png)
         fig, _ = plot_cluster_medians(res)
         written["png"] = save_png(fig, png_path)
     return res, written
