@@ -42,8 +42,9 @@ from .._logging import get_logger, progress as _progress
 from .._version import __version__
 from .container import Spectra
 from .io import SpectraReadError, read_spectra, supported_formats
-from .preprocess import (DEFAULT_AND_MASK_BITS, and_mask_value, fill_masked, mask_pixels, normalize as _normalize,
-                         signal_to_noise)
+from .lines import SKY_LINES
+from .preprocess import (DEFAULT_AND_MASK_BITS, _mask_core, _snr_core, and_mask_value, fill_masked,
+                         normalize as _normalize)
 from .resample import _describe_grid, _grid_values, make_grid, resample_many
 from .store import SpectraStore, partial_path
 
@@ -171,7 +172,7 @@ def _usable(s: Spectra) -> np.ndarray:
 
 
 def default_grid(files, *, kind: str = "log", wmin=None, wmax=None, npix=None, rest_frame: bool = True,
-                 mask_bits=DEFAULT_AND_MASK_BITS, coverage_fraction: float = 0.8, sample: int = 500,
+                 mask_bits=DEFAULT_AND_MASK_BITS, coverage_fraction: float = 0.8, sample: int = 200,
                  format: str | None = None):
     """Choose a common grid from the inputs themselves (see the module docstring).
 
@@ -186,7 +187,8 @@ def default_grid(files, *, kind: str = "log", wmin=None, wmax=None, npix=None, r
     los, his, steps, failures = [], [], [], []
     for f in files:
         try:
-            s = mask_pixels(read_spectra(f, format=format), and_mask_bits=mask_bits)
+            s = read_spectra(f, format=format)
+            s.mask, s.ivar, _ = _mask_core(s, mask_bits, False, 4.0, SKY_LINES)
         except (SpectraReadError, ValueError, OSError) as exc:
             failures.append(f"{Path(f).name}: {getattr(exc, 'reason', exc)}")
             continue
@@ -239,7 +241,7 @@ def ingest(inputs, output, grid="log", wmin=None, wmax=None, npix=None, rest_fra
            norm_window=None, fill: bool = True, block_size: int = 1024, progress: bool = True, *,
            format: str | None = None, if_exists: str = "error", resume: bool = True,
            min_good_fraction: float = 0.2, min_coverage: float = 0.5, coverage_fraction: float = 0.8,
-           grid_sample: int = 500, z_column: str = "z") -> IngestResult:
+           grid_sample: int = 200, z_column: str = "z") -> IngestResult:
     """Read, clean, resample and store many spectra files in one HDF5 :class:`SpectraStore`.
 
     Parameters
@@ -405,7 +407,9 @@ def ingest(inputs, output, grid="log", wmin=None, wmax=None, npix=None, rest_fra
                 seen_hash[sha] = str(path)
                 try:
                     s = read_spectra(path, format=format)
-                    s = mask_pixels(s, and_mask_bits=mask_bits, sky_lines=sky_lines)
+                    # mask_pixels, done in place on our own fresh object (avoids copying the metadata table)
+                    s.mask, s.ivar, mask_params = _mask_core(s, mask_bits, sky_lines, 4.0, SKY_LINES)
+                    s.history.append({"step": "mask_pixels", "params": mask_params})
                 except SpectraReadError as exc:
                     reject([{"file": str(path), "id": "", "reason": exc.reason, "sha256": sha}])
                     continue
@@ -428,7 +432,12 @@ def ingest(inputs, output, grid="log", wmin=None, wmax=None, npix=None, rest_fra
                     reject([{"file": str(path), "id": str(s.meta["id"][k]), "reason": reasons[k], "sha256": sha}])
                 if not ok.any():
                     continue
-                s = signal_to_noise(s[ok] if not ok.all() else s)
+                if not ok.all():
+                    s = s[ok]
+                s.meta["masked_fraction"] = s.mask.mean(axis=1)
+                s.meta["snr"] = _snr_core(s)  # signal_to_noise, in place
+                s.history.append({"step": "signal_to_noise",
+                                  "params": {"statistic": "median flux*sqrt(ivar) over kept pixels"}})
                 s.meta["source_path"] = np.full(len(s), str(path))
                 s.meta["sha256"] = np.full(len(s), sha)
                 state["pending"].append(s)

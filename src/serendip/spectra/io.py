@@ -60,6 +60,7 @@ class _Reader:
     identifier: Callable[[Path], bool]
     reader: Callable[[Path], Spectra]
     extensions: tuple[str, ...]
+    priority: int = 0
 
 
 _READERS: dict[str, _Reader] = {}
@@ -68,7 +69,7 @@ _BUILTINS_LOADED = False
 
 
 def register_reader(name: str, identifier: Callable[[Path], bool], reader: Callable[[Path], Spectra],
-                    extensions=(), *, overwrite: bool = False) -> None:
+                    extensions=(), *, overwrite: bool = False, priority: int = 0) -> None:
     """Register a reader for a spectra file format.
 
     Parameters
@@ -85,10 +86,14 @@ def register_reader(name: str, identifier: Callable[[Path], bool], reader: Calla
         Usual file extensions (``".fits"``, ``".csv"``, ...), listed in error messages.
     overwrite : bool
         Replace an existing reader of the same name instead of raising.
+    priority : int
+        Identifiers are asked in order of decreasing priority, then
+        registration order. The catch-all ``table`` reader has priority -10 so
+        that specific formats are recognised first.
     """
     if not overwrite and name in _READERS:
         raise ValueError(f"a reader named {name!r} is already registered; pass overwrite=True to replace it")
-    _READERS[name] = _Reader(name, identifier, reader, tuple(e.lower() for e in extensions))
+    _READERS[name] = _Reader(name, identifier, reader, tuple(e.lower() for e in extensions), int(priority))
 
 
 def _load_builtins() -> None:
@@ -121,7 +126,7 @@ def identify_format(path: str | os.PathLike) -> str:
     size = path.stat().st_size
     if size == 0:
         raise SpectraReadError(path, "empty file (0 bytes)")
-    for r in _READERS.values():
+    for r in sorted(_READERS.values(), key=lambda r: -r.priority):  # stable: registration order within a priority
         try:
             ok = bool(r.identifier(path))
         except Exception:  # identifiers must not raise; treat as "not mine"
@@ -259,6 +264,33 @@ _TFORM_SIZES = {"L": 1, "B": 1, "I": 2, "J": 4, "K": 8, "A": 1, "E": 4, "D": 8, 
 _BLOCK = 2880
 
 
+class _LazyHeader(dict):
+    """Header keywords whose values are parsed from the card text only when asked for."""
+
+    def __getitem__(self, key):
+        value = dict.__getitem__(self, key)
+        if isinstance(value, _RawCard):
+            value = _card_value(value.text)
+            dict.__setitem__(self, key, value)
+        return value
+
+    def get(self, key, default=None):
+        return self[key] if key in self else default
+
+    def items(self):
+        return ((k, self[k]) for k in self.keys())
+
+    def values(self):
+        return (self[k] for k in self.keys())
+
+
+class _RawCard:
+    __slots__ = ("text",)
+
+    def __init__(self, text: str):
+        self.text = text
+
+
 @dataclass
 class FitsHDUInfo:
     """Where one HDU of an uncompressed FITS file lies, from :func:`scan_fits`."""
@@ -318,7 +350,7 @@ def scan_fits(path: Path, max_hdus: int | None = None) -> list[FitsHDUInfo]:
         pos = 0
         while pos < size and (max_hdus is None or len(out) < max_hdus):
             fh.seek(pos)
-            header: dict = {}
+            header = _LazyHeader()
             ended = False
             while not ended:
                 block = fh.read(_BLOCK)
@@ -332,7 +364,7 @@ def scan_fits(path: Path, max_hdus: int | None = None) -> list[FitsHDUInfo]:
                         ended = True
                         break
                     if card[8:10] == "= " and key not in header:
-                        header[key] = _card_value(card[10:])
+                        dict.__setitem__(header, key, _RawCard(card[10:]))
             if not out and header.get("SIMPLE") is not True:
                 raise SpectraReadError(path, "not a FITS file (SIMPLE is not T)")
             if out and "XTENSION" not in header:

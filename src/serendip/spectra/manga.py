@@ -37,7 +37,7 @@ _FITS_EXT = (".fits", ".fit", ".fits.gz", ".fit.gz")
 
 def is_manga(path: Path) -> bool:
     """True for a FITS file with ``WAVE`` and ``FLUX`` image extensions."""
-    names = fits_hdu_names(path)
+    names = fits_hdu_names(path, max_hdus=8)
     return names is not None and "WAVE" in names and "FLUX" in names
 
 

@@ -121,6 +121,14 @@ def mask_pixels(spectra: Spectra, and_mask_bits=DEFAULT_AND_MASK_BITS, sky_lines
     ValueError
         If ``sky_lines`` is requested on rest-frame spectra.
     """
+    mask, ivar, params = _mask_core(spectra, and_mask_bits, sky_lines, sky_halfwidth, sky_line_list)
+    meta = spectra.meta.copy()
+    meta["masked_fraction"] = mask.mean(axis=1)
+    return spectra.with_step("mask_pixels", params, mask=mask, ivar=ivar, meta=meta)
+
+
+def _mask_core(spectra: Spectra, and_mask_bits, sky_lines, sky_halfwidth, sky_line_list):
+    """The arrays and history parameters of :func:`mask_pixels` (shared with ingest's fast path)."""
     value = and_mask_value(and_mask_bits)
     mask = spectra.mask | (spectra.ivar <= 0) | ~np.isfinite(spectra.flux) | ~np.isfinite(spectra.ivar)
     n_bits = 0
@@ -137,11 +145,9 @@ def mask_pixels(spectra: Spectra, and_mask_bits=DEFAULT_AND_MASK_BITS, sky_lines
             sky |= np.abs(w - float(line)) <= sky_halfwidth
         mask = mask | sky[None, :]
     ivar = np.where(mask, 0.0, spectra.ivar).astype(np.float32)
-    meta = spectra.meta.copy()
-    meta["masked_fraction"] = mask.mean(axis=1)
     params = {"and_mask_bits": _bit_names(value), "and_mask_value": value, "sky_lines": bool(sky_lines),
               "sky_halfwidth": float(sky_halfwidth) if sky_lines else None, "pixels_masked_by_bits": n_bits}
-    return spectra.with_step("mask_pixels", params, mask=mask, ivar=ivar, meta=meta)
+    return mask, ivar, params
 
 
 def _z_column(spectra: Spectra, z) -> np.ndarray:
@@ -305,12 +311,16 @@ def signal_to_noise(spectra: Spectra) -> Spectra:
     pixels (before resampling, which correlates neighbouring pixels). Objects
     with no kept pixel get NaN.
     """
+    meta = spectra.meta.copy()
+    meta["snr"] = _snr_core(spectra)
+    return spectra.with_step("signal_to_noise", {"statistic": "median flux*sqrt(ivar) over kept pixels"}, meta=meta)
+
+
+def _snr_core(spectra: Spectra) -> np.ndarray:
     kept = _kept(spectra)
     sn = np.where(kept, spectra.flux.astype(np.float64) * np.sqrt(np.maximum(spectra.ivar, 0.0)), np.nan)
     snr = np.full(spectra.n_objects, np.nan)
     has = kept.any(axis=1)
     if has.any():
         snr[has] = np.nanmedian(sn[has], axis=1)
-    meta = spectra.meta.copy()
-    meta["snr"] = snr
-    return spectra.with_step("signal_to_noise", {"statistic": "median flux*sqrt(ivar) over kept pixels"}, meta=meta)
+    return snr

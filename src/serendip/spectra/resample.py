@@ -344,6 +344,43 @@ def _resample_numba(e_in, flux, ivar, good, e_out, min_coverage, lo, hi):
     return f_out, iv_out, m_out, cov
 
 
+def stack_meta(tables):
+    """Stack metadata tables row-wise (outer join on columns), much faster than astropy's vstack for many small tables.
+
+    Missing values are filled with NaN (float), -1 (int), False (bool) or "" (str).
+    """
+    from astropy.table import Table
+
+    names: list[str] = []
+    for t in tables:
+        for c in t.colnames:
+            if c not in names:
+                names.append(c)
+    cols = {}
+    for c in names:
+        parts = []
+        kinds = set()
+        for t in tables:
+            if c in t.colnames:
+                col = t[c]
+                arr = np.asarray(col.filled() if hasattr(col, "filled") and hasattr(col, "mask") else col)
+                if arr.dtype.kind == "S":
+                    arr = np.char.decode(arr, "utf-8", "replace")
+                if arr.dtype.kind == "O":
+                    arr = arr.astype(str)
+                kinds.add(arr.dtype.kind)
+                parts.append(arr)
+            else:
+                parts.append(None)
+        kind = "U" if "U" in kinds else ("f" if "f" in kinds else ("i" if kinds & {"i", "u"} else "b"))
+        fill = {"U": "", "f": np.nan, "i": -1, "b": False}[kind]
+        full = [p if p is not None else np.full(len(t), fill) for p, t in zip(parts, tables)]
+        if kind == "U":
+            full = [p.astype(str) for p in full]
+        cols[c] = np.concatenate(full) if full else np.array([])
+    return Table(cols)
+
+
 def _grid_values(grid) -> np.ndarray:
     if isinstance(grid, Spectra):
         return grid.wavelength.value
@@ -439,8 +476,6 @@ def resample_many(items, grid, *, min_coverage: float = 0.5, z: str | None = Non
         All rows stacked in order, on ``grid``. The history is that of the first
         item plus the ``resample`` step.
     """
-    from astropy.table import vstack
-
     items = list(items)
     if not items:
         raise ValueError("nothing to resample: the list of Spectra is empty")
@@ -470,7 +505,7 @@ def resample_many(items, grid, *, min_coverage: float = 0.5, z: str | None = Non
         hi[r:r + k] = e[-1] / scale
         r += k
     f, iv, msk, _ = resample_arrays(edges, flux, ivar, good, e_out, min_coverage=min_coverage, valid_range=(lo, hi))
-    meta = vstack([s.meta for s in items], join_type="outer", metadata_conflicts="silent")
+    meta = stack_meta([s.meta for s in items])
     history = [dict(h) for h in items[0].history]
     if z is not None:
         history.append({"step": "deredshift", "params": {"z": z}})

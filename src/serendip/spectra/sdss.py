@@ -36,7 +36,6 @@ import re
 from pathlib import Path
 
 import numpy as np
-from astropy.table import Table
 
 from .container import Spectra
 from .io import (SpectraReadError, check_fits_structure, fits_hdu_names, read_bintable_columns, register_reader,
@@ -186,7 +185,7 @@ def read_sdss_spec(path: str | Path) -> Spectra:
     row = {"id": obj_id, **{k: meta[k] for k in ("ra", "dec", "z", "z_err", "zwarning", "class", "subclass")},
            "plate": plate, "mjd": mjd, "fiberid": fiber, "snr": meta["snr"], "specobjid": meta["specobjid"],
            "source_file": path.name}
-    table = Table(rows=[row], names=list(row))
+    table = {k: np.array([v]) for k, v in row.items()}
     return Spectra(10.0 ** loglam, flux[np.newaxis], ivar[np.newaxis], mask=~good[np.newaxis], meta=table,
                    flags=and_mask[np.newaxis],
                    history=[{"step": "read", "params": {"format": "sdss", "file": path.name}}])

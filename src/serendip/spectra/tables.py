@@ -28,7 +28,7 @@ import numpy as np
 from astropy.table import Table
 
 from .container import Spectra
-from .io import SpectraReadError, fits_hdu_names, register_reader
+from .io import SpectraReadError, register_reader, scan_fits
 
 __all__ = ["read_table_spectra", "is_wide_table", "write_wide_table"]
 
@@ -55,18 +55,26 @@ def is_wide_table(path: Path) -> bool:
     if kind in ("npz", "csv", "parquet"):
         return True
     if kind == "fits":
-        names = fits_hdu_names(path)
-        if names is None or len(names) < 2:
-            return False
-        import warnings
+        if path.name.lower().endswith(".gz"):
+            import warnings
 
-        from astropy.io import fits
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            with fits.open(path, memmap=False, lazy_load_hdus=True) as hdul:
-                for h in hdul[1:]:
-                    if isinstance(h, (fits.BinTableHDU, fits.TableHDU)):
-                        return any(_PIX_RE.match(c) and c.startswith("flux_") for c in h.columns.names)
+            from astropy.io import fits
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                with fits.open(path, memmap=False, lazy_load_hdus=True) as hdul:
+                    for h in hdul[1:]:
+                        if isinstance(h, (fits.BinTableHDU, fits.TableHDU)):
+                            return any(_PIX_RE.match(c) and c.startswith("flux_") for c in h.columns.names)
+            return False
+        try:
+            hdus = scan_fits(path)
+        except SpectraReadError:
+            return False
+        for h in hdus[1:]:
+            if str(h.header.get("XTENSION", "")).strip() in ("BINTABLE", "TABLE"):
+                n = int(h.header.get("TFIELDS", 0))
+                return any(str(h.header.get(f"TTYPE{k}", "")).strip().startswith("flux_")
+                           and _PIX_RE.match(str(h.header.get(f"TTYPE{k}", "")).strip()) for k in range(1, n + 1))
     return False
 
 
@@ -224,4 +232,4 @@ def write_wide_table(spectra: Spectra, path: str | Path) -> Path:
     return write_table(Table(cols), path)
 
 
-register_reader("table", is_wide_table, read_table_spectra, _EXTENSIONS)
+register_reader("table", is_wide_table, read_table_spectra, _EXTENSIONS, priority=-10)
