@@ -125,6 +125,10 @@ def test_rerun_refuses_append_skips_overwrite_rebuilds(sdss_fits_dir, tmp_path):
     assert more.n_read == 1 and SpectraStore(out).n_objects == first.n_read + 1
     rebuilt = ingest([d], out, progress=False, if_exists="overwrite", **GRID)
     assert rebuilt.n_total == first.n_read + 1
+    # appending without naming a grid reuses the store's grid rather than choosing a new one
+    shutil.copy(sdss_fits_dir / "spec-0266-51602-0013.fits", d)
+    grown = ingest([d], out, progress=False, if_exists="append")
+    assert grown.n_read == 1 and grown.grid["npix"] == GRID["npix"]
 
 
 def test_interrupted_ingest_resumes_without_duplicates(sdss_fits_dir, tmp_path, monkeypatch):

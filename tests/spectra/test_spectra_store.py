@@ -23,7 +23,8 @@ def _spectra(rng, n=23, m=40, start=0):
 
 def test_round_trip_values_metadata_provenance(tmp_path, rng):
     a, b = _spectra(rng, 23), _spectra(rng, 17, start=23)
-    prov = {"steps": [{"step": "resample", "params": {"npix": 40, "kind": "log"}}], "note": "test", "nested": {"x": [1, 2]}}
+    prov = {"steps": [{"step": "resample", "params": {"npix": 40, "kind": "log"}}], "note": "test",
+            "nested": {"x": [1, 2]}}
     path = tmp_path / "s.h5"
     with SpectraStore.create(path, a.wavelength, provenance=prov, chunk_rows=8) as st:
         st.append(a, inputs=[{"path": "a.fits", "sha256": "a" * 64, "n_spectra": 23}])

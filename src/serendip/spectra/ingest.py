@@ -278,8 +278,9 @@ def ingest(inputs, output, grid="log", wmin=None, wmax=None, npix=None, rest_fra
         Force a reader (see :func:`serendip.spectra.io.supported_formats`).
     if_exists : {"error", "overwrite", "append"}
         What to do when ``output`` exists. ``"append"`` adds only inputs whose
-        SHA-256 is not in the store yet; ``"error"`` (default) refuses, so a
-        repeated run can never duplicate rows.
+        SHA-256 is not in the store yet, on the store's own grid unless a grid
+        is given; ``"error"`` (default) refuses, so a repeated run can never
+        duplicate rows.
     resume : bool
         Continue an interrupted run (its hidden partial store) instead of
         starting over; files already committed are skipped by hash.
@@ -317,7 +318,11 @@ def ingest(inputs, output, grid="log", wmin=None, wmax=None, npix=None, rest_fra
         raise ValueError("nothing could be read: no input files found"
                          + (f" ({rejected_rows[0]['file']}: {rejected_rows[0]['reason']})" if rejected_rows else ""))
 
-    if isinstance(grid, str):
+    if isinstance(grid, str) and if_exists == "append" and output.exists() and wmin is None and wmax is None \
+            and npix is None:
+        with SpectraStore(output) as existing:  # appending: keep the store's own grid
+            grid_q = existing.wavelength
+    elif isinstance(grid, str):
         grid_q = default_grid(files, kind=grid, wmin=wmin, wmax=wmax, npix=npix, rest_frame=rest_frame,
                               mask_bits=mask_bits, coverage_fraction=coverage_fraction, sample=grid_sample,
                               format=format)

@@ -118,7 +118,8 @@ def read_sdss_spec(path: str | Path) -> Spectra:
     elif len(names) > 1 and names[1] in ("", "COADD"):
         coadd_hdu = 1
     else:
-        raise SpectraReadError(path, f"missing HDU 'COADD' (HDUs present: {', '.join(n or '(unnamed)' for n in names)})")
+        present = ", ".join(n or "(unnamed)" for n in names)
+        raise SpectraReadError(path, f"missing HDU 'COADD' (HDUs present: {present})")
     hdr, cols = read_bintable_columns(path, coadd_hdu, ["flux", "loglam", "ivar", "and_mask"], hdus=hdus)
     for need in ("flux", "loglam", "ivar"):
         if need not in cols:

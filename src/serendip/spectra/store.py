@@ -557,7 +557,8 @@ class SpectraStore:
         w = self._f["wavelength"]
         lo, hi = float(w[0]), float(w[-1])
         state = "" if self.complete else ", writing"
-        return f"<SpectraStore {self.path.name}: {self.n_objects} spectra × {self.n_pixels} px, {lo:.1f}–{hi:.1f} Å{state}>"
+        return (f"<SpectraStore {self.path.name}: {self.n_objects} spectra × {self.n_pixels} px, "
+                f"{lo:.1f}–{hi:.1f} Å{state}>")
 
 
 def open_store(path: str | os.PathLike) -> SpectraStore:

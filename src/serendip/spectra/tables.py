@@ -143,8 +143,10 @@ def _read_columns(path: Path, kind: str) -> Spectra:
                                          f"(no {kind_}_{missing[0]:g})")
         return np.column_stack([np.asarray(tab[cols[w]], dtype=np.float64) for w in wave])
 
-    flux = np.column_stack([np.asarray(tab[groups["flux"][w]].filled(np.nan) if hasattr(tab[groups["flux"][w]], "filled")
-                                       else tab[groups["flux"][w]], dtype=np.float64) for w in wave])
+    def numeric(col):
+        return np.asarray(col.filled(np.nan) if hasattr(col, "filled") else col, dtype=np.float64)
+
+    flux = np.column_stack([numeric(tab[groups["flux"][w]]) for w in wave])
     ivar = stack("ivar", None)
     mask = stack("mask", None)
     meta = tab[meta_cols] if meta_cols else Table()
