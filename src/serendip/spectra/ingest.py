@@ -145,7 +145,8 @@ def expand_inputs(inputs, exclude=()) -> tuple[list[Path], list[dict]]:
         p = Path(item)
         if p.is_dir():
             for q in sorted(p.rglob("*")):
-                if q.is_file() and not q.name.startswith(".") and q.name.lower().endswith(exts):
+                if (q.is_file() and not q.name.startswith(".") and q.name.lower().endswith(exts)
+                        and not q.name.endswith(".rejected.csv")):  # our own sidecar lists are not inputs
                     found.append(q)
         elif p.exists():
             found.append(p)
