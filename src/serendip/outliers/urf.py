@@ -78,7 +78,11 @@ Variants (parameters of :class:`UnsupervisedRandomForest`)
   Leaves are then taken for *all* N objects in every tree.
 
 Memory: the fitted model keeps the N×T leaf ids as int32 (4·N·T bytes) plus
-one float per leaf; data are read in row blocks of ``block_size``.
+one float per leaf; data are read in row blocks of ``block_size``. Without
+``max_fit_samples`` the single forest is trained on all N objects, which are
+then held in memory once (float32) for the fit. The similarity products
+(``similarity``, ``most_similar``, the symmetric and k-NN variants) build a
+sparse leaf-indicator matrix of about 24 bytes per object and tree.
 """
 from __future__ import annotations
 
@@ -93,7 +97,7 @@ from sklearn.utils import check_random_state
 from .._logging import get_logger, progress
 from .._validation import describe_positions, iter_row_blocks, n_rows, object_ids
 from ._base import WeirdnessDetector
-from ._leaves import (LeafIndex, MergedForest, apply_block, good_counts, leaf_populations,
+from ._leaves import (LeafIndex, MergedForest, apply_block, effective_n_jobs, good_counts, leaf_populations,
                       similarity_sums)
 from .similarity import ForestSimilarity, topk_rows
 from .synthetic import SYNTHETIC_KINDS, make_synthetic
@@ -267,8 +271,10 @@ class UnsupervisedRandomForest(WeirdnessDetector):
     weirdness_ : ndarray of shape (N,)
         Weirdness of the training objects, **higher = weirder**; in [0, 1] for
         the paper's score (1 = similar to nothing).
-    forest_ : RandomForestClassifier or MergedForest
-        The scikit-learn forest (one run, one forest), else the merged forest.
+    forest_ : RandomForestClassifier, MergedForest or list
+        The scikit-learn forest (one run, one forest), else the merged forest
+        (trees of all runs and sub-forests, with their feature subsets); with
+        ``snr_strata``, the list of the strata's forests.
     leaves_ : ndarray of int32, shape (N, T)
         Global leaf id of every training object in every tree.
     good_leaf_ : ndarray of bool, shape (n_leaves,)
@@ -523,8 +529,20 @@ class UnsupervisedRandomForest(WeirdnessDetector):
         out = np.empty(n)
         bs = self.block_size
         if self.score == "mean" and self.normalization == "column":
-            for s in range(0, n, bs):
+            starts = range(0, n, bs)
+
+            def one(s):
                 out[s:s + bs] = self._leaf_scores(self.leaves_[s:s + bs])
+
+            workers = min(effective_n_jobs(self.n_jobs), len(starts))
+            if workers > 1:  # numpy's gathers release the GIL: row blocks in threads
+                from concurrent.futures import ThreadPoolExecutor
+
+                with ThreadPoolExecutor(workers) as pool:
+                    list(pool.map(one, starts))
+            else:
+                for s in starts:
+                    one(s)
             return out
         sim = self._similarity_engine()
         bs = self._sparse_block(bs)
@@ -868,7 +886,7 @@ def open_weirdness_input(source):
 
 def weirdness_table(source, *, variant: str | None = "faithful", n_estimators: int = 500, n_repeats: int = 3,
                     n_jobs: int | None = -1, random_state=0, max_fit_samples: int | None = None,
-                    twins: bool | None = None, max_twin_entries: float = 2e8, progress: bool = True,
+                    twins: bool | None = None, max_twin_entries: float = 5e7, progress: bool = True,
                     **params):
     """Fit URF weirdness on ``source`` and return one row per object (weirdness: higher = weirder).
 
@@ -883,7 +901,8 @@ def weirdness_table(source, *, variant: str | None = "faithful", n_estimators: i
     twins : bool, optional
         Add the most similar other object (``top_similar_id``, ``top_similarity``).
         Default: only when N × trees ≤ ``max_twin_entries`` (the sparse
-        similarity needs about 24 bytes per object and tree).
+        similarity needs about 24 bytes per object and tree, about 1.2 GB at
+        the default limit).
     progress : bool
 
     Returns
