@@ -115,9 +115,15 @@ def _read_columns(path: Path, kind: str) -> Spectra:
         if kind == "csv":
             tab = Table.read(path, format="ascii.csv", comment="#")
         elif kind == "parquet":
+            try:
+                import pyarrow  # noqa: F401
+            except ImportError as exc:
+                raise SpectraReadError(path, "reading Parquet needs pyarrow: pip install 'serendip[parquet]'") from exc
             tab = Table.read(path, format="parquet")
         else:
             tab = Table.read(path, format="fits")
+    except SpectraReadError:
+        raise
     except Exception as exc:
         raise SpectraReadError(path, f"not a readable {kind} table ({type(exc).__name__}: {exc})") from exc
     groups: dict[str, dict[float, str]] = {"flux": {}, "ivar": {}, "mask": {}}
