@@ -240,12 +240,14 @@ def test_report_real_data_and_skipped_stage(tmp_path):
 
 
 def test_report_of_interrupted_run_says_what_is_missing(tmp_path):
-    stages = _fake_stages(np.random.default_rng(5))[:3]  # simulate, ingest, weirdness only
+    stages = _fake_stages(np.random.default_rng(5))[:2]  # simulate, ingest only: the run stopped there
     run_stages(tmp_path, stages, progress=False)
     rep = parse_report(build_report(tmp_path))
     missing = {s for s, k, _ in rep.notes if k == "missing"}
-    assert {"sequence", "map", "planted"} <= missing
-    assert rep.sections["weirdest"]["images"] == 1
+    assert missing == {"weirdest", "distribution", "sequence", "map", "planted"}
+    assert rep.sections["data"]["images"] == 1
+    text = [t for s, k, t in rep.notes if s == "sequence"][0]
+    assert "'sequence' stage has not finished" in text
 
 
 def test_html_escapes_and_rejects_non_png():

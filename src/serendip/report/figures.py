@@ -41,6 +41,15 @@ def mark_lines(ax, wmin: float, wmax: float, *, z: float = 0.0, labels: bool = T
                 last = w
 
 
+def _plain_log_ticks(axis) -> None:
+    """Label a log axis 1, 2, 5, 10, 20 ... in plain numbers, without crowded minor labels."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    axis.set_minor_formatter(NullFormatter())
+
+
 def data_overview(z, snr, *, n_rejected: int = 0):
     """Redshift and S/N histograms of the ingested objects."""
     fig, axes = figure(1, 2, figsize=(8.4, 3.0))
@@ -139,6 +148,7 @@ def weirdness_vs_snr(snr, weirdness, *, faithful=None):
             rho = spearmanr(snr[ok], w[ok]).statistic
             ax.set_title(f"{name}: Spearman ρ(S/N, weirdness) = {rho:+.2f}")
         ax.set_xscale("log")
+        _plain_log_ticks(ax.xaxis)
         ax.set_xlabel("median S/N per pixel")
         ax.set_ylabel("weirdness (higher = weirder)")
     return fig, axes
@@ -318,7 +328,7 @@ def embedding_maps(xy, colourings: Sequence[tuple[str, np.ndarray, str]], *, met
 def planted_recall(kinds: Sequence[str], detectors: Sequence[str], recall, k: int):
     """Grouped bars: recall in the top-k per anomaly kind (rows) and detector (columns)."""
     recall = np.asarray(recall, dtype=float)
-    fig, ax = figure(1, 1, figsize=(max(5.0, 1.1 * len(kinds) * max(1, len(detectors)) * 0.5 + 2), 3.4))
+    fig, ax = figure(1, 1, figsize=(min(9.0, 1.5 * len(kinds) + 2.5), 3.4))
     width = 0.8 / max(1, len(detectors))
     x = np.arange(len(kinds))
     from matplotlib import colormaps
