@@ -121,6 +121,27 @@ def test_run_on_real_spectra_interrupt_and_resume(tmp_path, sdss_fits_dir, monke
     assert ("sequence", "skipped") in notes and "at least 20" in notes[("sequence", "skipped")]
     assert ("map", "skipped") in notes and "clustering needs at least 50" in notes[("map", "skipped")]
     assert len(rep.tables["agreement"]) >= 1 + 1
+    # 22-ish objects are too few for three S/N strata: the report says which mode was used
+    assert any(s == "weirdest" and "S/N strata" in t for s, k, t in rep.notes)
+
+    # a third run reuses every stage
+    capsys.readouterr()
+    assert main(["-q", "run", cfg]) == 0
+    lines = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("[")]
+    assert len(lines) == 6 and all(ln.endswith("(reused)") for ln in lines)
+
+
+def test_input_fingerprint_changes_with_files(tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "a.fits").write_bytes(b"x" * 10)
+    fp = stages_module._fingerprint([str(folder)])
+    assert stages_module._fingerprint([str(folder)]) == fp
+    (folder / "b.fits").write_bytes(b"y")
+    fp2 = stages_module._fingerprint([str(folder)])
+    assert fp2 != fp
+    (folder / "a.fits").write_bytes(b"x" * 11)
+    assert stages_module._fingerprint([str(folder)]) != fp2
 
 
 def test_demo_rejects_tiny_n(tmp_path):

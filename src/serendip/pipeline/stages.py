@@ -286,9 +286,9 @@ def stage_weirdness(ctx: StageContext) -> StageResult:
                 weirdest[col] = [str(truth[col][jj]) if jj >= 0 else "" for jj in j]
     p1 = ctx.run.save_table(tab, "weirdness")
     p2 = ctx.run.save_table(weirdest, "weirdest")
-    mode = cfg["variant"] + (" (reduced)" if note else "")
-    summary = (f"{n} objects scored ({mode}, {cfg['trees']} trees, {X.shape[1]} features) in {t_best:.1f} s"
-               + (f"; faithful in {t_faith:.1f} s" if faithful is not None else ""))
+    summary = (f"{n} objects scored ({cfg['variant']}, {cfg['trees']} trees, {X.shape[1]} features) in "
+               f"{t_best:.1f} s" + (f"; faithful in {t_faith:.1f} s" if faithful is not None else "")
+               + (f"; note: {note}" if note else ""))
     return StageResult(summary, _outs(ctx.run, p1, p2),
                        info={"variant": cfg["variant"], "note": note, "n_features": X.shape[1],
                              "seconds_best": t_best, "seconds_faithful": t_faith})
@@ -545,6 +545,27 @@ def _expand_inputs(inputs: list[str]) -> list[str]:
     return out
 
 
+def _fingerprint(paths: list[str]) -> str:
+    """A cheap fingerprint of the input files (path, size, modification time), for the stage key.
+
+    Changing, adding or removing an input file changes it, so ingest (and
+    everything after it) is redone; hashing the contents is left to ingest.
+    """
+    import hashlib
+
+    h = hashlib.sha256()
+    for item in paths:
+        p = Path(item)
+        files = sorted(f for f in p.rglob("*") if f.is_file()) if p.is_dir() else [p]
+        for f in files:
+            try:
+                st = f.stat()
+            except OSError:
+                continue
+            h.update(f"{f}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()[:16]
+
+
 def build_stages(config: dict, run: RunFolder) -> list[Stage]:
     """The pipeline's stages for a complete config (see :func:`~.config.load_config`)."""
     d = config["data"]
@@ -559,8 +580,10 @@ def build_stages(config: dict, run: RunFolder) -> list[Stage]:
         ingest_params["inputs"] = [str(run.data / "fits")]
     elif not d["store"]:
         ingest_params["inputs"] = _expand_inputs(d["inputs"])
+        ingest_params["fingerprint"] = _fingerprint(ingest_params["inputs"])
     else:
         ingest_params["inputs"] = []
+        ingest_params["fingerprint"] = _fingerprint([d["store"]])
     stages += [
         Stage("ingest", stage_ingest, params=ingest_params, requires=sim, title="Ingest"),
         Stage("weirdness", stage_weirdness, params={**config["weirdness"], "seed": seed},

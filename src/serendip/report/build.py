@@ -156,6 +156,8 @@ def _weirdest_section(c: _Ctx) -> Section:
         "from all others (weirdness: higher = weirder). Each panel shows the spectrum (black) with rest-frame "
         "lines marked and the median of its most similar objects (teal); below, the explanation residual: "
         "where the object departs from those similar objects in the features the forest used."))
+    if rec.get("info", {}).get("note"):
+        s.add(Note(f"Weirdness mode: {rec['info']['note']}.", kind="note"))
     faithful = "rank_faithful" in tab.colnames
     labels = [_label(row, faithful) for row in tab]
     fig, _ = F.weirdest_gallery(np.asarray(tab["wave"][0]), np.asarray(tab["flux"]),
