@@ -125,7 +125,7 @@ class Spectra:
         elif not isinstance(meta, Table):
             meta = Table(meta)
         else:
-            meta = meta.copy(copy_data=True)
+            meta = meta.copy(copy_data=False)  # a new table sharing column data, like flux
         if len(meta.colnames) and len(meta) != n:
             raise ValueError(f"meta has {len(meta)} rows but there are {n} spectra")
         if "id" not in meta.colnames:
