@@ -8,7 +8,10 @@ data live). Prints ROC AUC, average precision and precision@k per anomaly kind
 correlation of weirdness with S/N among normal objects (the S/N bias), and
 saves a figure of weirdness versus S/N for faithful URF and the S/N strata.
 
-    python benchmarks/bench_urf_quality.py               # N=3000, 200 trees
+    python benchmarks/bench_urf_quality.py               # N=3000, 200 trees, survey seed 2
+
+Feature settings (300 rest-frame pixels + observed frame binned by 8) were
+chosen on survey seed 1; the default run uses seed 2 as held-out data.
     python benchmarks/bench_urf_quality.py --quick       # N=800, 30 trees
 """
 from __future__ import annotations
@@ -46,9 +49,9 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=3000)
     ap.add_argument("--trees", type=int, default=200)
-    ap.add_argument("--npix", type=int, default=500)
+    ap.add_argument("--npix", type=int, default=300)
     ap.add_argument("--frame", choices=["rest", "both"], default="both")
-    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--seed", type=int, default=2)
     ap.add_argument("--n-jobs", type=int, default=-1)
     ap.add_argument("--figure", default="benchmarks/figures/urf_snr_strata.png")
     ap.add_argument("--quick", action="store_true")
@@ -85,6 +88,10 @@ def main(argv=None):
         "URF snr-strata 3": lambda: UnsupervisedRandomForest(snr_strata=3, **urf).fit(X, snr=snr).weirdness_,
         "URF snr-strata 3 + symmetric": lambda: UnsupervisedRandomForest(
             snr_strata=3, normalization="symmetric", **urf).fit(X, snr=snr).weirdness_,
+        "URF uniform + snr-strata 3": lambda: UnsupervisedRandomForest(
+            snr_strata=3, synthetic="uniform", **urf).fit(X, snr=snr).weirdness_,
+        "URF uniform, 3 repeats": lambda: UnsupervisedRandomForest(
+            synthetic="uniform", n_repeats=3, **urf).fit(X).weirdness_,
         "sklearn IsolationForest": lambda: -IsolationForest(n_estimators=200, random_state=0,
                                                             n_jobs=args.n_jobs).fit(X).score_samples(X),
         "sklearn LOF (k=20)": lambda: -LocalOutlierFactor(n_neighbors=20).fit(X).negative_outlier_factor_,

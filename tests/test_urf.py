@@ -277,3 +277,12 @@ def test_sklearn_conventions():
     assert model.set_params(progress=False).fit(X) is model
     tab = model.to_table()
     assert tab.meta["score_convention"] == "higher = weirder" and len(tab) == 40
+
+
+def test_popcount_fallback_matches_numpy():
+    from serendip.outliers import similarity as simmod
+
+    bits = np.random.default_rng(0).integers(0, 256, size=(50, 9), dtype=np.uint8)
+    expected = np.unpackbits(bits, axis=1).sum(axis=1)
+    assert np.array_equal(simmod._popcount_rows(bits), expected)
+    assert np.array_equal(simmod._POPCOUNT8[bits].sum(axis=1), expected)

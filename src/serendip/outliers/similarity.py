@@ -33,6 +33,14 @@ __all__ = ["ForestSimilarity", "topk_rows"]
 
 NORMALIZATIONS = ("column", "symmetric")
 
+_POPCOUNT8 = np.array([bin(i).count("1") for i in range(256)], dtype=np.uint8)
+
+
+def _popcount_rows(bits: np.ndarray) -> np.ndarray:
+    """Number of set bits per row of a packed uint8 array (numpy >= 2 has a native bitwise_count)."""
+    counts = np.bitwise_count(bits) if hasattr(np, "bitwise_count") else _POPCOUNT8[bits]
+    return counts.sum(axis=1, dtype=np.int64)
+
 
 class ForestSimilarity:
     """Blocked similarity products for a fitted forest's training population.
@@ -99,7 +107,7 @@ class ForestSimilarity:
                 C.sum_duplicates()
                 rows = np.repeat(np.arange(C.shape[0]), np.diff(C.indptr))
                 qbits = np.packbits(Gq, axis=1)
-                both = np.bitwise_count(qbits[rows] & self._bits[r][C.indices]).sum(axis=1)
+                both = _popcount_rows(qbits[rows] & self._bits[r][C.indices])
                 C.data = np.where(both > 0, C.data / np.maximum(both, 1), 0.0)
             out = C if out is None else out + C
         if self.n_repeats > 1:
