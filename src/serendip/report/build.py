@@ -129,7 +129,8 @@ def _data_section(c: _Ctx) -> Section:
 
 
 def _label(row, faithful: bool) -> str:
-    bits = [f"#{int(row['rank'])}  {_str(row['id'])}"]
+    """Two-line panel title: rank and id; then z, S/N, weirdness, faithful rank and planted kind."""
+    bits = []
     for key, fmt in (("z", "z={:.3f}"), ("snr", "S/N={:.1f}"), ("weirdness", "w={:.3f}")):
         if key in row.colnames and np.isfinite(float(row[key])):
             bits.append(fmt.format(float(row[key])))
@@ -138,8 +139,8 @@ def _label(row, faithful: bool) -> str:
     if "anomaly_kind" in row.colnames and _str(row["anomaly_kind"]):
         kind = _str(row["anomaly_kind"])
         sub = _str(row["anomaly_subkind"]) if "anomaly_subkind" in row.colnames else ""
-        bits.append(f"[planted: {kind}{'/' + sub if sub and sub != kind else ''}]")
-    return "  ".join(bits)
+        bits.append(f"planted: {kind}{'/' + sub if sub and sub not in (kind, 'normal') else ''}")
+    return f"#{int(row['rank'])}  {_str(row['id'])}\n" + "  ".join(bits)
 
 
 def _weirdest_section(c: _Ctx) -> Section:
@@ -255,10 +256,15 @@ def _map_section(c: _Ctx) -> Section:
     clustered = info.get("cluster_skipped") is None and "cluster" in emb.colnames
     if clustered:
         colourings.append(("cluster", _col(emb, "cluster", -1).astype(float), "cluster"))
-    fig, _ = F.embedding_maps(np.column_stack([_col(emb, "x"), _col(emb, "y")]), colourings, method=method.upper())
+    xy = np.column_stack([_col(emb, "x"), _col(emb, "y")])
+    fig, _ = F.embedding_maps(xy, colourings, method=method.upper())
+    lim = F.robust_limits(xy)
+    outside = 0 if lim is None else int(np.sum((xy[:, 0] < lim[0][0]) | (xy[:, 0] > lim[0][1])
+                                                | (xy[:, 1] < lim[1][0]) | (xy[:, 1] > lim[1][1])))
     s.add(c.figure(fig, "embedding_maps",
                    f"A 2-D {method.upper()} map of the spectra, coloured by weirdness, by position in the "
-                   "sequence (grey: not sequenced) and by cluster."))
+                   "sequence (grey: not sequenced) and by cluster (grey: in no cluster)."
+                   + (f" {outside} extreme objects lie outside the plotted range." if outside else "")))
     if not clustered:
         s.add(Note(f"Clustering was skipped: {info.get('cluster_skipped', 'no cluster labels')}", kind="skipped"))
     clusters = c.table("clusters")

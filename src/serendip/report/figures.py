@@ -86,7 +86,7 @@ def weirdest_gallery(wave, flux, similar_median, feature_wave, residual, labels:
     import matplotlib as mpl
 
     with mpl.rc_context(RC):
-        fig = Figure(figsize=(5.2 * ncols, 2.6 * nrows), layout="constrained")
+        fig = Figure(figsize=(5.2 * ncols, 2.9 * nrows), layout="constrained")
         outer = fig.add_gridspec(nrows, ncols)
         axes = []
         for i in range(k):
@@ -113,7 +113,7 @@ def weirdest_gallery(wave, flux, similar_median, feature_wave, residual, labels:
             axr.set_ylabel("residual", fontsize=7)
             axr.set_xlabel(WAVE_REST if rest_frame else WAVE_OBS, fontsize=7)
             if i == 0:
-                ax.legend(fontsize=6, loc="lower right")
+                ax.legend(fontsize=6, loc="upper right", framealpha=0.8)
             axes.append((ax, axr))
     return fig, axes
 
@@ -295,6 +295,7 @@ def embedding_maps(xy, colourings: Sequence[tuple[str, np.ndarray, str]], *, met
     fig, axes = figure(1, n, figsize=(4.0 * n, 3.8), squeeze=False)
     axes = axes[0]
     big = xy.shape[0] > 100_000
+    limits = robust_limits(xy)
     for ax, (title, values, kind) in zip(axes, colourings):
         values = np.asarray(values, dtype=float)
         ok = np.isfinite(values)
@@ -322,7 +323,28 @@ def embedding_maps(xy, colourings: Sequence[tuple[str, np.ndarray, str]], *, met
         ax.set_title(title)
         ax.set_xlabel(f"{method} 1".strip())
         ax.set_ylabel(f"{method} 2".strip())
+        if limits is not None:
+            ax.set_xlim(*limits[0])
+            ax.set_ylim(*limits[1])
     return fig, axes
+
+
+def robust_limits(xy, keep: float = 0.99, pad: float = 0.25):
+    """Axis limits spanning the central ``keep`` fraction of points, padded; None if that shows everything.
+
+    A few extreme objects would otherwise squash the bulk of a map into a corner.
+    """
+    xy = np.asarray(xy, dtype=float)
+    ok = np.all(np.isfinite(xy), axis=1)
+    if ok.sum() < 20:
+        return None
+    q = (1 - keep) / 2 * 100
+    lo, hi = np.percentile(xy[ok], [q, 100 - q], axis=0)
+    span = np.where(hi > lo, hi - lo, 1.0)
+    lo, hi = lo - pad * span, hi + pad * span
+    if np.all(xy[ok] >= lo) and np.all(xy[ok] <= hi):
+        return None
+    return (lo[0], hi[0]), (lo[1], hi[1])
 
 
 def planted_recall(kinds: Sequence[str], detectors: Sequence[str], recall, k: int):
