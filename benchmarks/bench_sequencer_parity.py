@@ -72,6 +72,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="one small case, reference run live")
     ap.add_argument("--rerun-reference", action="store_true", help="ignore cached reference results")
+    ap.add_argument("--cached-only", action="store_true", help="skip sets without a cached reference result")
     a = ap.parse_args()
     cases = [("line", 100, 500, [1, 2], 0)] if a.quick else CASES
     # warm numba caches so the first timing does not include compilation
@@ -81,6 +82,9 @@ def main():
           f"{'same order':<10} {'|rho| ref':>9} {'faithful':>9} {'improved':>9}")
     ok = True
     for name, n, m, scales, k in cases:
+        if a.cached_only and not a.quick and not ref_path(name, n, m, scales, k).exists():
+            print(f"{name:<12}{n:>6}{m:>5} (no cached reference result; skipped)")
+            continue
         ref, cached = run_reference(name, n, m, scales, k, a.rerun_reference or a.quick)
         grid, flux, t = datasets.make(name, n, m)
         t0 = time.perf_counter()

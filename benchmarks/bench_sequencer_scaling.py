@@ -7,7 +7,8 @@ Each case runs in a fresh subprocess so its peak RSS is its own.
     python benchmarks/bench_sequencer_scaling.py --quick                  # small smoke run
 
 Data: the moving-emission-line sequence of ``sequencer_reference/datasets.py`` (M=500).
-Printed: seconds, peak RSS (GB), |Spearman rho| against the hidden index, elongation.
+Printed: wall seconds, CPU seconds (all threads; on a shared machine wall time
+is inflated by other load, CPU time much less), peak RSS (GB), |Spearman rho| against the hidden index, elongation.
 """
 from __future__ import annotations
 
@@ -29,12 +30,15 @@ from serendip.sequencer import Sequencer
 g, f, t = datasets.moving_line(20, 50)
 Sequencer(scales=[1], progress=False).fit(f, g)  # compile numba kernels outside the timing
 grid, flux, t = datasets.moving_line({n}, {m})
+r0 = resource.getrusage(resource.RUSAGE_SELF)
 t0 = time.perf_counter()
 s = Sequencer(mode={mode!r}, method={method!r}, scales={scales!r}, n_neighbors={k}, random_state=0,
               progress=False).fit(flux, grid)
 sec = time.perf_counter() - t0
+r1 = resource.getrusage(resource.RUSAGE_SELF)
+cpu = (r1.ru_utime + r1.ru_stime) - (r0.ru_utime + r0.ru_stime)
 rho = abs(spearmanr(t[s.order_], np.arange(len(t)))[0])
-print(json.dumps(dict(seconds=sec, rss_gb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6, rho=rho,
+print(json.dumps(dict(seconds=sec, cpu=cpu, rss_gb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6, rho=rho,
                       eta=s.elongation_, eta_norm=s.elongation_normalized_, scales=s.scales_, method=s.method_)))
 """
 
@@ -63,13 +67,13 @@ def main():
         scales = scales or [1, 2]
     cases += [(int(n), "faithful", "exact") for n in a.exact.split(",") if n]
     cases += [(int(n), "improved", "knn") for n in a.knn.split(",") if n]
-    print(f"{'N':>8} {'M':>4} {'mode':<9}{'method':<7}{'seconds':>9}{'peak GB':>9}{'|rho|':>8}{'eta':>10}{'eta_norm':>9}  scales")
+    print(f"{'N':>8} {'M':>4} {'mode':<9}{'method':<7}{'seconds':>9}{'cpu s':>9}{'peak GB':>9}{'|rho|':>8}{'eta':>10}{'eta_norm':>9}  scales")
     for n, mode, method in cases:
         r = run(n, a.m, mode, method, scales, a.k)
         if "error" in r:
             print(f"{n:>8} {a.m:>4} {mode:<9}{method:<7} failed: {r['error']}")
             continue
-        print(f"{n:>8} {a.m:>4} {mode:<9}{method:<7}{r['seconds']:>9.1f}{r['rss_gb']:>9.2f}{r['rho']:>8.4f}"
+        print(f"{n:>8} {a.m:>4} {mode:<9}{method:<7}{r['seconds']:>9.1f}{r['cpu']:>9.1f}{r['rss_gb']:>9.2f}{r['rho']:>8.4f}"
               f"{r['eta']:>10.1f}{r['eta_norm']:>9.3f}  {','.join(map(str, r['scales']))}", flush=True)
 
 
