@@ -130,6 +130,19 @@ def test_run_on_real_spectra_interrupt_and_resume(tmp_path, sdss_fits_dir, monke
     lines = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("[")]
     assert len(lines) == 6 and all(ln.endswith("(reused)") for ln in lines)
 
+    # an existing store as input, with stages switched off in the config: skipped with the reason
+    cfg2 = tmp_path / "store.toml"
+    cfg2.write_text(f'[run]\noutput = "run2"\n[data]\nstore = "{run.path / "data" / "store.h5"}"\n'
+                    "[weirdness]\ntrees = 30\ncompare_faithful = false\n[sequencer]\nenabled = false\n"
+                    "[compare]\nenabled = false\n")
+    assert main(["-q", "run", str(cfg2)]) == 0
+    run2 = RunFolder(tmp_path / "run2", create=False)
+    assert len(run2.read_table("objects")) == n
+    assert run2.read_record("sequence")["reason"].startswith("disabled in the config")
+    rep2 = parse_report(run2.report_path)
+    kinds2 = {(s, k) for s, k, _ in rep2.notes}
+    assert ("sequence", "skipped") in kinds2 and ("planted", "skipped") in kinds2
+
 
 def test_input_fingerprint_changes_with_files(tmp_path):
     folder = tmp_path / "in"
