@@ -336,7 +336,7 @@ def run_stages(run: RunFolder | str | os.PathLike, stages: Sequence[Stage], *, c
         old = run.read_record(stage.name)
         if (stage.name not in forced and old is not None and old.get("key") == key
                 and run.outputs_valid(old)):
-            log.info("stage %s: already done, reusing its outputs", stage.name)
+            log.debug("stage %s: already done, reusing its outputs", stage.name)
             old["reused"] = True
             records[stage.name] = old
             reused.append(stage.name)
@@ -349,7 +349,7 @@ def run_stages(run: RunFolder | str | os.PathLike, stages: Sequence[Stage], *, c
         ctx = StageContext(run=run, stage=stage, config=config, progress=progress, records=dict(records))
         started = _now()
         t0 = time.perf_counter()
-        log.info("stage %s: starting", stage.name)
+        log.debug("stage %s: starting", stage.name)
         try:
             result = stage.func(ctx)
         except StageSkipped as exc:
@@ -376,7 +376,7 @@ def run_stages(run: RunFolder | str | os.PathLike, stages: Sequence[Stage], *, c
             "serendip_version": __version__,
         }
         atomic_write_text(run.record_path(stage.name), json.dumps(record, indent=2, default=str))
-        log.info("stage %s: %s (%.1f s)", stage.name, record["summary"], seconds)
+        log.debug("stage %s: %s (%.1f s)", stage.name, record["summary"], seconds)
         records[stage.name] = record
         ran.append(stage.name)
         if on_stage:

@@ -630,7 +630,7 @@ def run_pipeline(config=None, *, output=None, progress: bool = True, force=None,
     force = cfg["run"]["force"] if force is None else force
     t0 = time.perf_counter()
     result = run_stages(run, stages, config=cfg, force=force, progress=progress, on_stage=on_stage)
-    log.info("pipeline finished in %.1f s; report: %s", time.perf_counter() - t0, result.report_path)
+    log.debug("pipeline finished in %.1f s; report: %s", time.perf_counter() - t0, result.report_path)
     return result
 
 

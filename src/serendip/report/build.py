@@ -373,5 +373,5 @@ def build_report(run_dir: str | os.PathLike, *, title: str | None = None, top_n:
                     _planted_section, _provenance_section):
         report.add(builder(ctx))
     path = report.write(run.report_path)
-    log.info("report written to %s (%d figures)", path, len(ctx.saved))
+    log.debug("report written to %s (%d figures)", path, len(ctx.saved))
     return path
