@@ -142,6 +142,17 @@ def test_skipped_stage_is_recorded_with_reason(tmp_path):
     assert rec["outputs"] == {}
 
 
+def test_stage_that_now_skips_leaves_no_stale_outputs(tmp_path):
+    calls: list = []
+    run_stages(tmp_path, make_stages(calls), progress=False)
+    assert (tmp_path / "tables" / "third.fits").is_file()
+    stages = make_stages(calls)
+    stages[2].params = {"changed": True}  # a new key: third reruns, and this time it skips
+    res = run_stages(tmp_path, stages, config={"skip_third": True}, progress=False)
+    assert res.records["third"]["status"] == "skipped"
+    assert not (tmp_path / "tables" / "third.fits").exists()
+
+
 def test_force_and_bad_stage_lists(tmp_path):
     calls: list = []
     run_stages(tmp_path, make_stages(calls), progress=False)

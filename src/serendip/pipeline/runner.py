@@ -278,6 +278,21 @@ def _output_facts(run: RunFolder, outputs: Iterable[str]) -> dict:
     return facts
 
 
+def _remove_outputs(run: RunFolder, record: dict) -> None:
+    """Delete the outputs a stale record lists (only paths inside the run folder)."""
+    import shutil
+
+    root = run.path.resolve()
+    for rel in record.get("outputs", {}):
+        p = (run.path / rel).resolve()
+        if p == root or root not in p.parents:
+            continue
+        if p.is_dir():
+            shutil.rmtree(p, ignore_errors=True)
+        elif p.exists():
+            p.unlink()
+
+
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
@@ -343,9 +358,12 @@ def run_stages(run: RunFolder | str | os.PathLike, stages: Sequence[Stage], *, c
             if on_stage:
                 on_stage(stage.name, old)
             continue
-        # The stage is about to (re)write its outputs: its old record no longer vouches for them.
+        # The stage is about to (re)write its outputs: its old record no longer vouches for them,
+        # and outputs it may not write this time (e.g. it now skips) must not linger as if current.
         if run.record_path(stage.name).exists():
             run.record_path(stage.name).unlink()
+        if old is not None:
+            _remove_outputs(run, old)
         ctx = StageContext(run=run, stage=stage, config=config, progress=progress, records=dict(records))
         started = _now()
         t0 = time.perf_counter()

@@ -40,6 +40,12 @@ __all__ = ["build_report", "SECTION_IDS"]
 
 log = get_logger(__name__)
 
+#: The stage that writes each table.
+TABLE_STAGE = {"objects": "ingest", "rejected": "ingest", "weirdness": "weirdness", "weirdest": "weirdness",
+               "sequence": "sequence", "sequence_grid": "sequence", "sequence_eta": "sequence",
+               "embedding": "explore", "clusters": "explore", "planted": "compare", "detectors": "compare",
+               "agreement": "compare", "scores": "compare"}
+
 #: Section anchors, in order. On real data "planted" is replaced by "agreement".
 SECTION_IDS = ("data", "weirdest", "distribution", "sequence", "map", "planted", "provenance")
 
@@ -54,6 +60,10 @@ class _Ctx:
         self.saved: list[Path] = []
 
     def table(self, name: str):
+        """A result table, or None when its stage did not finish in this run (stale files are ignored)."""
+        stage = TABLE_STAGE.get(name)
+        if stage is not None and self.records.get(stage, {}).get("status") != "done":
+            return None
         return self.run.read_table(name) if self.run.has_table(name) else None
 
     def stage_note(self, stage: str, what: str) -> Note:
@@ -228,7 +238,7 @@ def _sequence_section(c: _Ctx) -> Section:
                    "position at each wavelength. The smooth trend is the continuum; narrow peaks that stand out from it are the lines that change along the sequence (listed below)."))
     if feats:
         s.add(TableBlock(["wavelength [Å]", "Spearman ρ", "ρ relative to the continuum", "nearest line"],
-                         [[w, r, rel, _nearest_line(w)] for w, r, rel in feats],
+                         [[w, r, rel, _nearest_line(w) if c.rest_frame else ""] for w, r, rel in feats],
                          caption="Spectral features that change most along the sequence", name="sequence-features"))
     if eta is not None and len(eta):
         s.add(TableBlock.from_table(eta, ["metric", "scale", "eta"], caption="Elongation per metric and scale",

@@ -222,7 +222,8 @@ def sequence_features(wave, flux, position, *, nbins: int = 6, rest_frame: bool 
                      label=f"part {b + 1}/{nbins}")
     axes[0].set_ylabel(FLUX_LABEL)
     axes[0].set_title("median spectrum along the sequence (start: purple, end: yellow)")
-    mark_lines(axes[0], float(wave[0]), float(wave[-1]))
+    if rest_frame:
+        mark_lines(axes[0], float(wave[0]), float(wave[-1]))
     rho = spearman_columns(position, flux)
     axes[1].plot(wave, rho, color=COLORS["weird"], lw=0.8)
     axes[1].axhline(0, color=COLORS["line"], lw=0.5)
