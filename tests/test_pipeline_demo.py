@@ -170,3 +170,17 @@ def test_init_config_cli(tmp_path, capsys):
     assert main(["init-config", "-o", str(path)]) == 2  # exists: refused, one-line error
     assert "exists" in capsys.readouterr().err
     assert main(["run", str(tmp_path / "absent.toml")]) == 2
+
+
+def test_run_with_nothing_readable_is_a_clear_error(tmp_path, capsys):
+    (tmp_path / "spectra").mkdir()
+    (tmp_path / "spectra" / "junk.fits").write_bytes(b"this is not FITS")
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text('[data]\ninputs = ["spectra"]\n')
+    assert main(["-q", "run", str(cfg)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("serendip run: error:") and len(err.strip().splitlines()) == 1
+    cfg.write_text('[data]\ninputs = ["nowhere/spec-*.fits"]\n')
+    assert main(["-q", "run", str(cfg)]) == 2
+    assert "nothing matches" in capsys.readouterr().err
+    assert main(["-q", "report", str(tmp_path / "no-run")]) == 2
