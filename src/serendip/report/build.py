@@ -165,8 +165,10 @@ def _weirdest_section(c: _Ctx) -> Section:
     s.add(Paragraph(
         f"The {len(tab)} objects the unsupervised random forest ({variant or 'best mode'}) finds farthest "
         "from all others (weirdness: higher = weirder). Each panel shows the spectrum (black) with rest-frame "
-        "lines marked and the median of its most similar objects (teal); below, the explanation residual: "
-        "where the object departs from those similar objects in the features the forest used."))
+        "lines marked and the median of its most similar normal objects under the forest's similarity (teal); "
+        "below, the residual: the object minus that median. The table's top_features are the wavelengths (Å) "
+        "of the forest features where the object departs most from those objects, in units of the normal "
+        "population's scatter."))
     if rec.get("info", {}).get("note"):
         s.add(Note(f"Weirdness mode: {rec['info']['note']}.", kind="note"))
     faithful = "rank_faithful" in tab.colnames
