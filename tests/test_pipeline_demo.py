@@ -144,6 +144,15 @@ def test_run_on_real_spectra_interrupt_and_resume(tmp_path, sdss_fits_dir, monke
     assert ("sequence", "skipped") in kinds2 and ("planted", "skipped") in kinds2
 
 
+def test_a_store_in_inputs_is_used_as_the_store():
+    from serendip.pipeline.config import load_config
+
+    cfg = stages_module.store_as_input(load_config({"data": {"inputs": ["/data/survey.h5"]}}))
+    assert cfg["data"]["store"] == "/data/survey.h5" and cfg["data"]["inputs"] == []
+    cfg = stages_module.store_as_input(load_config({"data": {"inputs": ["/data/a.fits", "/data/b.h5"]}}))
+    assert cfg["data"]["store"] == ""
+
+
 def test_input_fingerprint_changes_with_files(tmp_path):
     folder = tmp_path / "in"
     folder.mkdir()

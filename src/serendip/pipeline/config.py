@@ -261,7 +261,8 @@ force = false               # true: recompute every stage, even finished ones
 
 [data]
 # Files, folders or globs: SDSS spec-*.fits (full or lite), MaNGA-like
-# multi-spectrum FITS, or wide tables (FITS/CSV/Parquet/.npz).
+# multi-spectrum FITS, or wide tables (FITS/CSV/Parquet/.npz); or one
+# serendip store (.h5), which is then used as it is.
 inputs = {inputs}
 store = ""                  # or: an existing serendip store (then inputs are ignored)
 simulate = 0                # > 0: generate this many synthetic spectra instead (the demo)

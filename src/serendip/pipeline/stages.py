@@ -545,6 +545,18 @@ def _expand_inputs(inputs: list[str]) -> list[str]:
     return out
 
 
+STORE_SUFFIXES = (".h5", ".hdf5")
+
+
+def store_as_input(cfg: dict) -> dict:
+    """A single store named in ``[data] inputs`` is used as ``[data] store`` (no re-ingest)."""
+    d = cfg["data"]
+    ins = d["inputs"]
+    if not d["store"] and len(ins) == 1 and Path(ins[0]).suffix.lower() in STORE_SUFFIXES:
+        d["store"], d["inputs"] = ins[0], []
+    return cfg
+
+
 def _fingerprint(paths: list[str]) -> str:
     """A cheap fingerprint of the input files (path, size, modification time), for the stage key.
 
@@ -625,6 +637,7 @@ def run_pipeline(config=None, *, output=None, progress: bool = True, force=None,
     cfg = load_config(config)
     if output is not None:
         cfg["run"]["output"] = str(output)
+    cfg = store_as_input(cfg)
     run = RunFolder(cfg["run"]["output"])
     stages = build_stages(cfg, run)
     force = cfg["run"]["force"] if force is None else force
