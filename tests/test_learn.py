@@ -187,6 +187,18 @@ def test_train_redshift_regression_reports_photoz_metrics(rng):
     assert 0 < res.test_scores["sigma_nmad"] < 0.05
     assert res.test_scores["catastrophic_fraction"] <= 0.02
     assert res.model.named_steps["model"].loss == "absolute_error"
+    lo, hi = res.test_scores["sigma_nmad_ci95_low"], res.test_scores["sigma_nmad_ci95_high"]
+    assert lo <= res.test_scores["sigma_nmad"] <= hi
+
+
+def test_bootstrap_interval_covers_and_shrinks(rng):
+    t = rng.normal(size=2000)
+    p = t + rng.normal(size=2000)
+    rmse = lambda a, b: float(np.sqrt(np.mean((a - b) ** 2)))  # noqa: E731
+    lo_s, hi_s = M.bootstrap_interval(rmse, t[:50], p[:50], random_state=1)
+    lo_b, hi_b = M.bootstrap_interval(rmse, t, p, random_state=1)
+    assert lo_b < 1.0 < hi_b
+    assert (hi_b - lo_b) < 0.5 * (hi_s - lo_s)
 
 
 def test_train_groups_never_split_between_train_and_test(rng):

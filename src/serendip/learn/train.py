@@ -192,12 +192,13 @@ def build_pipeline(algorithm: str, task: str, *, n_features: int, n_train: int, 
         common = dict(n_estimators=200, n_jobs=n_jobs, random_state=random_state)
         model = (RandomForestClassifier(class_weight="balanced_subsample", **common) if clf
                  else RandomForestRegressor(max_features=0.5, **common))
-        space["model__max_features"] = ["sqrt", 0.5, 1.0]
+        # all features per split is slow and pointless on thousands of pixels
+        space["model__max_features"] = ["sqrt", 0.5, 1.0] if n_features <= 100 else ["sqrt", 0.1]
         space["model__min_samples_leaf"] = [1, 3, 8]
     elif algorithm == "gbt":
         from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
 
-        common = dict(max_iter=600, early_stopping=True, n_iter_no_change=20, validation_fraction=0.1,
+        common = dict(max_iter=300, early_stopping=True, n_iter_no_change=10, validation_fraction=0.1,
                       random_state=random_state)
         if clf:
             model = HistGradientBoostingClassifier(class_weight="balanced", **common)
@@ -385,7 +386,15 @@ class TrainResult:
         keys = (["accuracy", "balanced_accuracy", "macro_f1", "roc_auc", "average_precision",
                  "recall_at_precision_0.9"] if self.task == "classification"
                 else ["rmse", "mae", "bias", "r2", "sigma_nmad", "catastrophic_fraction"])
-        shown = ", ".join(f"{k}={self.test_scores[k]:.4g}" for k in keys if k in self.test_scores)
+        parts = []
+        for k in keys:
+            if k in self.test_scores:
+                text = f"{k}={self.test_scores[k]:.4g}"
+                if f"{k}_ci95_low" in self.test_scores:
+                    text += (f" [95% {self.test_scores[k + '_ci95_low']:.4g}, "
+                             f"{self.test_scores[k + '_ci95_high']:.4g}]")
+                parts.append(text)
+        shown = ", ".join(parts)
         lines.append(f"test (n={self.test_scores.get('n')}): {shown}")
         if self.learning_curve:
             lines.append(f"learning curve: {self.verdict} — {self.learning_curve['explanation']}")
@@ -656,6 +665,7 @@ def _train(X, y, algorithm, task, *, test_size, groups, cv, random_state, n_jobs
                                                 classes=classes)
     else:
         test_scores = _m.regression_metrics(yte, y_pred, redshift=redshift)
+    test_scores.update(_uncertainty(task, redshift, yte, y_pred, random_state))
 
     lc = None
     rng_diag = np.random.default_rng(random_state)
@@ -694,6 +704,28 @@ def _train(X, y, algorithm, task, *, test_size, groups, cv, random_state, n_jobs
                          test_index=np.flatnonzero(keep)[te])
     log.info("trained %s in %.1f s\n%s", algo, time.time() - t0, result.summary_text())
     return result
+
+
+def _uncertainty(task, redshift, y_true, y_pred, random_state) -> dict:
+    """95 % bootstrap intervals of the headline test scores (keys ``<metric>_ci95_low/high``)."""
+    import warnings as _w
+
+    from sklearn.metrics import balanced_accuracy_score
+
+    if task == "classification":
+        fns = {"balanced_accuracy": balanced_accuracy_score}
+    elif redshift:
+        fns = {"sigma_nmad": lambda t, p: _m.sigma_nmad(p, t),
+               "catastrophic_fraction": lambda t, p: _m.catastrophic_fraction(p, t)}
+    else:
+        fns = {"rmse": lambda t, p: float(np.sqrt(np.mean((p - t) ** 2)))}
+    out = {}
+    with _w.catch_warnings():
+        _w.simplefilter("ignore")
+        for name, fn in fns.items():
+            lo, hi = _m.bootstrap_interval(fn, y_true, y_pred, n_boot=200, random_state=random_state)
+            out[f"{name}_ci95_low"], out[f"{name}_ci95_high"] = lo, hi
+    return out
 
 
 def _learning_curve(model, X, y, cv, scoring, groups, n_jobs, random_state, task):
