@@ -69,7 +69,8 @@ def main() -> int:
         rho = planted.meta.get("sequence_spearman")
         if rho is not None and np.isfinite(float(rho)):
             print(f"sequence vs hidden parameter: Spearman rho = {float(rho):+.3f}")
-        print(f"report: {res.report_path}")
+        if tmp is None:
+            print(f"report: {res.report_path}")
         return 0 if overall[best] >= 0.5 else 1
     finally:
         if tmp is not None:
