@@ -46,7 +46,7 @@ def _init_config(args) -> int:
 def _report(args) -> int:
     from ..report import build_report
 
-    path = build_report(args.run_dir)
+    path = build_report(args.run_dir, progress=args.progress)
     print(f"report: {path}")
     return 0
 

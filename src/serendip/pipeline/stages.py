@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .._logging import get_logger
+from .._logging import get_logger, progress
 from .config import load_config
 from .runner import RunFolder, RunResult, Stage, StageContext, StageResult, StageSkipped, run_stages
 
@@ -258,7 +258,7 @@ def stage_weirdness(ctx: StageContext) -> StageResult:
     flux = _display_flux(spectra)
     wave = spectra.wavelength.value
     rows = []
-    for i in top:
+    for i in progress(top, total=len(top), desc="explaining the weirdest", enabled=ctx.progress):
         exp = explain_weirdness(best, X, index=int(i), k=k, wavelength=fwave, random_state=seed)
         nb = np.asarray(exp.neighbours, dtype=int)
         with np.errstate(all="ignore"):
@@ -428,7 +428,7 @@ def stage_compare(ctx: StageContext) -> StageResult:
         scores["urf_faithful"] = np.asarray(w["weirdness_faithful"], dtype=float)
     seconds = {}
     skipped_dets = {}
-    for name in cfg["detectors"]:
+    for name in progress(cfg["detectors"], desc="baseline detectors", enabled=ctx.progress):
         kw = {}
         if name in ("lof", "knn"):
             kw["n_neighbors"] = max(1, min(20 if name == "lof" else 10, n - 1))
@@ -528,7 +528,7 @@ def stage_report(ctx: StageContext) -> StageResult:
     """Write the self-contained HTML report and its PNG figures."""
     from ..report import build_report
 
-    path = build_report(ctx.run.path)
+    path = build_report(ctx.run.path, progress=ctx.progress)
     figs = sorted(ctx.run.figures.glob("*.png"))
     return StageResult(f"report with {len(figs)} figures: {path}", _outs(ctx.run, path, *figs),
                        info={"report": str(path), "figures": [f.name for f in figs]})
