@@ -400,7 +400,6 @@ class UnsupervisedRandomForest(WeirdnessDetector):
                 if k_feat is not None and k_feat < F:
                     cols = np.sort(rs.choice(F, size=k_feat, replace=False))
                     Xs = np.ascontiguousarray(Xs[:, cols])
-                self._check_constant(Xs, cols)
                 rf = self._fit_one(Xs, int(trees_per_sub[s]), rs)
                 if self.n_repeats == 1 and n_sub == 1 and cols is None:
                     single = rf
@@ -493,9 +492,6 @@ class UnsupervisedRandomForest(WeirdnessDetector):
                 "feature carries no information and makes real and synthetic data identical there; "
                 "drop those columns (e.g. X[:, X.std(axis=0) > 0]) or restrict the wavelength range")
         return impute_values
-
-    def _check_constant(self, Xs, cols):
-        pass  # constant columns are rejected globally in _scan; a subset may legitimately be flat
 
     def _fit_one(self, Xs, n_trees, rs):
         from sklearn.ensemble import RandomForestClassifier
