@@ -2,10 +2,11 @@
 
 The reference runs in its own virtual environment (``benchmarks/sequencer_reference/setup_env.sh``
 builds ``benchmarks/_envs/seqref`` with numpy<1.24, networkx<3, scipy 1.10, joblib 1.3).
-Its results (order, elongation, seconds) are cached in ``benchmarks/_out/ref_*.json``;
+Its results (order, elongation, wall and CPU seconds) are cached in ``benchmarks/_out/ref_*.json``;
 by default a cached result is reused (the N=800 run costs ~6.5 min of CPU) and
 ``--rerun-reference`` runs it again. Both sides use the same data
-(``benchmarks/sequencer_reference/datasets.py``), in the same machine session.
+(``benchmarks/sequencer_reference/datasets.py``), in the same machine session. On a shared machine wall times swing with other
+load; the CPU-seconds line (reference: single process; ours: all threads) is the steadier ratio.
 
     python benchmarks/bench_sequencer_parity.py            # all parity sets
     python benchmarks/bench_sequencer_parity.py --quick    # N=100 smoke run (reference run live)
@@ -88,8 +89,10 @@ def main():
         ref, cached = run_reference(name, n, m, scales, k, a.rerun_reference or a.quick)
         grid, flux, t = datasets.make(name, n, m)
         t0 = time.perf_counter()
+        c0 = time.process_time()
         s = Sequencer(scales=scales, mode="faithful", method="exact", best_k=k or None, progress=False).fit(flux, grid)
         ours = time.perf_counter() - t0
+        ours_cpu = time.process_time() - c0
         imp = Sequencer(scales=scales, mode="improved", method="exact", progress=False).fit(flux, grid)
         same = bool(np.array_equal(s.order_, np.asarray(ref["order"])))
         ok &= same
@@ -97,6 +100,9 @@ def main():
         print(f"{name:<12}{n:>6}{m:>5} {sc:<10}{k:>3} {ref['seconds']:>8.1f} {ours:>8.2f} {ref['seconds'] / ours:>7.0f}x  "
               f"{str(same):<10} {rho(t, ref['order']):>9.4f} {rho(t, s.order_):>9.4f} {rho(t, imp.order_):>9.4f}"
               + ("  (cached ref)" if cached else ""))
+        if "cpu_seconds" in ref:
+            print(f"    CPU seconds: reference {ref['cpu_seconds']:.1f}, ours {ours_cpu:.2f} (all threads) -> "
+                  f"{ref['cpu_seconds'] / ours_cpu:.0f}x less CPU")
         if abs(s.elongation_ - ref["elongation"]) > 1e-9 * ref["elongation"]:
             print(f"    elongation differs: ours {s.elongation_!r} reference {ref['elongation']!r}")
     print("parity:", "IDENTICAL final order on every set" if ok else "MISMATCH on some set")

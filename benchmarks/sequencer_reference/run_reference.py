@@ -39,17 +39,19 @@ def main():
     seq = Sequencer(grid, flux, metrics, scale_list)
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
+        c0 = time.process_time()
         kw = {}
         if a.best_k:
             kw = dict(to_average_N_best_estimators=True, number_of_best_estimators=a.best_k)
         eta, order = seq.execute(tmp, to_print_progress=False, to_save_distance_matrices=False,
                                  to_save_elongations=False, **kw)
         elapsed = time.perf_counter() - t0
+        cpu = time.process_time() - c0
     est, sc, elong = seq.return_elongation_of_weighted_products_all_metrics_and_scales()
     res = {
         "set": a.set, "n": a.n, "m": a.m, "seed": a.seed, "metrics": metrics,
         "scales": [int(s) for s in (seq.scale_list[0] if scales is None else scales)], "best_k": a.best_k,
-        "elongation": float(eta), "order": [int(i) for i in order], "seconds": elapsed,
+        "elongation": float(eta), "order": [int(i) for i in order], "seconds": elapsed, "cpu_seconds": cpu,
         "per_metric_scale": [[e, int(s), float(v)] for e, s, v in zip(est, sc, elong)],
         "numpy": np.__version__,
     }
