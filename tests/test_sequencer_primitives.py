@@ -150,3 +150,25 @@ def test_path_order_inserts_side_branches_where_they_attach():
 def test_elongation_formula():
     assert elongation_from_levels(np.arange(10)) == pytest.approx(10)
     assert elongation_from_levels(np.array([0, 1, 1, 1])) == pytest.approx(0.75 / 1.0 + 1)
+
+
+def test_numpy_fallback_equals_numba(monkeypatch, rng):
+    """Without numba (the optional 'fast' extra) the same results come from numpy code."""
+    import serendip.sequencer.distances as dist
+    import serendip.sequencer.trees as trees
+
+    n, m = 70, 30
+    x = np.cumsum(rng.uniform(0.5, 2, m))
+    p = rng.uniform(0.1, 1, (n, m))
+    p /= p.sum(axis=1, keepdims=True)
+    fast = {k: dense_distances(prepare(k, p, x)).copy() for k in ("EMD", "energy", "L2")}
+    A = rng.uniform(size=(n, n))
+    t_fast = tree_from_edges(*mst_dense(A, symmetric=False), n)
+    monkeypatch.setattr(dist, "_KERNELS", dist._numpy_kernels())
+    monkeypatch.setattr(trees, "_FUNCS", trees._numpy_funcs())
+    for k, D in fast.items():
+        np.testing.assert_allclose(dense_distances(prepare(k, p, x)), D, rtol=1e-12, atol=1e-15)
+    t_np = tree_from_edges(*mst_dense(A, symmetric=False), n)
+    assert t_np.start == t_fast.start and t_np.elongation == t_fast.elongation
+    np.testing.assert_array_equal(t_np.level_order(), t_fast.level_order())
+    np.testing.assert_array_equal(t_np.path_order(), t_fast.path_order())

@@ -131,13 +131,35 @@ def _kernels():
     return tri_l1, tri_sq
 
 
+def _numpy_kernels():
+    """Blocked numpy versions of the tiled kernels (used when numba is not installed)."""
+
+    def tri(a, kind, out, budget=1 << 23):
+        n, m = a.shape
+        rows = max(1, budget // max(1, n * m))
+        for s in range(0, n, rows):
+            d = a[s:s + rows, None, :] - a[None, :, :]
+            out[s:s + rows] = np.abs(d).sum(axis=2) if kind == "l1" else np.einsum("ijk,ijk->ij", d, d)
+        np.fill_diagonal(out, 0.0)
+
+    return (lambda a, bi, bj, tile, out: tri(a, "l1", out)), (lambda a, bi, bj, tile, out: tri(a, "sq", out))
+
+
 _KERNELS = None
 
 
 def _get_kernels():
     global _KERNELS
     if _KERNELS is None:
-        _KERNELS = _kernels()
+        try:
+            _KERNELS = _kernels()
+        except ImportError:
+            import logging
+
+            logging.getLogger(__name__).warning(
+                "numba is not installed: Sequencer distances use slower blocked numpy "
+                "(install it with: pip install 'serendip[fast]')")
+            _KERNELS = _numpy_kernels()
     return _KERNELS
 
 
@@ -163,17 +185,20 @@ def dense_distances(rep: ChunkRep, out: np.ndarray | None = None, n_jobs: int | 
         np.maximum(out, 0.0, out=out)  # Gibbs: KL >= 0; removes rounding below zero
         np.fill_diagonal(out, 0.0)
         return out
-    import numba
-
     tri_l1, tri_sq = _get_kernels()
     bi, bj = _tile_pairs(n, _TILE)
-    old = numba.get_num_threads()
-    if n_jobs is not None and n_jobs > 0:
+    try:
+        import numba
+    except ImportError:
+        numba = None
+    old = numba.get_num_threads() if numba else None
+    if numba and n_jobs is not None and n_jobs > 0:
         numba.set_num_threads(min(n_jobs, numba.config.NUMBA_NUM_THREADS))
     try:
         (tri_l1 if rep.kind == "l1" else tri_sq)(rep.a, bi, bj, _TILE, out)
     finally:
-        numba.set_num_threads(old)
+        if numba:
+            numba.set_num_threads(old)
     if rep.post == "energy":
         np.multiply(out, 2.0, out=out)
         np.sqrt(out, out=out)

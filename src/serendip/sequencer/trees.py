@@ -129,13 +129,73 @@ def _numba_funcs():
     return prim, root_tree, distance_sums, sym_min
 
 
+def _numpy_funcs():
+    """Pure numpy/scipy versions of the numba helpers (used when numba is not installed)."""
+
+    def prim(D, symmetric_min):
+        n = D.shape[0]
+        best = np.full(n, np.inf)
+        parent = np.full(n, -1, dtype=np.int64)
+        done = np.zeros(n, dtype=bool)
+        u = 0
+        done[0] = True
+        for _ in range(n - 1):
+            w = np.minimum(D[u], D[:, u]) if symmetric_min else D[u]
+            better = (w < best) & ~done
+            best[better] = w[better]
+            parent[better] = u
+            cand = np.where(done, np.inf, best)
+            u = int(np.argmin(cand))
+            if not np.isfinite(cand[u]):  # only inf left: take the first remaining node
+                u = int(np.flatnonzero(~done)[0])
+            done[u] = True
+        return parent, best
+
+    def root_tree(indptr, indices, root):
+        from scipy.sparse.csgraph import breadth_first_order
+
+        n = indptr.size - 1
+        A = sp.csr_matrix((np.ones(indices.size), indices, indptr), shape=(n, n))
+        order, pred = breadth_first_order(A, root, directed=False, return_predecessors=True)
+        pred = np.where(pred < 0, -1, pred).astype(np.int64)
+        level = np.full(n, -1, dtype=np.int64)
+        level[root] = 0
+        for v in order[1:]:
+            level[v] = level[pred[v]] + 1
+        return order.astype(np.int64), pred, level
+
+    def distance_sums(order, pred, level):
+        n = order.size
+        size = np.ones(pred.size, dtype=np.int64)
+        for v in order[:0:-1]:
+            size[pred[v]] += size[v]
+        s = np.zeros(pred.size, dtype=np.int64)
+        s[order[0]] = int(level[order].sum())
+        for v in order[1:]:
+            s[v] = s[pred[v]] + n - 2 * size[v]
+        return s
+
+    def sym_min(D, out):
+        np.minimum(D, D.T, out=out)
+
+    return prim, root_tree, distance_sums, sym_min
+
+
 _FUNCS = None
 
 
 def _funcs():
     global _FUNCS
     if _FUNCS is None:
-        _FUNCS = _numba_funcs()
+        try:
+            _FUNCS = _numba_funcs()
+        except ImportError:
+            import logging
+
+            logging.getLogger(__name__).warning(
+                "numba is not installed: the Sequencer uses slower numpy code "
+                "(install it with: pip install 'serendip[fast]')")
+            _FUNCS = _numpy_funcs()
     return _FUNCS
 
 
