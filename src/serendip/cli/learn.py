@@ -29,7 +29,7 @@ def register(subparsers) -> None:
     p.add_argument("--test-size", type=float, default=0.2, help="held-out fraction (default 0.2)")
     p.add_argument("--cv", type=int, default=5, help="cross-validation folds (default 5)")
     p.add_argument("--group", metavar="COL", help="group column: no group is split across train/test or folds")
-    p.add_argument("--n-iter", type=int, default=8, help="configurations tried per algorithm (default 8)")
+    p.add_argument("--n-iter", type=int, default=6, help="configurations tried per algorithm (default 6)")
     p.add_argument("--redshift", action="store_true", default=None,
                    help="the target is a redshift (σ_NMAD etc.; default: guessed from the name)")
     p.add_argument("--seed", type=int, default=0, help="random seed")

@@ -465,7 +465,7 @@ def _subsample(idx, y, task, max_rows, rng):
 def train(X, y, algorithm: str = "auto", task: str | None = None, *, test_size: float = 0.2, groups=None,
           cv: int = 5, random_state: int = 0, n_jobs: int | None = None, progress: bool = True,
           scoring=None, redshift: bool | None = None, raw: bool = False, pca: bool | int | None = None,
-          n_iter: int = 8, max_candidates: int = 3, search_max_rows: int | None = 5000,
+          n_iter: int = 6, max_candidates: int = 3, search_max_rows: int | None = 5000,
           learning_curve: bool = True, importances: bool = True, diagnostics_max_rows: int = 3000,
           feature_names=None, target_name: str | None = None, cnn_params: dict | None = None,
           model_params: dict | None = None) -> TrainResult:
