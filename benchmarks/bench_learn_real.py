@@ -84,7 +84,7 @@ def _classif(name, path, target, args, *, colors=None, features=None, n=None, me
         print(f"{name} n={len(tab)} [{goal}]")
         print(f"   plain RF    : balanced accuracy {base:.4f} ({dtrf:.0f} s)")
         print(f"   serendip {res.algorithm:4s}: balanced accuracy {ours:.4f} [95% {ci[0]:.4f}-{ci[1]:.4f}] "
-              f"({dt:.0f} s; candidates {list(res.candidates['algorithm'])})")
+              f"({dt:.0f} s; candidates {[str(a) for a in res.candidates['algorithm']]})")
         print(f"   ratio serendip/RF = {ours / base:.3f}")
     else:
         rec_b, prec_b, _ = M.recall_at_precision(yt, rf.predict_proba(Xt)[:, 1], 0.9)
@@ -92,7 +92,7 @@ def _classif(name, path, target, args, *, colors=None, features=None, n=None, me
         print(f"{name} n={len(tab)} [{goal}]")
         print(f"   plain RF    : recall {rec_b:.4f} at precision ≥ 0.90 ({dtrf:.0f} s)")
         print(f"   serendip {res.algorithm:4s}: recall {ours:.4f} at precision ≥ 0.90, ROC AUC "
-              f"{res.test_scores['roc_auc']:.4f} ({dt:.0f} s; candidates {list(res.candidates['algorithm'])})")
+              f"{res.test_scores['roc_auc']:.4f} ({dt:.0f} s; candidates {[str(a) for a in res.candidates['algorithm']]})")
         print(f"   ratio serendip/RF = {ours / max(rec_b, 1e-9):.3f}")
 
 

@@ -268,3 +268,14 @@ def test_predict_checks_feature_names(rng):
     with pytest.raises(ValueError, match="different order"):
         res.predict(df[list("bacde")])
     assert res.predict(df).shape == (120,)
+
+
+def test_import_is_light():
+    """torch and scikit-learn load only when a model is built (torch is the optional 'deep' extra)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, serendip.learn as L; L.recommend; "
+            "print('torch' in sys.modules, 'sklearn' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["False", "False"]

@@ -38,7 +38,7 @@ def mags_table(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def trained(rng_module=None):
+def trained():
     rng = np.random.default_rng(0)
     X = rng.normal(size=(150, 4))
     y = (X[:, 0] + 0.3 * rng.normal(size=150) > 0).astype(int)
