@@ -273,10 +273,15 @@ class Spectra:
     def from_specutils(cls, spectrum, meta=None) -> Spectra:
         """Build a container from a 1-D or 2-D ``specutils`` spectrum."""
         flux = np.atleast_2d(spectrum.flux.value)
+        from astropy.nddata import InverseVariance
+
         ivar = None
-        if spectrum.uncertainty is not None:
-            ivar = np.atleast_2d(spectrum.uncertainty.represent_as(
-                __import__("astropy.nddata", fromlist=["InverseVariance"]).InverseVariance).array)
+        unc = spectrum.uncertainty
+        if unc is not None:
+            if not isinstance(unc, InverseVariance):
+                with np.errstate(divide="ignore"):
+                    unc = unc.represent_as(InverseVariance)
+            ivar = np.atleast_2d(unc.array)
         mask = None if spectrum.mask is None else np.atleast_2d(spectrum.mask)
         return cls(spectrum.spectral_axis, flux, ivar, mask, meta=meta, flux_unit=spectrum.flux.unit.to_string())
 
