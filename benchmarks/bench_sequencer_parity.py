@@ -35,6 +35,7 @@ OUT = HERE / "_out"
 CASES = [  # (set, n, m, scales or None for default, best_k)
     ("line", 400, 500, [1], 0),
     ("line", 400, 500, [1, 2, 4], 0),
+    ("line", 800, 500, [1], 0),
     ("line", 800, 500, [1, 2, 4], 0),
     ("line", 1500, 500, [1], 0),
     ("pulses", 200, 400, None, 0),
