@@ -118,12 +118,13 @@ def run_pyhammer(args):
     recs = recommend(flux, sp, raw=True)
     print(f"PyHammer spectral type, {flux.shape[0]} raw spectra x {flux.shape[1]} pixels")
     print(f"   recommended: {recs[0].algorithm} {recs[0].options} — {recs[0].reasons[-1]}")
-    algo = recs[0].algorithm if args.algorithm == "auto" else args.algorithm
     t = time.time()
-    res = train(flux, sp, algorithm=algo, raw=True, n_jobs=args.n_jobs, cv=args.cv, n_iter=args.n_iter, progress=False, learning_curve=True,
+    res = train(flux, sp, algorithm=args.algorithm, raw=True, n_jobs=args.n_jobs, cv=args.cv, n_iter=args.n_iter, progress=False, learning_curve=True,
                 importances=False)
     s = res.test_scores
     cv = np.asarray(res.cv_scores)
+    print(f"   candidates (validation R²): " + ", ".join(
+        f"{r['algorithm']} {r['cv_mean']:.3f}±{r['cv_std']:.3f}" for r in res.candidates))
     print(f"   serendip {res.algorithm}: CV R² {cv.mean():.3f} ± {cv.std():.3f} (5 folds); test (n={s['n']}) "
           f"RMSE {s['rmse']:.2f} subtypes [95% {s['rmse_ci95_low']:.2f}-{s['rmse_ci95_high']:.2f}], "
           f"MAE {s['mae']:.2f}, R² {s['r2']:.3f}; learning curve: {res.verdict} ({time.time() - t:.0f} s)")
