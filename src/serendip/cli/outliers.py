@@ -22,7 +22,7 @@ def _weird(args) -> int:
 
 
 def register(subparsers) -> None:
-    from ..outliers.urf import VARIANTS
+    from ..outliers.variants import VARIANTS
 
     p = subparsers.add_parser(
         "weird", help="rank objects by unsupervised random forest weirdness (higher = weirder)",

@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import importlib
 
-from ._base import WeirdnessDetector
-
 _LAZY = {
+    "WeirdnessDetector": "._base",
     "UnsupervisedRandomForest": ".urf",
     "IsolationForestDetector": ".baselines",
     "LocalOutlierFactorDetector": ".baselines",
@@ -21,7 +20,7 @@ _LAZY = {
     "explain_weirdness": ".explain",
 }
 
-__all__ = ["WeirdnessDetector", *_LAZY]
+__all__ = list(_LAZY)
 
 
 def __getattr__(name: str):

@@ -102,19 +102,11 @@ from ._leaves import (LeafIndex, MergedForest, apply_block, effective_n_jobs, go
 from .similarity import ForestSimilarity, topk_rows
 from .synthetic import SYNTHETIC_KINDS, make_synthetic
 
+from .variants import VARIANTS
+
 __all__ = ["UnsupervisedRandomForest", "weirdness_table", "open_weirdness_input", "resolve_variant", "VARIANTS"]
 
 log = get_logger(__name__)
-
-#: Named parameter sets for the command line (``serendip weird --variant NAME``).
-VARIANTS: dict[str, dict[str, Any]] = {
-    "faithful": {},
-    "symmetric": {"normalization": "symmetric"},
-    "knn": {"score": "knn"},
-    "uniform": {"synthetic": "uniform"},
-    "majority": {"good_leaf": "majority", "max_depth": 12},
-    "snr-strata": {"snr_strata": 3},
-}
 
 _FIX = ("fill masked pixels first with serendip.spectra.fill_masked, drop those objects, "
         "or pass impute=True to replace them by the column median")
