@@ -62,7 +62,7 @@ def run_photoz(args):
         print(f"   serendip {res.algorithm:4s}: σ_NMAD {ours[0]:.4f} "
               f"[95% {res.test_scores['sigma_nmad_ci95_low']:.4f}-{res.test_scores['sigma_nmad_ci95_high']:.4f}]"
               f"  catastrophic {100 * ours[1]:.2f} %  ({dt:.0f} s; candidates "
-              f"{list(res.candidates['algorithm'])})")
+              f"{[str(a) for a in res.candidates['algorithm']]})")
         print(f"   ratio σ_NMAD serendip/RF = {ours[0] / base[0]:.3f}")
 
 

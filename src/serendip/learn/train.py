@@ -198,8 +198,9 @@ def build_pipeline(algorithm: str, task: str, *, n_features: int, n_train: int, 
     elif algorithm == "gbt":
         from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
 
-        common = dict(max_iter=300, early_stopping=True, n_iter_no_change=10, validation_fraction=0.1,
-                      random_state=random_state)
+        # early stopping ends most fits well before the cap; multi-class fits cost one tree per class
+        common = dict(max_iter=300 if clf else 1000, early_stopping=True, n_iter_no_change=10,
+                      validation_fraction=0.1, random_state=random_state)
         if clf:
             model = HistGradientBoostingClassifier(class_weight="balanced", **common)
         else:
