@@ -104,7 +104,7 @@ from .synthetic import SYNTHETIC_KINDS, make_synthetic
 
 from .variants import VARIANTS
 
-__all__ = ["UnsupervisedRandomForest", "weirdness_table", "open_weirdness_input", "resolve_variant", "VARIANTS"]
+__all__ = ["UnsupervisedRandomForest", "best_weirdness", "weirdness_table", "open_weirdness_input", "resolve_variant", "VARIANTS"]
 
 log = get_logger(__name__)
 
@@ -804,6 +804,66 @@ def _take_raw(src, rows):
         if b > a:
             parts.append(np.asarray(block, dtype=np.float32)[rows[a:b] - start])
     return np.concatenate(parts, axis=0)
+
+
+def best_weirdness(X, snr, *, n_estimators: int = 200, n_neighbors: int = 20, n_jobs: int | None = None,
+                   random_state=0, progress: bool = True, return_members: bool = False, **urf_params):
+    """The "best" serendip weirdness mode: rank average of URF (variant ``"best"``) and LOF. **Higher = weirder.**
+
+    Two detectors see the same features ``X``:
+
+    1. :class:`UnsupervisedRandomForest` with :data:`VARIANTS` ``["best"]`` (uniform synthetic
+       data, one forest per S/N tercile, k-nearest-distance score with k = 10), which needs
+       the S/N of every object;
+    2. scikit-learn's local outlier factor (Breunig et al. 2000) with ``n_neighbors``
+       (:class:`~serendip.outliers.LocalOutlierFactorDetector`).
+
+    Each score is turned into its rank fraction (the fraction of objects scored at or below
+    it, an empirical CDF in (0, 1]) and the weirdness is the mean of the two fractions, the
+    same combination as :class:`~serendip.outliers.RankAverageEnsemble` with equal weights
+    (that class cannot pass ``snr`` to its members, hence this function).
+
+    The mode was chosen on the synthetic survey of :func:`serendip.datasets.make_survey`
+    seed 1 only, on rest-frame flux resampled to 50 log-spaced pixels and divided by its
+    median; ``benchmarks/bench_urf_quality.py`` measures it on the held-out seed 2.
+
+    Parameters
+    ----------
+    X : array-like (N, F)
+        Finite features (e.g. rest-frame binned flux).
+    snr : array-like of shape (N,)
+        Signal-to-noise per object, for the S/N strata.
+    n_estimators : int, default 200
+        Trees per S/N stratum.
+    n_neighbors : int, default 20
+        LOF neighbours (scikit-learn's default).
+    n_jobs, random_state, progress
+        Passed to the URF (``n_jobs`` also to LOF).
+    return_members : bool, default False
+        Also return ``{"urf": weirdness, "lof": weirdness}`` of the two members.
+    **urf_params
+        Override URF parameters of the ``"best"`` variant.
+
+    Returns
+    -------
+    weirdness : ndarray of shape (N,)
+        Mean rank fraction in (0, 1]; **higher = weirder**.
+    members : dict, only with ``return_members=True``
+    """
+    from .baselines import LocalOutlierFactorDetector
+
+    params = dict(VARIANTS["best"])
+    params.update(urf_params)
+    urf = UnsupervisedRandomForest(n_estimators=n_estimators, n_jobs=n_jobs, random_state=random_state,
+                                   progress=progress, **params)
+    w_urf = urf.fit(X, snr=snr if params.get("snr_strata") is not None else None).weirdness_
+    w_lof = LocalOutlierFactorDetector(n_neighbors=n_neighbors, n_jobs=n_jobs).fit(X).weirdness_
+    members = {"urf": np.asarray(w_urf, dtype=np.float64), "lof": np.asarray(w_lof, dtype=np.float64)}
+    w = np.zeros(urf.n_train_)
+    for s in members.values():
+        w += np.searchsorted(np.sort(s), s, side="right") / s.size
+    w /= len(members)
+    return (w, members) if return_members else w
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,0 +1,55 @@
+"""The "best" serendip weirdness mode: URF variant "best" rank-averaged with LOF (higher = weirder)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.neighbors import LocalOutlierFactor
+
+from serendip.outliers import UnsupervisedRandomForest
+from serendip.outliers.urf import best_weirdness, resolve_variant
+from serendip.outliers.variants import VARIANTS
+
+
+def data(n=150, f=8, seed=0):
+    """Two correlated clusters, an S/N per object, and one planted outlier (row 0)."""
+    rng = np.random.default_rng(seed)
+    base = rng.normal(size=(2, f))
+    X = base[rng.integers(0, 2, n)] + 0.3 * rng.normal(size=(n, f))
+    X[0] = 6.0 * rng.normal(size=f)
+    snr = rng.uniform(2.0, 40.0, n)
+    return X.astype(np.float32), snr
+
+
+def rank_fraction(s):
+    """Plain empirical CDF: fraction of objects scored at or below each object."""
+    s = np.asarray(s, dtype=float)
+    return (s[None, :] <= s[:, None]).mean(axis=1)
+
+
+def test_best_variant_is_the_documented_combination():
+    same = UnsupervisedRandomForest(**resolve_variant("uniform,snr-strata,knn")).get_params()
+    assert UnsupervisedRandomForest(**VARIANTS["best"]).get_params() == same
+    assert resolve_variant("best") == {"synthetic": "uniform", "snr_strata": 3, "score": "knn", "score_k": 10}
+
+
+def test_best_weirdness_is_the_rank_average_of_urf_and_lof():
+    X, snr = data()
+    w, members = best_weirdness(X, snr, n_estimators=20, n_neighbors=10, random_state=4, progress=False,
+                                return_members=True)
+    urf = UnsupervisedRandomForest(20, random_state=4, progress=False, **VARIANTS["best"]).fit(X, snr=snr)
+    lof = -LocalOutlierFactor(n_neighbors=10).fit(X.astype(np.float64)).negative_outlier_factor_
+    np.testing.assert_allclose(members["urf"], urf.weirdness_, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(members["lof"], lof, rtol=1e-10)
+    expected = 0.5 * (rank_fraction(urf.weirdness_) + rank_fraction(lof))
+    np.testing.assert_allclose(w, expected, rtol=0, atol=1e-12)
+    assert w.min() > 0 and w.max() <= 1
+    # the planted outlier is the weirdest under both members, so under the ensemble (higher = weirder)
+    assert np.argmax(w) == 0 and w[0] == 1.0
+    assert np.array_equal(best_weirdness(X, snr, n_estimators=20, n_neighbors=10, random_state=4,
+                                         progress=False), w)
+
+
+def test_best_weirdness_needs_snr():
+    X, _ = data(60)
+    with pytest.raises(ValueError, match="S/N"):
+        best_weirdness(X, None, n_estimators=5, progress=False)
