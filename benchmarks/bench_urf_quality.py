@@ -15,8 +15,9 @@ chosen on survey seed 1; the default run uses seed 2 as held-out data.
     python benchmarks/bench_urf_quality.py --quick       # N=800, 30 trees
 
 The "best" serendip mode (serendip.outliers.urf.best_weirdness: rank average of
-URF variant "best" = uniform + S/N strata 3 + kNN score k=10, with LOF k=20) runs
-on rest-frame flux at 50 pixels (``--best-npix``), also chosen on seed 1 only;
+URF variant "best" = uniform + S/N strata 3 + kNN score k=10 + min_samples_leaf=3,
+with LOF k=20) runs on rest-frame flux only, 300 pixels (``--best-npix``), also
+chosen on seed 1 only;
 URF "best" and LOF alone on those same features are printed beside it.
 """
 from __future__ import annotations
@@ -62,7 +63,7 @@ def main(argv=None):
     ap.add_argument("--trees", type=int, default=200)
     ap.add_argument("--npix", type=int, default=300)
     ap.add_argument("--frame", choices=["rest", "both"], default="both")
-    ap.add_argument("--best-npix", type=int, default=50, help="rest-frame pixels for the best mode")
+    ap.add_argument("--best-npix", type=int, default=300, help="rest-frame pixels for the best mode")
     ap.add_argument("--seed", type=int, default=2)
     ap.add_argument("--n-jobs", type=int, default=-1)
     ap.add_argument("--figure", default="benchmarks/figures/urf_snr_strata.png")
@@ -120,7 +121,7 @@ def main(argv=None):
             best_cache.update(members, ensemble=w)
         return best_cache[part]
 
-    methods[f"URF best (unif+strata+knn) {tag}"] = lambda: best_mode("urf")
+    methods[f"URF best (unif+strata+knn+leaf3) {tag}"] = lambda: best_mode("urf")
     methods[f"sklearn LOF (k=20) {tag}"] = lambda: best_mode("lof")
     methods[f"URF best + LOF rank avg {tag}"] = lambda: best_mode("ensemble")
     rows, scores, rhos, secs = [], {}, {}, {}
@@ -151,7 +152,7 @@ def main(argv=None):
     print(f"best overall AUC: {best} = {best_auc:.3f}; best serendip URF mode: {best_urf} = {overall[best_urf]:.3f} "
           f"(target >= 0.9: {'met' if overall[best_urf] >= 0.9 else 'NOT met'}); faithful URF = "
           f"{overall['URF faithful']:.3f}")
-    b_ens, b_urf, b_lof = (overall[f"{m} {tag}"] for m in ("URF best + LOF rank avg", "URF best (unif+strata+knn)",
+    b_ens, b_urf, b_lof = (overall[f"{m} {tag}"] for m in ("URF best + LOF rank avg", "URF best (unif+strata+knn+leaf3)",
                                                            "sklearn LOF (k=20)"))
     print(f"best mode on rest {args.best_npix}px: URF best + LOF = {b_ens:.3f}; URF best alone {b_urf:.3f}; LOF alone "
           f"{b_lof:.3f} (ratio ensemble/LOF {b_ens / b_lof:.3f}); vs old best URF mode "

@@ -27,9 +27,10 @@ def rank_fraction(s):
 
 
 def test_best_variant_is_the_documented_combination():
-    same = UnsupervisedRandomForest(**resolve_variant("uniform,snr-strata,knn")).get_params()
+    same = UnsupervisedRandomForest(min_samples_leaf=3, **resolve_variant("uniform,snr-strata,knn")).get_params()
     assert UnsupervisedRandomForest(**VARIANTS["best"]).get_params() == same
-    assert resolve_variant("best") == {"synthetic": "uniform", "snr_strata": 3, "score": "knn", "score_k": 10}
+    assert resolve_variant("best") == {"synthetic": "uniform", "snr_strata": 3, "score": "knn", "score_k": 10,
+                                       "min_samples_leaf": 3}
 
 
 def test_best_weirdness_is_the_rank_average_of_urf_and_lof():

@@ -813,8 +813,8 @@ def best_weirdness(X, snr, *, n_estimators: int = 200, n_neighbors: int = 20, n_
     Two detectors see the same features ``X``:
 
     1. :class:`UnsupervisedRandomForest` with :data:`VARIANTS` ``["best"]`` (uniform synthetic
-       data, one forest per S/N tercile, k-nearest-distance score with k = 10), which needs
-       the S/N of every object;
+       data, one forest per S/N tercile, k-nearest-distance score with k = 10, leaves of at
+       least 3 objects), which needs the S/N of every object;
     2. scikit-learn's local outlier factor (Breunig et al. 2000) with ``n_neighbors``
        (:class:`~serendip.outliers.LocalOutlierFactorDetector`).
 
@@ -824,8 +824,8 @@ def best_weirdness(X, snr, *, n_estimators: int = 200, n_neighbors: int = 20, n_
     (that class cannot pass ``snr`` to its members, hence this function).
 
     The mode was chosen on the synthetic survey of :func:`serendip.datasets.make_survey`
-    seed 1 only, on rest-frame flux resampled to 50 log-spaced pixels and divided by its
-    median; ``benchmarks/bench_urf_quality.py`` measures it on the held-out seed 2.
+    seed 1 only, on rest-frame flux resampled to 300 log-spaced pixels (3750-7300 Å) and
+    divided by its median; ``benchmarks/bench_urf_quality.py`` measures it on the held-out seed 2.
 
     Parameters
     ----------
