@@ -158,7 +158,7 @@ def _get_kernels():
 
             logging.getLogger(__name__).warning(
                 "numba is not installed: Sequencer distances use slower blocked numpy "
-                "(install it with: pip install 'serendip[fast]')")
+                "(install it with: pip install numba)")
             _KERNELS = _numpy_kernels()
     return _KERNELS
 

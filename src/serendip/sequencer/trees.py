@@ -194,7 +194,7 @@ def _funcs():
 
             logging.getLogger(__name__).warning(
                 "numba is not installed: the Sequencer uses slower numpy code "
-                "(install it with: pip install 'serendip[fast]')")
+                "(install it with: pip install numba)")
             _FUNCS = _numpy_funcs()
     return _FUNCS
 

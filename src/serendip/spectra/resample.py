@@ -279,7 +279,7 @@ def _get_numba_kernel():
     try:
         import numba
     except ImportError as exc:  # pragma: no cover - depends on environment
-        raise ImportError("engine='numba' needs numba: pip install 'serendip[fast]' (or use engine='numpy')") from exc
+        raise ImportError("engine='numba' needs numba: pip install numba (or use engine='numpy')") from exc
 
     @numba.njit(parallel=True, cache=True, nogil=True)
     def kernel(e_in, flux, ivar, good, e_out, min_cov, lo, hi, f_out, iv_out, m_out, cov_out):  # pragma: no cover
