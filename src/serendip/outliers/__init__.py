@@ -3,6 +3,7 @@
 - :class:`UnsupervisedRandomForest` — Baron & Poznanski (2017) and its variants (``urf.py``).
 - Baselines wrapping scikit-learn (``baselines.py``): isolation forest, LOF, kNN distance,
   PCA reconstruction error, and a rank-average ensemble.
+- :func:`score_samples_dask` — score survey-size data block by block on Dask (``distributed.py``).
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ _LAZY = {
     "RankAverageEnsemble": ".baselines",
     "make_detector": ".baselines",
     "explain_weirdness": ".explain",
+    "score_samples_dask": ".distributed",
 }
 
 __all__ = list(_LAZY)
