@@ -43,7 +43,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "weirdness": {
         "trees": 150,
         "repeats": 1,
-        "variant": "snr_strata",
+        "variant": "best",
         "snr_bins": 3,
         "compare_faithful": True,
         "faithful_trees": 100,
@@ -83,7 +83,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
 _CHOICES = {
     ("data", "grid"): ("log", "linear"),
     ("data", "normalize"): ("median", "sum", "l2", "none"),
-    ("weirdness", "variant"): ("faithful", "snr_strata", "symmetric", "knn", "uniform"),
+    ("weirdness", "variant"): ("best", "faithful", "snr_strata", "symmetric", "knn", "uniform", "majority"),
     ("sequencer", "mode"): ("improved", "faithful"),
     ("explore", "embed"): ("pca", "tsne", "umap"),
     ("explore", "cluster"): ("hdbscan", "kmeans", "gmm", "agglomerative", "none"),
@@ -278,9 +278,10 @@ mask_sky = true             # mask the strongest night-sky lines
 # Unsupervised random forest (Baron & Poznanski 2017).
 trees = 150                 # trees per forest in the main ("best") mode
 repeats = 1                 # independent runs averaged
-variant = "snr_strata"      # "snr_strata" (one forest per S/N bin, the best mode), "faithful",
-                            # "symmetric", "knn" or "uniform"
-snr_bins = 3                # S/N bins for snr_strata
+variant = "best"            # "best" (uniform synthetic data, one forest per S/N bin, kNN score,
+                            # leaves of >= 3 objects), "faithful", "snr_strata", "symmetric",
+                            # "knn", "uniform" or "majority" (serendip.outliers.variants.VARIANTS)
+snr_bins = 3                # S/N bins for the variants that use S/N strata
 compare_faithful = true     # also score with the faithful algorithm, for comparison
 faithful_trees = 100        # trees for that comparison
 max_features_pixels = 50    # spectra are binned down to at most this many features (coarse

@@ -22,6 +22,7 @@ from __future__ import annotations
 import glob
 import os
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -188,7 +189,10 @@ def _urf_params(cfg: dict, variant: str, n: int, trees: int, seed: int, progress
     if cfg["max_fit_samples"] and n > cfg["max_fit_samples"]:
         p["max_fit_samples"] = cfg["max_fit_samples"]
     note = ""
-    if variant == "snr_strata":
+    from ..outliers.variants import VARIANTS
+
+    p.update(VARIANTS[variant.replace("_", "-")])
+    if "snr_strata" in p:
         bins = cfg["snr_bins"]
         while bins > 1 and n / bins < 50:
             bins -= 1
@@ -198,13 +202,8 @@ def _urf_params(cfg: dict, variant: str, n: int, trees: int, seed: int, progress
         if bins > 1:
             p["snr_strata"] = bins
         else:
-            note = f"only {n} objects: too few for S/N strata, one forest is used (the faithful algorithm)"
-    elif variant == "symmetric":
-        p["normalization"] = "symmetric"
-    elif variant == "knn":
-        p["score"] = "knn"
-    elif variant == "uniform":
-        p["synthetic"] = "uniform"
+            p.pop("snr_strata")
+            note = f"only {n} objects: too few for S/N strata, one forest is used"
     return p, note
 
 
@@ -261,7 +260,8 @@ def stage_weirdness(ctx: StageContext) -> StageResult:
     for i in progress(top, total=len(top), desc="explaining the weirdest", enabled=ctx.progress):
         exp = explain_weirdness(best, X, index=int(i), k=k, wavelength=fwave, random_state=seed)
         nb = np.asarray(exp.neighbours, dtype=int)
-        with np.errstate(all="ignore"):
+        with warnings.catch_warnings():  # a pixel masked in every neighbour stays NaN: a gap in the plot
+            warnings.simplefilter("ignore", RuntimeWarning)
             ref = np.nanmedian(flux[nb], axis=0) if nb.size else np.full(flux.shape[1], np.nan)
         feats = [f"{fwave[j]:.0f}" for j in np.asarray(exp.top_features)[:3]]
         rows.append((ids[i], ref, exp.residual, ",".join(ids[nb[:5]]), " ".join(feats),
