@@ -23,7 +23,7 @@ def describe_positions(rows: np.ndarray, cols: np.ndarray | None = None, ids: Se
         r = int(rows[k])
         text = f"row {r}"
         if ids is not None:
-            text += f" (id {ids[r]!r})"
+            text += f" (id '{ids[r]}')"
         if cols is not None:
             text += f" column {int(np.asarray(cols)[k])}"
         parts.append(text)

@@ -885,7 +885,7 @@ def open_weirdness_input(source):
     """Open what ``serendip weird`` accepts: returns ``(data, ids, snr, description)``.
 
     ``source`` may be an array, :class:`~serendip.spectra.Spectra` or store, or a
-    path: a store folder made by ``serendip ingest``, a ``.npy`` matrix (opened
+    path: a store made by ``serendip ingest`` (an HDF5 file), a ``.npy`` matrix (opened
     as a memmap), a ``.npz`` with ``X``/``flux`` (and optional ``id``, ``snr``;
     with ``wavelength``/``loglam`` it is read as spectra), or any spectra file
     :func:`serendip.spectra.read_spectra` understands.
@@ -910,6 +910,10 @@ def open_weirdness_input(source):
                              "give a .npy/.npz matrix or a spectra file instead")
         data = store_cls.open(path) if hasattr(store_cls, "open") else store_cls(path)
         return (*open_weirdness_input(data)[:3], str(path))
+    from serendip.spectra.store import is_store, open_store
+
+    if is_store(path):
+        return (*open_weirdness_input(open_store(path))[:3], str(path))
     name = path.name.lower()
     if name.endswith(".npy"):
         data = np.load(path, mmap_mode="r")

@@ -44,7 +44,7 @@ from .._logging import get_logger
 from .._version import __version__
 from .container import Spectra
 
-__all__ = ["SpectraStore", "open_store", "partial_path", "STORE_FORMAT"]
+__all__ = ["SpectraStore", "open_store", "is_store", "partial_path", "STORE_FORMAT"]
 
 log = get_logger(__name__)
 
@@ -564,3 +564,15 @@ class SpectraStore:
 def open_store(path: str | os.PathLike) -> SpectraStore:
     """Open a complete :class:`SpectraStore` for lazy reading."""
     return SpectraStore(path)
+
+
+_HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+
+
+def is_store(path: str | os.PathLike) -> bool:
+    """True if ``path`` is an HDF5 file (what :func:`ingest` writes), judged by its signature, not its name."""
+    path = Path(path)
+    if not path.is_file():
+        return False
+    with open(path, "rb") as fh:
+        return fh.read(len(_HDF5_SIGNATURE)) == _HDF5_SIGNATURE
