@@ -49,15 +49,6 @@ class ExploreInput:
     columns: list | None = None
 
 
-def _open_store(path: Path):
-    """Open a store written by ``serendip ingest`` (an HDF5 file, :class:`serendip.spectra.SpectraStore`)."""
-    try:
-        from ..spectra import open_store
-    except ImportError as exc:  # pragma: no cover - depends on the installation
-        raise ValueError(f"{path}: this installation cannot open spectra stores ({exc})") from exc
-    return open_store(path)
-
-
 def _from_spectra(spectra, source, max_pixels=None) -> ExploreInput:
     from .compare import detector_features
 
@@ -105,11 +96,6 @@ def _from_table(tab, source, columns=None) -> ExploreInput:
     return ExploreInput(X, ids, meta, None, source, list(columns))
 
 
-def name_is_store(path) -> bool:
-    """True for HDF5 files (``.h5``/``.hdf5``), the stores that ``serendip ingest`` writes."""
-    return Path(path).name.lower().endswith((".h5", ".hdf5"))
-
-
 def load_input(source, *, columns=None, max_pixels: int | None = None) -> ExploreInput:
     """Read the input of an exploration command.
 
@@ -142,60 +128,48 @@ def load_input(source, *, columns=None, max_pixels: int | None = None) -> Explor
         X = check_matrix(source, name="X")
         ids = np.arange(X.shape[0]).astype(str)
         return ExploreInput(X, ids, Table({"id": ids}), None, "array")
+    from ..spectra.inputs import open_input
+    from ..spectra.store import is_store
+
     path = Path(source)
     if not path.exists():
         raise FileNotFoundError(f"no such input: {path}")
     name = path.name.lower()
-    if path.is_dir():
-        raise ValueError(f"{path} is a folder; give a store file made by `serendip ingest` (.h5), a spectra "
-                         "file, a .npy/.npz matrix or a table")
-    if name_is_store(path):
-        store = _open_store(path)
-        spectra = store.load() if hasattr(store, "load") else store
-        return _from_spectra(spectra, str(path), max_pixels)
-    if name.endswith(".npy"):
-        from .._validation import check_matrix
-
-        X = check_matrix(np.load(path, mmap_mode="r"), name=str(path))
-        ids = np.arange(X.shape[0]).astype(str)
-        return ExploreInput(X, ids, Table({"id": ids}), None, str(path))
-    if name.endswith(".npz"):
-        from .._validation import check_matrix
-
-        with np.load(path, allow_pickle=False) as z:
-            keys = set(z.files)
-            key = "X" if "X" in keys else "flux" if "flux" in keys else None
-            if key is None:
-                raise ValueError(f"{path}: expected an array named 'X' or 'flux'; found {sorted(keys)}")
-            data = np.asarray(z[key])
-            n = len(data)
-            ids = (z["id"] if "id" in keys else z["ids"] if "ids" in keys else np.arange(n)).astype(str)
-            meta = Table({"id": ids})
-            for extra in ("snr", "z", "class"):
-                if extra in keys and z[extra].shape == (n,):
-                    meta[extra] = z[extra]
-            if "wavelength" in keys:
-                from ..spectra import Spectra
-
-                return _from_spectra(Spectra(z["wavelength"], data, meta=meta), str(path), max_pixels)
-        X = check_matrix(data, name=str(path), ids=ids)
-        return ExploreInput(X, ids, meta, None, str(path))
-    if name.endswith(_TABLE_SUFFIXES):
-        if name.endswith((".fits", ".fit", ".fits.gz")):
-            try:
-                from ..spectra.io import identify_format, read_spectra
-
-                identify_format(path)
-            except Exception:  # not a spectra file we know: read it as a table
-                pass
-            else:
-                return _from_spectra(read_spectra(path), str(path), max_pixels)
+    if path.is_file() and not is_store(path) and name.endswith(_TABLE_SUFFIXES) and not _is_spectra_file(path):
         from .._io import read_table
 
         return _from_table(read_table(path), str(path), columns)
-    from ..spectra.io import read_spectra
+    return _from_opened(open_input(path), max_pixels)
 
-    return _from_spectra(read_spectra(path), str(path), max_pixels)
+
+def _is_spectra_file(path: Path) -> bool:
+    """True for a FITS file one of the spectra readers recognises (else it is read as a feature table)."""
+    if not path.name.lower().endswith((".fits", ".fit", ".fits.gz")):
+        return False
+    from ..spectra.io import identify_format
+
+    try:
+        identify_format(path)
+    except Exception:
+        return False
+    return True
+
+
+def _from_opened(opened, max_pixels=None) -> ExploreInput:
+    """Features from whatever :func:`serendip.spectra.open_input` opened."""
+    from .._validation import check_matrix
+
+    data = opened.data
+    if opened.is_spectra:
+        spectra = data.load() if hasattr(data, "load") else data
+        return _from_spectra(spectra, opened.description, max_pixels)
+    if opened.wavelength is not None:
+        from ..spectra import Spectra
+
+        return _from_spectra(Spectra(opened.wavelength, np.asarray(data), meta=opened.meta), opened.description,
+                             max_pixels)
+    X = check_matrix(data, name=opened.description, ids=opened.ids)
+    return ExploreInput(X, opened.ids, opened.meta, None, opened.description)
 
 
 def _color_values(inp: ExploreInput, color_by, color_table):

@@ -884,56 +884,15 @@ def resolve_variant(variant: str | None) -> dict[str, Any]:
 def open_weirdness_input(source):
     """Open what ``serendip weird`` accepts: returns ``(data, ids, snr, description)``.
 
-    ``source`` may be an array, :class:`~serendip.spectra.Spectra` or store, or a
-    path: a store made by ``serendip ingest`` (an HDF5 file), a ``.npy`` matrix (opened
-    as a memmap), a ``.npz`` with ``X``/``flux`` (and optional ``id``, ``snr``;
-    with ``wavelength``/``loglam`` it is read as spectra), or any spectra file
-    :func:`serendip.spectra.read_spectra` understands.
+    ``source`` is anything :func:`serendip.spectra.open_input` opens: an array,
+    :class:`~serendip.spectra.Spectra` or store, or a path to a store made by
+    ``serendip ingest``, a ``.npy`` matrix (opened as a memmap), a ``.npz``
+    archive, or a spectra file. ``snr`` is NaN where unknown.
     """
-    from pathlib import Path
+    from serendip.spectra.inputs import open_input
 
-    if not isinstance(source, (str, Path)):
-        n = n_rows(source)
-        meta = getattr(source, "meta", None)
-        snr = (np.asarray(meta["snr"], float) if meta is not None and "snr" in getattr(meta, "colnames", ())
-               else np.full(n, np.nan))
-        return source, object_ids(source, n), snr, type(source).__name__
-    path = Path(source)
-    if not path.exists():
-        raise FileNotFoundError(f"no such input: {path}")
-    if path.is_dir():
-        import serendip.spectra as spectra_mod
-
-        store_cls = getattr(spectra_mod, "SpectraStore", None)
-        if store_cls is None:
-            raise ValueError(f"{path} is a folder but this installation has no SpectraStore to open it; "
-                             "give a .npy/.npz matrix or a spectra file instead")
-        data = store_cls.open(path) if hasattr(store_cls, "open") else store_cls(path)
-        return (*open_weirdness_input(data)[:3], str(path))
-    from serendip.spectra.store import is_store, open_store
-
-    if is_store(path):
-        return (*open_weirdness_input(open_store(path))[:3], str(path))
-    name = path.name.lower()
-    if name.endswith(".npy"):
-        data = np.load(path, mmap_mode="r")
-        return data, np.arange(len(data)).astype(str), np.full(len(data), np.nan), str(path)
-    if name.endswith(".npz"):
-        with np.load(path, allow_pickle=False) as z:
-            keys = set(z.files)
-            if not keys & {"wavelength", "loglam"}:
-                key = "X" if "X" in keys else "flux" if "flux" in keys else (z.files[0] if len(keys) == 1 else None)
-                if key is None:
-                    raise ValueError(f"{path}: expected an array named 'X' or 'flux'; found {sorted(keys)}")
-                data = z[key]
-                n = len(data)
-                ids = (z["id"] if "id" in keys else z["ids"] if "ids" in keys else np.arange(n)).astype(str)
-                snr = z["snr"].astype(float) if "snr" in keys else np.full(n, np.nan)
-                return data, ids, snr, str(path)
-    from serendip.spectra.io import read_spectra
-
-    spectra = read_spectra(path)
-    return (*open_weirdness_input(spectra)[:3], str(path))
+    opened = open_input(source)
+    return opened.data, opened.ids, opened.snr, opened.description
 
 
 def weirdness_table(source, *, variant: str | None = "faithful", n_estimators: int = 500, n_repeats: int = 3,

@@ -14,42 +14,24 @@ log = get_logger(__name__)
 
 
 def load_sequencer_input(path) -> tuple[Any, np.ndarray | None, np.ndarray | None]:
-    """Read ``(X, grid, ids)`` from a ``.npy``/``.npz`` file or a store made by ``serendip ingest``.
+    """Read ``(X, grid, ids)`` from a store made by ``serendip ingest``, a ``.npy``/``.npz`` file or a spectra file.
 
-    ``.npz`` keys: the flux is ``flux`` or ``X`` (else the first 2-D array), the grid is
-    ``grid``, ``wavelength`` or ``loglam`` (log10 Å), ids are ``id``, ``ids`` or ``name``.
-    A store is returned as the store itself (the Sequencer reads its blocks, grid and ids).
+    Opening is :func:`serendip.spectra.open_input`'s (``.npz`` keys: ``flux`` or ``X``, a grid in
+    ``grid``, ``wavelength`` or ``loglam``, ids in ``id``, ``ids`` or ``name``). A store or
+    container is returned as itself, with ``None`` for grid and ids: the Sequencer reads its
+    blocks, grid and ids.
     """
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"input not found: {path}")
-    suffix = path.suffix.lower()
-    if suffix == ".npy":
-        return np.load(path, allow_pickle=False), None, None
-    if suffix == ".npz":
-        with np.load(path, allow_pickle=False) as z:
-            keys = list(z.keys())
-            fk = next((k for k in ("flux", "X") if k in keys), None) or \
-                next((k for k in keys if z[k].ndim == 2), None)
-            if fk is None:
-                raise ValueError(f"{path}: no 2-D array (flux) found among keys {keys}")
-            X = z[fk]
-            grid = None
-            if "grid" in keys:
-                grid = z["grid"]
-            elif "wavelength" in keys:
-                grid = z["wavelength"]
-            elif "loglam" in keys:
-                grid = 10.0 ** z["loglam"]
-            ik = next((k for k in ("id", "ids", "name") if k in keys), None)
-            ids = z[ik].astype(str) if ik else None
-        return X, grid, ids
-    from ..spectra.store import open_store
+    from ..spectra.inputs import open_input
 
-    try:
-        return open_store(path), None, None
-    except Exception as exc:
-        raise ValueError(f"{path}: not a .npy/.npz matrix or a store made by `serendip ingest` ({exc})") from exc
+    opened = open_input(path)
+    if opened.is_spectra:
+        return opened.data, None, None
+    ids = opened.ids if "id" in opened.meta.colnames and not _default_ids(opened.ids) else None
+    return opened.data, opened.wavelength, ids
+
+
+def _default_ids(ids: np.ndarray) -> bool:
+    return bool(np.array_equal(ids, np.arange(len(ids)).astype(str)))
 
 
 def sequence(input, output=None, *, metrics=("EMD", "energy", "KL", "L2"), scales=None, mode="improved",

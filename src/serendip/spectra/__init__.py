@@ -21,7 +21,8 @@ from .io import SpectraReadError, identify_format, read_spectra, register_reader
 from .preprocess import (DEFAULT_AND_MASK_BITS, SPPIXMASK, and_mask_value, deredshift, fill_masked,  # noqa: E402
                          mask_pixels, normalize, signal_to_noise)
 from .resample import make_grid, pixel_edges, resample, resample_arrays, resample_many  # noqa: E402
-from .store import SpectraStore, open_store  # noqa: E402
+from .store import SpectraStore, is_store, open_store  # noqa: E402
+from .inputs import OpenedInput, open_input  # noqa: E402
 from .ingest import IngestResult, ingest  # noqa: E402
 from .tables import write_wide_table  # noqa: E402
 
@@ -29,4 +30,4 @@ __all__ = ["Spectra", "STANDARD_META_COLUMNS", "LINES", "PLOT_LINES", "SKY_LINES
            "read_spectra", "register_reader", "supported_formats", "identify_format", "SpectraReadError",
            "mask_pixels", "deredshift", "normalize", "fill_masked", "signal_to_noise", "DEFAULT_AND_MASK_BITS",
            "SPPIXMASK", "and_mask_value", "resample", "resample_many", "make_grid", "pixel_edges",
-           "resample_arrays", "SpectraStore", "open_store", "ingest", "IngestResult", "write_wide_table"]
+           "resample_arrays", "SpectraStore", "open_store", "is_store", "open_input", "OpenedInput", "ingest", "IngestResult", "write_wide_table"]
