@@ -12,6 +12,7 @@ import importlib
 _LAZY = {
     "WeirdnessDetector": "._base",
     "UnsupervisedRandomForest": ".urf",
+    "best_weirdness": ".urf",
     "IsolationForestDetector": ".baselines",
     "LocalOutlierFactorDetector": ".baselines",
     "KNNDistanceDetector": ".baselines",
