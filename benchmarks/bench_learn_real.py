@@ -63,6 +63,8 @@ def run_photoz(args):
               f"[95% {res.test_scores['sigma_nmad_ci95_low']:.4f}-{res.test_scores['sigma_nmad_ci95_high']:.4f}]"
               f"  catastrophic {100 * ours[1]:.2f} %  ({dt:.0f} s; candidates "
               f"{[str(a) for a in res.candidates['algorithm']]})")
+        print(f"   chosen on validation only: {res.best_params}; candidates' CV "
+              + ", ".join(f"{r['algorithm']} {r['cv_mean']:.4f}" for r in res.candidates))
         print(f"   ratio σ_NMAD serendip/RF = {ours[0] / base[0]:.3f}")
 
 
@@ -85,6 +87,8 @@ def _classif(name, path, target, args, *, colors=None, features=None, n=None, me
         print(f"   plain RF    : balanced accuracy {base:.4f} ({dtrf:.0f} s)")
         print(f"   serendip {res.algorithm:4s}: balanced accuracy {ours:.4f} [95% {ci[0]:.4f}-{ci[1]:.4f}] "
               f"({dt:.0f} s; candidates {[str(a) for a in res.candidates['algorithm']]})")
+        print(f"   chosen on validation only: {res.best_params}; candidates' CV "
+              + ", ".join(f"{r['algorithm']} {r['cv_mean']:.4f}" for r in res.candidates))
         print(f"   ratio serendip/RF = {ours / base:.3f}")
     else:
         rec_b, prec_b, _ = M.recall_at_precision(yt, rf.predict_proba(Xt)[:, 1], 0.9)

@@ -113,6 +113,60 @@ def test_recommend_large_tabular_avoids_kernel_svm(rng):
     assert any("square" in c for c in svm.caveats)
 
 
+def test_recommend_many_rows_few_features_offers_gbt_to_auto(rng):
+    X = rng.normal(size=(25000, 5))
+    y = rng.uniform(0, 1, 25000)
+    recs = recommend(X, y)
+    top = [r.algorithm for r in recs[:3]]  # what train(algorithm="auto") compares by default
+    assert "gbt" in top and "rf" in top
+    gbt = next(r for r in recs if r.algorithm == "gbt")
+    text = " ".join(gbt.reasons)
+    assert "not in the talk's table" in text and "principal components" in text
+
+
+def test_rotation_features_match_plain_pca(rng):
+    from serendip.learn.train import build_pipeline, rotation_features
+
+    A = rng.normal(size=(4, 4))
+    X = rng.normal(size=(300, 4)) @ A * [1.0, 5.0, 0.2, 3.0] + 7.0
+    out = rotation_features(0).fit(X).transform(X)
+    assert out.shape == (300, 8)
+    np.testing.assert_allclose(out[:, :4], X)
+    # plain version: standardise, then project on the right singular vectors (up to sign)
+    Z = (X - X.mean(0)) / X.std(0)
+    _, sv, Vt = np.linalg.svd(Z - Z.mean(0), full_matrices=False)
+    plain = Z @ Vt.T
+    comp = out[:, 4:]
+    for j in range(4):
+        sign = np.sign(comp[:, j] @ plain[:, j])
+        np.testing.assert_allclose(sign * comp[:, j], plain[:, j] - plain[:, j].mean(), atol=1e-8)
+    # decorrelated: the appended components are uncorrelated with each other
+    c = np.corrcoef(comp.T)
+    assert np.abs(c - np.eye(4)).max() < 1e-8
+    # on by default for boosted trees on few features, off for many features, PCA and other models
+    pipe, _ = build_pipeline("gbt", "regression", n_features=5, n_train=100)
+    assert "rotate" in pipe.named_steps
+    for kw in (dict(algorithm="gbt", n_features=50), dict(algorithm="rf", n_features=5),
+               dict(algorithm="gbt", n_features=5, rotate=False)):
+        pipe, _ = build_pipeline(task="regression", n_train=100, **kw)
+        assert "rotate" not in pipe.named_steps
+
+
+def test_rotated_boosting_splits_across_correlated_features(rng):
+    # the target depends on a diagonal direction of two strongly correlated features: a few
+    # axis-aligned trees approximate it poorly, the rotated features give it one split away
+    n = 3000
+    a = rng.normal(size=n)
+    X = np.column_stack([a + 0.05 * rng.normal(size=n), a + 0.05 * rng.normal(size=n)])
+    y = np.where(X[:, 0] - X[:, 1] > 0, 1.0, 0.0) + 0.01 * rng.normal(size=n)
+    scores = {}
+    for rotate in (False, True):
+        res = train(X, y, algorithm="gbt", task="regression", rotate=rotate, **{**FAST, "model_params": {
+            "max_iter": 30, "max_leaf_nodes": 4, "early_stopping": False}})
+        scores[rotate] = res.test_scores["r2"]
+    assert scores[True] > scores[False] + 0.1
+
+
 # --- diagnostics --------------------------------------------------------------------------
 def test_learning_curve_verdicts():
     assert learning_curve_verdict([1.0, 1.0, 1.0], [0.6, 0.7, 0.75])[0] == "overfitting"

@@ -20,7 +20,7 @@ from .._logging import get_logger, progress as _progress
 from . import metrics as _m
 from .recommend import ALGORITHMS, infer_task, recommend
 
-__all__ = ["TrainResult", "train", "build_pipeline", "prepare_xy", "check_feature_names"]
+__all__ = ["TrainResult", "train", "build_pipeline", "prepare_xy", "check_feature_names", "rotation_features"]
 
 log = get_logger(__name__)
 
@@ -145,11 +145,19 @@ def _scoring(task: str, redshift: bool, scoring):
 
 def build_pipeline(algorithm: str, task: str, *, n_features: int, n_train: int, random_state=0,
                    n_jobs=None, redshift: bool = False, pca: bool | int = False, y_std: float = 1.0,
-                   cnn_params: dict | None = None):
+                   cnn_params: dict | None = None, rotate: bool | None = None):
     """Return ``(Pipeline, parameter space)`` for one algorithm.
 
     The space is a small dict of lists over the pipeline's ``model__``/``pca__``
     parameters, chosen to cover the usual good settings in a handful of fits.
+
+    ``rotate`` (default: on for gradient-boosted trees with at most
+    ``ROTATE_MAX_FEATURES`` features and no PCA) appends the principal components of
+    the standardised features to the features themselves. Trees split along one axis
+    at a time; on a few strongly correlated measurements such as photometric colours
+    the decorrelated directions give them better splits. On the SDSS galaxy photo-z
+    training split this lowered the 3-fold cross-validated σ_NMAD of boosted trees
+    from 0.0159 to 0.0155 (see ``benchmarks/bench_learn_real.py``).
     """
     from sklearn.decomposition import PCA
     from sklearn.impute import SimpleImputer
@@ -164,6 +172,10 @@ def build_pipeline(algorithm: str, task: str, *, n_features: int, n_train: int, 
     if algorithm in ("svm", "ann"):
         steps.append(("scale", StandardScaler()))
     p_eff = n_features
+    if rotate is None:
+        rotate = algorithm == "gbt" and not pca and n_features <= ROTATE_MAX_FEATURES
+    if rotate:
+        steps.append(("rotate", rotation_features(random_state)))
     if pca and algorithm != "cnn":
         max_comp = max(1, min(n_features, int(0.6 * n_train)))
         if isinstance(pca, bool):
@@ -198,17 +210,22 @@ def build_pipeline(algorithm: str, task: str, *, n_features: int, n_train: int, 
     elif algorithm == "gbt":
         from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
 
-        # early stopping ends most fits well before the cap; multi-class fits cost one tree per class
-        common = dict(max_iter=300 if clf else 1000, early_stopping=True, n_iter_no_change=10,
+        # early stopping ends most fits well before the cap; multi-class fits cost one tree per class.
+        # Regressors get a patience of 30 rounds so the slower learning rate runs on past plateaus.
+        common = dict(max_iter=300 if clf else 2000, early_stopping=True, n_iter_no_change=10 if clf else 30,
                       validation_fraction=0.1, random_state=random_state)
         if clf:
-            model = HistGradientBoostingClassifier(class_weight="balanced", **common)
+            model = HistGradientBoostingClassifier(class_weight="balanced", learning_rate=0.05,
+                                                   max_leaf_nodes=15, min_samples_leaf=40, **common)
+            space["model__max_leaf_nodes"] = [15, 31, 63]
         else:
             # A robust loss suits redshifts, whose quality measures (σ_NMAD) are robust too.
             model = HistGradientBoostingRegressor(loss="absolute_error" if redshift else "squared_error",
-                                                  **common)
+                                                  learning_rate=0.05, max_leaf_nodes=63,
+                                                  min_samples_leaf=20, **common)
+            # deeper trees pay on large photometric samples (CV on the SDSS galaxy training split)
+            space["model__max_leaf_nodes"] = [31, 63, 127]
         space["model__learning_rate"] = [0.05, 0.1]
-        space["model__max_leaf_nodes"] = [15, 31, 63]
         space["model__min_samples_leaf"] = [20, 40]
     elif algorithm == "ann":
         from sklearn.neural_network import MLPClassifier, MLPRegressor
@@ -226,6 +243,25 @@ def build_pipeline(algorithm: str, task: str, *, n_features: int, n_train: int, 
         model = CNN1DClassifier(**params) if clf else CNN1DRegressor(**params)
     steps.append(("model", model))
     return Pipeline(steps), space
+
+
+#: Gradient-boosted trees on at most this many features get the rotation features (see build_pipeline).
+ROTATE_MAX_FEATURES = 30
+
+
+def rotation_features(random_state=0):
+    """A transformer that appends the principal components of the standardised features.
+
+    The output is ``[X, PCA(StandardScaler(X))]`` (twice the columns). Built from
+    scikit-learn parts only, so saved models stay loadable without custom code.
+    """
+    from sklearn.decomposition import PCA
+    from sklearn.pipeline import FeatureUnion, Pipeline
+    from sklearn.preprocessing import FunctionTransformer, StandardScaler
+
+    return FeatureUnion([("features", FunctionTransformer()),
+                         ("components", Pipeline([("scale", StandardScaler()),
+                                                  ("pca", PCA(random_state=random_state))]))])
 
 
 def _space_size(space: dict) -> int:
@@ -469,7 +505,7 @@ def train(X, y, algorithm: str = "auto", task: str | None = None, *, test_size: 
           n_iter: int = 6, max_candidates: int = 3, search_max_rows: int | None = 5000,
           learning_curve: bool = True, importances: bool = True, diagnostics_max_rows: int = 3000,
           feature_names=None, target_name: str | None = None, cnn_params: dict | None = None,
-          model_params: dict | None = None) -> TrainResult:
+          model_params: dict | None = None, rotate: bool | None = None) -> TrainResult:
     """Pick, train, validate and test a supervised model.
 
     Parameters
@@ -524,6 +560,10 @@ def train(X, y, algorithm: str = "auto", task: str | None = None, *, test_size: 
     model_params : dict, optional
         Fixed parameters for the final estimator of every candidate that accepts them
         (e.g. ``{"n_estimators": 50}`` for a quicker forest); they are removed from the search.
+    rotate : bool, optional
+        Append the principal components of the standardised features (see
+        :func:`build_pipeline`). Default: for gradient-boosted trees on at most
+        ``ROTATE_MAX_FEATURES`` measured features (never on raw data).
 
     Returns
     -------
@@ -541,12 +581,13 @@ def train(X, y, algorithm: str = "auto", task: str | None = None, *, test_size: 
                       search_max_rows=search_max_rows, learning_curve=learning_curve,
                       importances=importances, diagnostics_max_rows=diagnostics_max_rows,
                       feature_names=feature_names, target_name=target_name, cnn_params=cnn_params,
-                      model_params=model_params)
+                      model_params=model_params, rotate=rotate)
 
 
 def _train(X, y, algorithm, task, *, test_size, groups, cv, random_state, n_jobs, progress, scoring,
            redshift, raw, pca, n_iter, max_candidates, search_max_rows, learning_curve, importances,
-           diagnostics_max_rows, feature_names, target_name, cnn_params, model_params) -> TrainResult:
+           diagnostics_max_rows, feature_names, target_name, cnn_params, model_params,
+           rotate=None) -> TrainResult:
     from sklearn.base import clone
 
     t0 = time.time()
@@ -625,7 +666,8 @@ def _train(X, y, algorithm, task, *, test_size, groups, cv, random_state, n_jobs
             use_pca = False
         pipe, space = build_pipeline(rec.algorithm, task, n_features=Xa.shape[1], n_train=search_idx.size,
                                      random_state=random_state, n_jobs=n_jobs_model, redshift=redshift,
-                                     pca=use_pca, y_std=y_std, cnn_params=cnn_params)
+                                     pca=use_pca, y_std=y_std, cnn_params=cnn_params,
+                                     rotate=False if raw else rotate)
         if rec.algorithm == "cnn":
             space = {}
         if model_params:
