@@ -49,7 +49,7 @@ def run_photoz(args):
         part = tab[tab["spec_class"] == kind]
         X, y, _ = select_features(part, "redshift", colors="ugriz")
         t = time.time()
-        res = train(X, y, algorithm=args.algorithm, target_name="redshift", n_jobs=args.n_jobs, cv=args.cv, n_iter=args.n_iter, progress=False,
+        res = train(X, y, algorithm=args.algorithm, target_name="redshift", n_jobs=args.n_jobs, cv=args.cv, n_iter=args.n_iter, search_max_rows=args.search_rows, progress=False,
                     learning_curve=False, importances=False)
         dt = time.time() - t
         rf, Xt, yt, dtrf = _plain_rf(res, X, y, "regression", args.n_jobs)
@@ -73,7 +73,7 @@ def _classif(name, path, target, args, *, colors=None, features=None, n=None, me
     tab = _sub(read_any_table(path), n or args.n)
     X, y, _ = select_features(tab, target, features=features, colors=colors)
     t = time.time()
-    res = train(X, y, algorithm=args.algorithm, n_jobs=args.n_jobs, cv=args.cv, n_iter=args.n_iter, progress=False, learning_curve=False,
+    res = train(X, y, algorithm=args.algorithm, n_jobs=args.n_jobs, cv=args.cv, n_iter=args.n_iter, search_max_rows=args.search_rows, progress=False, learning_curve=False,
                 importances=False)
     dt = time.time() - t
     rf, Xt, yt, dtrf = _plain_rf(res, X, y, "classification", args.n_jobs)
@@ -123,7 +123,7 @@ def run_pyhammer(args):
     print(f"PyHammer spectral type, {flux.shape[0]} raw spectra x {flux.shape[1]} pixels")
     print(f"   recommended: {recs[0].algorithm} {recs[0].options} — {recs[0].reasons[-1]}")
     t = time.time()
-    res = train(flux, sp, algorithm=args.algorithm, raw=True, n_jobs=args.n_jobs, cv=args.cv, n_iter=args.n_iter, progress=False, learning_curve=True,
+    res = train(flux, sp, algorithm=args.algorithm, raw=True, n_jobs=args.n_jobs, cv=args.cv, n_iter=args.n_iter, search_max_rows=args.search_rows, progress=False, learning_curve=True,
                 importances=False)
     s = res.test_scores
     cv = np.asarray(res.cv_scores)
@@ -148,7 +148,11 @@ def main():
     ap.add_argument("--n-jobs", type=int, default=1)
     ap.add_argument("--cv", type=int, default=3, help="CV folds for serendip's search (default 3)")
     ap.add_argument("--n-iter", type=int, default=4, help="configurations per algorithm (default 4)")
+    ap.add_argument("--search-max-rows", type=int, default=5000,
+                    help="rows of the training split the hyper-parameter search sees (train's default 5000; "
+                         "0 = all); the chosen model is always refitted on the whole training split")
     args = ap.parse_args()
+    args.search_rows = args.search_max_rows or None
     args.n = 3000 if args.quick else None
     for name in args.only or list(RUNS):
         t = time.time()
