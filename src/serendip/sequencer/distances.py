@@ -24,6 +24,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .._numba import numba_or_numpy
+
 __all__ = ["METRICS", "chunk_bounds", "ChunkRep", "prepare", "dense_distances", "pair_distances",
            "default_scales"]
 
@@ -151,15 +153,7 @@ _KERNELS = None
 def _get_kernels():
     global _KERNELS
     if _KERNELS is None:
-        try:
-            _KERNELS = _kernels()
-        except ImportError:
-            import logging
-
-            logging.getLogger(__name__).warning(
-                "numba is not installed: Sequencer distances use slower blocked numpy "
-                "(install it with: pip install numba)")
-            _KERNELS = _numpy_kernels()
+        _KERNELS = numba_or_numpy(_kernels, _numpy_kernels, "Sequencer distances")
     return _KERNELS
 
 

@@ -34,6 +34,8 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
+from .._numba import numba_or_numpy
+
 __all__ = ["Tree", "mst_dense", "mst_sparse", "tree_from_edges", "elongation_from_levels"]
 
 _TINY = np.nextafter(0.0, 1.0)
@@ -187,15 +189,7 @@ _FUNCS = None
 def _funcs():
     global _FUNCS
     if _FUNCS is None:
-        try:
-            _FUNCS = _numba_funcs()
-        except ImportError:
-            import logging
-
-            logging.getLogger(__name__).warning(
-                "numba is not installed: the Sequencer uses slower numpy code "
-                "(install it with: pip install numba)")
-            _FUNCS = _numpy_funcs()
+        _FUNCS = numba_or_numpy(_numba_funcs, _numpy_funcs, "Sequencer trees")
     return _FUNCS
 
 
