@@ -38,3 +38,26 @@ def quality_rows(name, score, truth, ks=(10, 50)):
             row[f"p@{k}"] = float(y[order[:k]].mean())
         rows.append(row)
     return rows
+
+
+def forest_args(description, n, quick, argv=None):
+    """Parse the command line every URF speed benchmark takes: --n, --features, --trees, --n-jobs, --quick."""
+    import argparse
+
+    ap = argparse.ArgumentParser(description=description)
+    ap.add_argument("--n", type=int, default=n)
+    ap.add_argument("--features", type=int, default=500)
+    ap.add_argument("--trees", type=int, default=500)
+    ap.add_argument("--n-jobs", type=int, default=-1)
+    ap.add_argument("--quick", action="store_true", help=f"smoke run: n, features, trees = {quick}")
+    args = ap.parse_args(argv)
+    if args.quick:
+        args.n, args.features, args.trees = quick
+    return args
+
+
+def latent_data(n, features, seed, dtype=np.float64):
+    """Correlated features from 5 latent factors plus noise: real structure for the forest to find."""
+    rng = np.random.default_rng(seed)
+    latent = rng.normal(size=(n, 5))
+    return (latent @ rng.normal(size=(5, features)) + 0.5 * rng.normal(size=(n, features))).astype(dtype)

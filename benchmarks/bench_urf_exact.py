@@ -14,10 +14,14 @@ Prints: max |difference|, identical ranking, both times and their ratio.
 """
 from __future__ import annotations
 
-import argparse
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _urf_common import forest_args, latent_data  # noqa: E402
 
 
 def brute_force_scores(A, G, block=250):
@@ -45,22 +49,11 @@ def fast_scores(model):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--n", type=int, default=3000)
-    ap.add_argument("--features", type=int, default=500)
-    ap.add_argument("--trees", type=int, default=500)
-    ap.add_argument("--n-jobs", type=int, default=-1)
-    ap.add_argument("--quick", action="store_true")
-    args = ap.parse_args(argv)
-    if args.quick:
-        args.n, args.features, args.trees = 600, 100, 100
+    args = forest_args(__doc__.splitlines()[0], 3000, (600, 100, 100), argv)
 
     from serendip.outliers import UnsupervisedRandomForest
 
-    rng = np.random.default_rng(0)
-    latent = rng.normal(size=(args.n, 5))
-    X = (latent @ rng.normal(size=(5, args.features)) + 0.5 * rng.normal(size=(args.n, args.features)))
-    X = X.astype(np.float32)
+    X = latent_data(args.n, args.features, seed=0, dtype=np.float32)
     print(f"N={args.n} F={args.features} T={args.trees}")
     t0 = time.perf_counter()
     model = UnsupervisedRandomForest(args.trees, n_jobs=args.n_jobs, random_state=0, progress=False).fit(X)

@@ -10,7 +10,6 @@ give a ratio measured in the same run.
 """
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import time
@@ -19,27 +18,17 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _urf_common import forest_args, latent_data  # noqa: E402
 from bench_urf_exact import brute_force_scores  # noqa: E402
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--n", type=int, default=10000)
-    ap.add_argument("--features", type=int, default=500)
-    ap.add_argument("--trees", type=int, default=500)
-    ap.add_argument("--n-jobs", type=int, default=-1)
-    ap.add_argument("--quick", action="store_true")
-    args = ap.parse_args(argv)
-    if args.quick:
-        args.n, args.features, args.trees = 2000, 200, 100
+    args = forest_args(__doc__.splitlines()[0], 10000, (2000, 200, 100), argv)
 
     from serendip.outliers import UnsupervisedRandomForest
     from serendip.outliers._leaves import good_counts, leaf_populations
 
-    rng = np.random.default_rng(1)
-    latent = rng.normal(size=(args.n, 5))
-    X = (latent @ rng.normal(size=(5, args.features))
-         + 0.5 * rng.normal(size=(args.n, args.features))).astype(np.float32)
+    X = latent_data(args.n, args.features, seed=1, dtype=np.float32)
     print(f"N={args.n} F={args.features} T={args.trees} cores={os.cpu_count()} n_jobs={args.n_jobs}")
     model = UnsupervisedRandomForest(args.trees, n_jobs=args.n_jobs, random_state=0, progress=False).fit(X)
     print(f"fit   {model.fit_time_:8.2f} s   (scikit-learn forest on 2N rows)")
