@@ -240,7 +240,8 @@ def test_train_redshift_regression_reports_photoz_metrics(rng):
     assert res.scoring == "neg_sigma_nmad"
     assert 0 < res.test_scores["sigma_nmad"] < 0.05
     assert res.test_scores["catastrophic_fraction"] <= 0.02
-    assert res.model.named_steps["model"].loss == "absolute_error"
+    booster = res.model.named_steps["model"].estimator
+    assert booster.loss == "absolute_error" and booster.max_features == 0.5
     lo, hi = res.test_scores["sigma_nmad_ci95_low"], res.test_scores["sigma_nmad_ci95_high"]
     assert lo <= res.test_scores["sigma_nmad"] <= hi
 

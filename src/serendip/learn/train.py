@@ -208,25 +208,34 @@ def build_pipeline(algorithm: str, task: str, *, n_features: int, n_train: int, 
         space["model__max_features"] = ["sqrt", 0.5, 1.0] if n_features <= 100 else ["sqrt", 0.1]
         space["model__min_samples_leaf"] = [1, 3, 8]
     elif algorithm == "gbt":
-        from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
+        from sklearn.ensemble import (BaggingClassifier, BaggingRegressor, HistGradientBoostingClassifier,
+                                      HistGradientBoostingRegressor)
 
         # early stopping ends most fits well before the cap; multi-class fits cost one tree per class.
         # Regressors get a patience of 30 rounds so the slower learning rate runs on past plateaus.
+        # Each booster sees half of the features at each split (max_features=0.5), and GBT_BAGS of
+        # them with different seeds are averaged: on the SDSS galaxy photo-z training split (inner
+        # validation) this lowered sigma_NMAD from 0.0153-0.0154 for one booster to 0.0151.
         common = dict(max_iter=300 if clf else 2000, early_stopping=True, n_iter_no_change=10 if clf else 30,
-                      validation_fraction=0.1, random_state=random_state)
+                      validation_fraction=0.1, max_features=0.5)
         if clf:
-            model = HistGradientBoostingClassifier(class_weight="balanced", learning_rate=0.05,
-                                                   max_leaf_nodes=15, min_samples_leaf=40, **common)
-            space["model__max_leaf_nodes"] = [15, 31, 63]
+            booster = HistGradientBoostingClassifier(class_weight="balanced", learning_rate=0.05,
+                                                     max_leaf_nodes=15, min_samples_leaf=40, **common)
+            space["model__estimator__max_leaf_nodes"] = [15, 31, 63]
         else:
-            # A robust loss suits redshifts, whose quality measures (σ_NMAD) are robust too.
-            model = HistGradientBoostingRegressor(loss="absolute_error" if redshift else "squared_error",
-                                                  learning_rate=0.05, max_leaf_nodes=63,
-                                                  min_samples_leaf=20, **common)
+            # A robust loss suits redshifts, whose quality measures (sigma_NMAD) are robust too.
+            booster = HistGradientBoostingRegressor(loss="absolute_error" if redshift else "squared_error",
+                                                    learning_rate=0.05, max_leaf_nodes=63,
+                                                    min_samples_leaf=20, **common)
             # deeper trees pay on large photometric samples (CV on the SDSS galaxy training split)
-            space["model__max_leaf_nodes"] = [31, 63, 127]
-        space["model__learning_rate"] = [0.05, 0.1]
-        space["model__min_samples_leaf"] = [20, 40]
+            space["model__estimator__max_leaf_nodes"] = [31, 63, 127]
+        # every bag sees all rows (no bootstrap); the seeds differ, so do the feature draws and the
+        # early-stopping validation rows. BaggingRegressor averages, BaggingClassifier averages probabilities.
+        bag = BaggingClassifier if clf else BaggingRegressor
+        model = bag(booster, n_estimators=GBT_BAGS, max_samples=1.0, bootstrap=False, n_jobs=n_jobs,
+                    random_state=random_state)
+        space["model__estimator__learning_rate"] = [0.05, 0.1]
+        space["model__estimator__min_samples_leaf"] = [10, 20, 40]
     elif algorithm == "ann":
         from sklearn.neural_network import MLPClassifier, MLPRegressor
 
@@ -247,6 +256,9 @@ def build_pipeline(algorithm: str, task: str, *, n_features: int, n_train: int, 
 
 #: Gradient-boosted trees on at most this many features get the rotation features (see build_pipeline).
 ROTATE_MAX_FEATURES = 30
+
+#: Boosted models averaged by algorithm="gbt" (seeds and feature draws differ).
+GBT_BAGS = 5
 
 
 def rotation_features(random_state=0):
@@ -671,8 +683,11 @@ def _train(X, y, algorithm, task, *, test_size, groups, cv, random_state, n_jobs
         if rec.algorithm == "cnn":
             space = {}
         if model_params:
-            valid = pipe.named_steps["model"].get_params()
-            fixed = {f"model__{k}": v for k, v in model_params.items() if k in valid}
+            est = pipe.named_steps["model"]
+            # gbt averages GBT_BAGS boosters: its parameters go to every booster
+            prefix = "model__estimator__" if rec.algorithm == "gbt" else "model__"
+            valid = (est.estimator if rec.algorithm == "gbt" else est).get_params()
+            fixed = {f"{prefix}{k}": v for k, v in model_params.items() if k in valid}
             pipe.set_params(**fixed)
             space = {k: v for k, v in space.items() if k not in fixed}
         t1 = time.time()
