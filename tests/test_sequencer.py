@@ -314,3 +314,36 @@ def test_sequence_reads_an_ingest_store(tmp_path):
     assert sorted(idx) == list(range(50))
     assert rho(t, idx) >= 0.99
     assert (tmp_path / "seq.csv").exists()
+
+
+def _notebook_pulses(seed):
+    """The Sequencer notebook's pulse set (benchmarks/sequencer_reference/datasets.py, shared with the benchmark)."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "sequencer_reference" / "datasets.py"
+    spec = importlib.util.spec_from_file_location("_seq_parity_sets", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod.pulses_notebook(seed)
+
+
+def test_improved_mode_recovers_notebook_pulses_without_best_k(monkeypatch):
+    from scipy.stats import spearmanr
+
+    import serendip.sequencer.sequencer as seqmod
+
+    grid, flux, t = _notebook_pulses(2)
+    assert flux.shape == (200, 400) and flux.min() > 0
+    rho = {}
+    for power in (1.0, seqmod.IMPROVED_WEIGHT_POWER):
+        monkeypatch.setattr(seqmod, "IMPROVED_WEIGHT_POWER", power)
+        s = Sequencer(progress=False).fit(flux, grid)
+        rho[power] = abs(spearmanr(s.position_, t)[0])
+    # the issue's bar, with no best-K; linear elongation weights (the reference's) lose the pulses here
+    assert rho[seqmod.IMPROVED_WEIGHT_POWER] >= 0.99
+    assert rho[1.0] < 0.9
+    # faithful mode without best-K also misses them; with the reference's best-3 it finds them
+    f0 = Sequencer(mode="faithful", progress=False).fit(flux, grid)
+    f3 = Sequencer(mode="faithful", best_k=3, progress=False).fit(flux, grid)
+    assert abs(spearmanr(f3.position_, t)[0]) >= 0.99 > abs(spearmanr(f0.position_, t)[0])

@@ -12,6 +12,15 @@ and plain array operations.
   min-max scaled to [0, amp], amp=1 by default), plus 4 narrow Gaussian pulses (sigma 2 px, amplitude 5)
   whose centres move linearly with the hidden index, 10 % multiplicative Gaussian
   noise, then +1 offset (so every value is positive).
+* ``pulses_notebook(seed=1)``: the recipe of the Sequencer repository's notebook
+  ``examples/comparison_with_tsne_and_umap.ipynb`` step by step, with its legacy
+  ``numpy.random.seed(1)`` stream: 200 objects on ``x = linspace(0, 400, 400)``; a GP
+  continuum (squared-exponential, h ~ U(1, 100)) shifted to minimum 0 (not rescaled);
+  iid noise of 0.1 x the std of that continuum; four pulses (amplitude 5, sigma 2) whose
+  centres move linearly from 25 to 75, 190 to 90, 200 to 300 and 400 to 300 with the
+  hidden index; +1 offset; rows shuffled with the same stream. Its covariance draws use an
+  SVD, so the data can differ in the last bits between numpy builds: the parity benchmark
+  generates it once and hands the same file to both sides.
 """
 import numpy as np
 
@@ -53,7 +62,30 @@ def pulses(n=200, m=400, seed=0, amp=1.0):
     return pix.copy(), flux, t
 
 
+def pulses_notebook(seed=1):
+    rs = np.random.RandomState(seed)
+    n, m = 200, 400
+    x = np.linspace(0, 400, m)
+    cov_h = rs.uniform(1, 100, n)
+    continua = np.array([rs.multivariate_normal(np.zeros(m), np.exp(-0.5 * (x - x[:, None]) ** 2 / h ** 2), 1)[0]
+                         for h in cov_h])
+    centres = np.column_stack([np.linspace(50, 100, n) - 25, np.linspace(190, 90, n),
+                               np.linspace(200, 300, n), np.linspace(400, 300, n)])
+    flux = np.empty((n, m))
+    for i in range(n):
+        cont = continua[i] - continua[i].min()
+        noise = rs.normal(loc=0, scale=0.1 * np.std(cont), size=m)
+        bumps = sum(5 * np.exp(-(c - x) ** 2 / (2 * 2.0 ** 2)) for c in centres[i])
+        flux[i] = 1.0 + cont + noise + bumps
+    idx = np.arange(n)
+    rs.shuffle(idx)
+    t = idx.astype(float) / (n - 1)  # hidden index of each shuffled row
+    return x, flux[idx], t
+
+
 def make(name, n, m, seed=0):
+    if name == "pulses_nb":
+        return pulses_notebook()
     if name == "line":
         return moving_line(n, m, seed)
     if name == "pulses":

@@ -21,7 +21,7 @@ import datasets  # noqa: E402
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--set", choices=["line", "pulses", "pulses_hard"], default="line")
+    ap.add_argument("--set", choices=["line", "pulses", "pulses_hard", "pulses_nb"], default="line")
     ap.add_argument("--n", type=int, default=800)
     ap.add_argument("--m", type=int, default=500)
     ap.add_argument("--seed", type=int, default=0)
@@ -29,10 +29,15 @@ def main():
     ap.add_argument("--scales", default="", help="comma list; empty = reference default")
     ap.add_argument("--best-k", type=int, default=0)
     ap.add_argument("--out", required=True)
+    ap.add_argument("--data", default="", help="read grid/flux/t from this .npz instead of generating")
     a = ap.parse_args()
     from sequencer import Sequencer
 
-    grid, flux, t = datasets.make(a.set, a.n, a.m, a.seed)
+    if a.data:
+        with np.load(a.data) as z:
+            grid, flux, t = z["grid"], z["flux"], z["t"]
+    else:
+        grid, flux, t = datasets.make(a.set, a.n, a.m, a.seed)
     metrics = a.metrics.split(",")
     scales = [int(s) for s in a.scales.split(",")] if a.scales else None
     scale_list = [list(scales) for _ in metrics] if scales else None
