@@ -334,3 +334,55 @@ def test_import_is_light():
             "print('torch' in sys.modules, 'sklearn' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["False", "False"]
+
+
+def test_vote_of_two_best_candidates_matches_plain_average_and_is_kept_only_if_better(rng, tmp_path):
+    from sklearn.base import clone
+    from sklearn.metrics import balanced_accuracy_score
+    from sklearn.model_selection import StratifiedKFold
+
+    from serendip.learn import load_model, save_model
+    from serendip.learn.train import _try_vote, build_pipeline
+
+    X, y = _blobs(rng, n=300, sep=1.2)
+    cv = StratifiedKFold(3, shuffle=True, random_state=0)
+    tuned = []
+    for algo, params, score in (("rf", {"model__n_estimators": 30}, 0.8),
+                                ("gbt", {"model__estimator__max_iter": 30}, 0.9), ("ann", {}, 0.95),
+                                ("svm", {"model__C": 1.0}, 0.97)):
+        pipe, _ = build_pipeline(algo, "classification", n_features=5, n_train=300)
+        tuned.append((algo, pipe, params, np.array([score])))
+    # the best single score is unbeatable: no vote
+    assert _try_vote(tuned, "classification", X, y, None, cv, "balanced_accuracy", 1, np.array([1.01])) is None
+    model, folds, members = _try_vote(tuned, "classification", X, y, None, cv, "balanced_accuracy", 1,
+                                      np.array([0.0]))
+    # the classifying ANN needs sample weights and the SVM gives no probabilities, so the vote takes
+    # the two best of the others
+    assert members == ["gbt", "rf"]
+    plain = []
+    for tr, te in cv.split(X, y):
+        probs = [clone(p).set_params(**pr).fit(X[tr], y[tr]).predict_proba(X[te])
+                 for a, p, pr, _ in tuned if a in members]
+        plain.append(balanced_accuracy_score(y[te], np.unique(y)[np.mean(probs, axis=0).argmax(1)]))
+    np.testing.assert_allclose(folds, plain, atol=1e-12)
+    # a fitted vote saves and loads like any model
+    model.fit(X, y)
+    path = save_model(model, tmp_path / "vote.skops")
+    loaded = load_model(path, trusted=True)
+    est = getattr(loaded, "model", loaded)
+    assert np.array_equal(est.predict(X), model.predict(X))
+
+
+def test_train_auto_reports_the_vote_as_a_candidate(rng):
+    X, y = _blobs(rng, n=300, sep=1.0)
+    res = train(X, y, cv=3, n_iter=2, progress=False, max_candidates=3, learning_curve=False, importances=False,
+                model_params={"n_estimators": 30})
+    names = list(res.candidates["algorithm"])
+    assert res.algorithm == names[int(np.argmax(res.candidates["cv_mean"]))]
+    votes = [n for n in names if n.startswith("vote(")]
+    if votes:  # listed only when it validated better than every single algorithm
+        cvm = dict(zip(names, res.candidates["cv_mean"]))
+        assert cvm[votes[0]] > max(v for k, v in cvm.items() if k != votes[0])
+    plain = train(X, y, cv=3, n_iter=2, progress=False, max_candidates=3, learning_curve=False,
+                  importances=False, model_params={"n_estimators": 30}, vote=False)
+    assert not any(n.startswith("vote(") for n in plain.candidates["algorithm"])

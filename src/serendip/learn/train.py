@@ -456,6 +456,38 @@ class TrainResult:
 # ------------------------------------------------------------------------------------------
 # the main entry point
 # ------------------------------------------------------------------------------------------
+def _try_vote(tuned, task, X, y, groups, splitter, scoring, n_jobs, best_folds):
+    """Cross-validate the average of the two best tuned candidates; return it if it beats the best one.
+
+    Returns ``(unfitted VotingClassifier/VotingRegressor, per-fold scores, member names)`` or None.
+    """
+    from sklearn.base import clone
+    from sklearn.ensemble import VotingClassifier, VotingRegressor
+    from sklearn.model_selection import cross_val_score
+
+    usable = [t for t in tuned if t[0] != "cnn" and not _fit_params(t[0], task, y)
+              and (task != "classification" or hasattr(clone(t[1]).set_params(**t[2]), "predict_proba"))]
+    if len(usable) < 2:
+        return None
+    usable.sort(key=lambda t: -t[3].mean())
+    members = usable[:2]
+    if task == "classification":
+        model = VotingClassifier([(a, clone(p).set_params(**pr)) for a, p, pr, _ in members], voting="soft")
+    else:
+        model = VotingRegressor([(a, clone(p).set_params(**pr)) for a, p, pr, _ in members])
+    with warnings.catch_warnings():
+        from sklearn.exceptions import ConvergenceWarning
+
+        warnings.filterwarnings("ignore", category=ConvergenceWarning)
+        folds = cross_val_score(clone(model), X, y, groups=groups, cv=splitter, scoring=scoring, n_jobs=n_jobs,
+                                error_score="raise")
+    if folds.mean() <= best_folds.mean():
+        log.info("vote of %s: CV %.4f does not beat the best single candidate (%.4f); not used",
+                 [a for a, *_ in members], folds.mean(), best_folds.mean())
+        return None
+    return model, folds, [a for a, *_ in members]
+
+
 def _split(y, task, test_size, groups, random_state):
     from sklearn.model_selection import GroupShuffleSplit, StratifiedGroupKFold, train_test_split
 
@@ -517,7 +549,7 @@ def train(X, y, algorithm: str = "auto", task: str | None = None, *, test_size: 
           n_iter: int = 6, max_candidates: int = 3, search_max_rows: int | None = 5000,
           learning_curve: bool = True, importances: bool = True, diagnostics_max_rows: int = 3000,
           feature_names=None, target_name: str | None = None, cnn_params: dict | None = None,
-          model_params: dict | None = None, rotate: bool | None = None) -> TrainResult:
+          model_params: dict | None = None, rotate: bool | None = None, vote: bool = True) -> TrainResult:
     """Pick, train, validate and test a supervised model.
 
     Parameters
@@ -577,6 +609,13 @@ def train(X, y, algorithm: str = "auto", task: str | None = None, *, test_size: 
         :func:`build_pipeline`). Default: for gradient-boosted trees on at most
         ``ROTATE_MAX_FEATURES`` measured features (never on raw data).
 
+    vote : bool
+        With ``algorithm="auto"``, also cross-validate the average of the two best
+        candidates (mean of class probabilities, or of predictions for regression) on the
+        same validation folds, and keep it only if its mean validation score beats the best
+        single algorithm. Candidates that need per-sample weights (the classifying ANN), give no
+        class probabilities (the SVM) or are slow to refit (CNN) are left out of the vote.
+
     Returns
     -------
     TrainResult
@@ -593,13 +632,13 @@ def train(X, y, algorithm: str = "auto", task: str | None = None, *, test_size: 
                       search_max_rows=search_max_rows, learning_curve=learning_curve,
                       importances=importances, diagnostics_max_rows=diagnostics_max_rows,
                       feature_names=feature_names, target_name=target_name, cnn_params=cnn_params,
-                      model_params=model_params, rotate=rotate)
+                      model_params=model_params, rotate=rotate, vote=vote)
 
 
 def _train(X, y, algorithm, task, *, test_size, groups, cv, random_state, n_jobs, progress, scoring,
            redshift, raw, pca, n_iter, max_candidates, search_max_rows, learning_curve, importances,
            diagnostics_max_rows, feature_names, target_name, cnn_params, model_params,
-           rotate=None) -> TrainResult:
+           rotate=None, vote=True) -> TrainResult:
     from sklearn.base import clone
 
     t0 = time.time()
@@ -671,7 +710,7 @@ def _train(X, y, algorithm, task, *, test_size, groups, cv, random_state, n_jobs
     splitter = _cv_splitter(task, cv, gs, random_state)
     y_std = float(np.std(ytr)) if task == "regression" else 1.0
 
-    rows, best = [], None
+    rows, best, tuned = [], None, []
     for rec in _progress(chosen, desc="searching", enabled=progress and len(chosen) > 1, unit="model"):
         use_pca = rec.options.get("pca", False) if pca is None else pca
         if rec.algorithm in ("rf", "gbt", "cnn") and pca is None:
@@ -698,17 +737,29 @@ def _train(X, y, algorithm, task, *, test_size, groups, cv, random_state, n_jobs
         log.info("%s: CV %s %.4f ± %.4f (%.1f s) with %s", rec.algorithm, score_label, folds.mean(),
                  folds.std(), dt, params)
         rows.append((rec.algorithm, float(folds.mean()), float(folds.std()), str(params), dt))
+        tuned.append((rec.algorithm, pipe, params, folds))
         if best is None or folds.mean() > best[3].mean():
             best = (rec.algorithm, pipe, params, folds)
 
+    algo, pipe, params, folds = best
+    model = clone(pipe).set_params(**params)
+    if vote and algorithm == "auto":
+        voted = _try_vote(tuned, task, Xs, ys, gs, splitter, score_name, n_jobs, folds)
+        if voted is not None:
+            model, vfolds, members = voted
+            rows.append(("vote(" + ",".join(members) + ")", float(vfolds.mean()), float(vfolds.std()),
+                         "average of the tuned " + " and ".join(members), float("nan")))
+            log.info("vote of %s: CV %s %.4f beats %s %.4f", members, score_label, vfolds.mean(), algo,
+                     folds.mean())
+            algo = "vote(" + ",".join(members) + ")"
+            params = {m: tuned_params for m, _, tuned_params, _ in tuned if m in members}
+            folds = vfolds
     from astropy.table import Table
 
     candidates = Table(rows=rows, names=("algorithm", "cv_mean", "cv_std", "params", "search_seconds"),
                        dtype=(str, float, float, str, float))
     candidates.meta.update({"scoring": score_label, "note": "chosen on validation folds only; "
                             "the test split was not used"})
-    algo, pipe, params, folds = best
-    model = clone(pipe).set_params(**params)
     with warnings.catch_warnings():
         from sklearn.exceptions import ConvergenceWarning
 
