@@ -280,6 +280,29 @@ class UnsupervisedRandomForest(WeirdnessDetector):
     snr_edges_, stratum_, strata_models_ :
         Set when ``snr_strata`` is used.
 
+    Notes
+    -----
+    What the score sees: the forest learns where the real data differ from
+    synthetic data with the same marginals and no correlations, and two objects
+    are similar when they share the leaves that are purely real. So an object is
+    weird when few others share its *correlated* structure. Two consequences:
+
+    * a populous class that lives in the tails of the features with strong
+      correlations is **not** weird: it is easy to tell apart from the synthetic
+      data, its members share pure leaves with each other, and they score low;
+    * a bulk whose features look close to independent mixes with the synthetic
+      data, falls in impure leaves and scores high.
+
+    Example: HTRU2 pulsars (9 % of the candidates, extreme and correlated
+    profile statistics) get weirdness ROC AUC 0.13 (scored as normal), while an
+    isolation forest, which isolates tail values feature by feature, gets 0.925
+    (``benchmarks/bench_detectors_htru2.py``, all 17,898 candidates). On a
+    3,000-candidate subset, a random forest telling the real candidates from their
+    marginal-shuffled copies gives the pulsars a mean P(real) of 0.92 against 0.87
+    for the rest. Use the URF for objects
+    unlike the others in how their features go together (spectra), and a
+    tail-sensitive baseline when a rare class is rare mainly in single features.
+
     Examples
     --------
     >>> import numpy as np
