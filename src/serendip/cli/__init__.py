@@ -22,6 +22,7 @@ VERB_MODULES = (
     "serendip.cli.sequencer",   # sequence
     "serendip.cli.explore",     # embed, cluster, detect
     "serendip.cli.learn",       # learn recommend|train|predict
+    "serendip.cli.web",         # browse
 )
 
 

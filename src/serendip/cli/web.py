@@ -1,0 +1,28 @@
+"""`serendip browse`: a local web page to look at, label and export the objects of a results table."""
+from __future__ import annotations
+
+
+def _browse(args) -> int:
+    from ..web import browse
+
+    browse(args.table, args.input, labels=args.labels, top=args.top or None, host=args.host, port=args.port,
+           open_browser=not args.no_open)
+    return 0
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "browse", help="browse, label and export the objects of a weirdness or sequence table in a local web page",
+        description="Serve TABLE (from `serendip weird`: weirdest first, higher = weirder; or from "
+                    "`serendip sequence`: in sequence order) on a local web page with one plot per object "
+                    "(when --input is given) and label buttons. Labels are saved atomically to --labels at "
+                    "every click; /export.csv gives the table with the labels.")
+    p.add_argument("table", help="results table (.fits, .parquet, .csv, .ecsv) with an 'id' column")
+    p.add_argument("--input", default=None, help="the objects the table was computed from (store, .npy/.npz, "
+                                                 "spectra file), to plot them")
+    p.add_argument("--labels", default="labels.csv", help="labels CSV, read if present (default labels.csv)")
+    p.add_argument("--top", type=int, default=200, help="rows shown (default 200; 0 = all)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1, this machine only)")
+    p.add_argument("--port", type=int, default=8765, help="port (default 8765; 0 = any free port)")
+    p.add_argument("--no-open", action="store_true", help="do not open a browser window")
+    p.set_defaults(func=_browse)

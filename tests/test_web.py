@@ -1,0 +1,133 @@
+"""The local browse page: ranking, plots, labels saved atomically and reloaded, export, clear errors."""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import threading
+import urllib.error
+import urllib.parse
+import urllib.request
+
+import numpy as np
+import pytest
+from astropy.table import Table
+
+from serendip.web import LabelBook, make_server
+
+
+@pytest.fixture
+def served(tmp_path):
+    rng = np.random.default_rng(0)
+    flux = rng.normal(1.0, 0.1, size=(12, 50))
+    ids = np.array([f"obj{i:02d}" for i in range(12)])
+    wave = np.linspace(4000.0, 6000.0, 50)
+    np.savez(tmp_path / "data.npz", flux=flux, id=ids, wavelength=wave)
+    weird = rng.uniform(size=12)
+    tab = Table({"id": ids, "weirdness": weird})
+    tab.write(tmp_path / "weird.ecsv")
+    servers = []
+
+    def start(**kw):
+        server = make_server(tmp_path / "weird.ecsv", tmp_path / "data.npz", labels=tmp_path / "labels.csv",
+                             port=0, **kw)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+        return f"http://127.0.0.1:{server.server_address[1]}", server
+
+    yield start, tmp_path, ids, weird
+    for s in servers:
+        s.shutdown()
+        s.server_close()
+
+
+def _get(url):
+    with urllib.request.urlopen(url, timeout=10) as r:
+        return r.status, r.headers["Content-Type"], r.read()
+
+
+def _post(url, **form):
+    data = urllib.parse.urlencode(form).encode()
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, data=data), timeout=10) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def test_page_lists_weirdest_first_with_plots(served):
+    start, _, ids, weird = served
+    base, server = start(top=5)
+    status, ctype, body = _get(base + "/")
+    assert status == 200 and ctype.startswith("text/html")
+    page = body.decode()
+    expected = ids[np.argsort(-weird)][:5]
+    positions = [page.index(f"<td>{i}</td>") for i in expected]
+    assert positions == sorted(positions)  # weirdest first
+    assert ids[np.argsort(-weird)][5] not in page  # only the top 5
+    assert "higher = weirder" in page
+    status, ctype, png = _get(base + "/plot/0.png")
+    assert status == 200 and ctype == "image/png" and png[:8] == b"\x89PNG\r\n\x1a\n"
+    with pytest.raises(urllib.error.HTTPError) as err:
+        _get(base + "/plot/99.png")
+    assert err.value.code == 404
+
+
+def test_labels_are_saved_reloaded_and_exported(served):
+    start, tmp_path, ids, weird = served
+    base, _ = start()
+    top = ids[np.argmax(weird)]
+    assert _post(base + "/label", id=top, label="interesting", note="broad Halpha?") [0] == 200
+    assert _post(base + "/label", id=ids[0], label="artefact")[0] == 200
+    rows = list(csv.DictReader(open(tmp_path / "labels.csv")))
+    assert {r["id"]: r["label"] for r in rows} == {top: "interesting", ids[0]: "artefact"}
+    assert not list(tmp_path.glob(".labels.*partial*"))  # the atomic temporary file is gone
+    # clearing a label removes it from the file
+    assert _post(base + "/label", id=ids[0], label="")[0] == 200
+    assert [r["id"] for r in csv.DictReader(open(tmp_path / "labels.csv"))] == [top]
+    # a new server on the same labels file shows the saved label, and the export joins it
+    base2, _ = start()
+    page = _get(base2 + "/")[2].decode()
+    assert f'class="on" data-id="{top}" data-label="interesting"' in page
+    status, ctype, body = _get(base2 + "/export.csv")
+    assert ctype.startswith("text/csv")
+    exported = list(csv.DictReader(io.StringIO(body.decode())))
+    assert len(exported) == len(ids) and exported[0]["id"] == top and exported[0]["rank"] == "1"
+    assert exported[0]["label"] == "interesting" and exported[0]["note"] == "broad Halpha?"
+    assert float(exported[0]["weirdness"]) == pytest.approx(weird.max())
+
+
+def test_bad_requests_get_clear_errors(served, tmp_path):
+    start, _, ids, _ = served
+    base, _ = start()
+    code, body = _post(base + "/label", id="nobody", label="interesting")
+    assert code == 404 and "unknown object id 'nobody'" in body["error"]
+    code, body = _post(base + "/label", id=ids[0], label="pretty")
+    assert code == 400 and "unknown label 'pretty'" in body["error"] and "interesting" in body["error"]
+    # a table without ids, ids missing from the data, and a file that is not a labels file
+    Table({"x": [1.0]}).write(tmp_path / "noid.ecsv")
+    with pytest.raises(ValueError, match="'id' column"):
+        make_server(tmp_path / "noid.ecsv", port=0, labels=tmp_path / "l.csv")
+    Table({"id": ["zzz"], "weirdness": [1.0]}).write(tmp_path / "other.ecsv")
+    with pytest.raises(ValueError, match="not in the data"):
+        make_server(tmp_path / "other.ecsv", tmp_path / "data.npz", port=0, labels=tmp_path / "l.csv")
+    (tmp_path / "bad.csv").write_text("a,b\n1,2\n")
+    with pytest.raises(ValueError, match="not a labels file"):
+        LabelBook(tmp_path / "bad.csv")
+
+
+def test_sequence_table_in_sequence_order(tmp_path):
+    tab = Table({"id": ["c", "a", "b"], "position": [2, 0, 1]})
+    server = make_server(tab, port=0, labels=tmp_path / "l.csv")
+    try:
+        assert list(server.state.ids) == ["a", "b", "c"]
+        assert server.state.score_name == "position"
+    finally:
+        server.server_close()
+
+
+def test_cli_browse_is_registered():
+    from serendip.cli import build_parser
+
+    args = build_parser().parse_args(["browse", "w.fits", "--port", "0", "--no-open"])
+    assert args.port == 0 and args.no_open and args.func.__name__ == "_browse"
