@@ -77,10 +77,10 @@ def _classif(name, path, target, args, *, colors=None, features=None, n=None, me
     res = train(X, y, algorithm=args.algorithm, n_jobs=args.n_jobs, cv=args.cv, n_iter=args.n_iter, search_max_rows=args.search_rows, progress=False, learning_curve=False,
                 importances=False)
     dt = time.time() - t
-    rf, Xt, yt, dtrf = _plain_rf(res, X, y, "classification", args.n_jobs)
     if metric == "balanced_accuracy" and args.repeats > 1:
         _repeated_holdout(name, X, y, args, first=res, goal=goal)
         return
+    rf, Xt, yt, dtrf = _plain_rf(res, X, y, "classification", args.n_jobs)
     if metric == "balanced_accuracy":
         from sklearn.metrics import balanced_accuracy_score
 

@@ -9,6 +9,7 @@ split is touched once, at the end, to report the scores of the chosen model.
 """
 from __future__ import annotations
 
+import contextlib
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -283,6 +284,16 @@ def _space_size(space: dict) -> int:
     return size
 
 
+@contextlib.contextmanager
+def _quiet_convergence():
+    """Silence scikit-learn's ConvergenceWarning (capped iterations are part of the small search spaces)."""
+    from sklearn.exceptions import ConvergenceWarning
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=ConvergenceWarning)
+        yield
+
+
 def _search(pipe, space, X, y, *, cv, scoring, n_iter, groups, n_jobs, random_state, fit_params):
     from sklearn.model_selection import GridSearchCV, RandomizedSearchCV
 
@@ -292,11 +303,8 @@ def _search(pipe, space, X, y, *, cv, scoring, n_iter, groups, n_jobs, random_st
     else:
         search = RandomizedSearchCV(pipe, space, n_iter=n_iter, cv=cv, scoring=scoring, n_jobs=n_jobs,
                                     refit=False, random_state=random_state, error_score="raise")
-    with warnings.catch_warnings():
+    with _quiet_convergence():
         warnings.filterwarnings("ignore", category=UserWarning, message=".*[Cc]onverge.*")
-        from sklearn.exceptions import ConvergenceWarning
-
-        warnings.filterwarnings("ignore", category=ConvergenceWarning)
         search.fit(X, y, groups=groups, **fit_params)
     k = int(search.best_index_)
     res = search.cv_results_
@@ -465,27 +473,26 @@ def _try_vote(tuned, task, X, y, groups, splitter, scoring, n_jobs, best_folds):
     from sklearn.ensemble import VotingClassifier, VotingRegressor
     from sklearn.model_selection import cross_val_score
 
-    usable = [t for t in tuned if t[0] != "cnn" and not _fit_params(t[0], task, y)
-              and (task != "classification" or hasattr(clone(t[1]).set_params(**t[2]), "predict_proba"))]
+    # (name, configured estimator, validation scores) of the candidates a vote can average
+    usable = [(a, clone(p).set_params(**pr), f) for a, p, pr, f in tuned
+              if a != "cnn" and not _fit_params(a, task, y)]
+    if task == "classification":
+        usable = [u for u in usable if hasattr(u[1], "predict_proba")]
     if len(usable) < 2:
         return None
-    usable.sort(key=lambda t: -t[3].mean())
-    members = usable[:2]
-    if task == "classification":
-        model = VotingClassifier([(a, clone(p).set_params(**pr)) for a, p, pr, _ in members], voting="soft")
-    else:
-        model = VotingRegressor([(a, clone(p).set_params(**pr)) for a, p, pr, _ in members])
-    with warnings.catch_warnings():
-        from sklearn.exceptions import ConvergenceWarning
-
-        warnings.filterwarnings("ignore", category=ConvergenceWarning)
+    usable.sort(key=lambda u: -u[2].mean())
+    members = [(a, est) for a, est, _ in usable[:2]]
+    names = [a for a, _ in members]
+    model = (VotingClassifier(members, voting="soft") if task == "classification"
+             else VotingRegressor(members))
+    with _quiet_convergence():
         folds = cross_val_score(clone(model), X, y, groups=groups, cv=splitter, scoring=scoring, n_jobs=n_jobs,
                                 error_score="raise")
     if folds.mean() <= best_folds.mean():
         log.info("vote of %s: CV %.4f does not beat the best single candidate (%.4f); not used",
-                 [a for a, *_ in members], folds.mean(), best_folds.mean())
+                 names, folds.mean(), best_folds.mean())
         return None
-    return model, folds, [a for a, *_ in members]
+    return model, folds, names
 
 
 def _split(y, task, test_size, groups, random_state):
@@ -747,23 +754,19 @@ def _train(X, y, algorithm, task, *, test_size, groups, cv, random_state, n_jobs
         voted = _try_vote(tuned, task, Xs, ys, gs, splitter, score_name, n_jobs, folds)
         if voted is not None:
             model, vfolds, members = voted
-            rows.append(("vote(" + ",".join(members) + ")", float(vfolds.mean()), float(vfolds.std()),
-                         "average of the tuned " + " and ".join(members), float("nan")))
             log.info("vote of %s: CV %s %.4f beats %s %.4f", members, score_label, vfolds.mean(), algo,
                      folds.mean())
-            algo = "vote(" + ",".join(members) + ")"
-            params = {m: tuned_params for m, _, tuned_params, _ in tuned if m in members}
-            folds = vfolds
+            algo, folds = f"vote({','.join(members)})", vfolds
+            params = {a: pr for a, _, pr, _ in tuned if a in members}
+            rows.append((algo, float(folds.mean()), float(folds.std()),
+                         "average of the tuned " + " and ".join(members), float("nan")))
     from astropy.table import Table
 
     candidates = Table(rows=rows, names=("algorithm", "cv_mean", "cv_std", "params", "search_seconds"),
                        dtype=(str, float, float, str, float))
     candidates.meta.update({"scoring": score_label, "note": "chosen on validation folds only; "
                             "the test split was not used"})
-    with warnings.catch_warnings():
-        from sklearn.exceptions import ConvergenceWarning
-
-        warnings.filterwarnings("ignore", category=ConvergenceWarning)
+    with _quiet_convergence():
         model.fit(Xtr, ytr, **_fit_params(algo, task, ytr))
 
     # --- the one look at the test split ---

@@ -69,7 +69,6 @@ class LabelBook:
             return self.labels.get(obj_id, {"label": "", "note": "", "time": ""})
 
     def _write(self):
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(self.path) as tmp:
             with open(tmp, "w", newline="") as fh:
                 w = csv.writer(fh)
@@ -109,6 +108,7 @@ class BrowseState:
             order = order[: int(top)]
         self.table = table[order]
         self.ids = np.asarray(self.table["id"]).astype(str)
+        self.id_set = frozenset(self.ids)
         self.data = data
         self.row_of = None
         if data is not None:
@@ -125,18 +125,14 @@ class BrowseState:
     # ---------------------------------------------------------------- content
     def plot_png(self, k: int) -> bytes:
         """PNG of object ``k`` of the shown table (its spectrum, or its feature vector)."""
-        import matplotlib
-
-        matplotlib.use("Agg", force=False)
-        from matplotlib.figure import Figure
+        from matplotlib.figure import Figure  # no pyplot: safe in the server's threads
 
         if self.data is None:
             raise LookupError("no data were given to plot")
         row = self.row_of[self.ids[k]]
         obj = self.data.data
-        if hasattr(obj, "wavelength") and hasattr(obj, "__getitem__") and not isinstance(obj, np.ndarray):
-            item = obj[row:row + 1]
-            y = np.asarray(item.flux, dtype=float)[0]
+        if self.data.is_spectra:  # container or store: slicing gives a Spectra
+            y = np.asarray(obj[row:row + 1].flux, dtype=float)[0]
         else:
             y = np.asarray(obj[row], dtype=float)
         x = self.data.wavelength if self.data.wavelength is not None else np.arange(y.size)
@@ -242,7 +238,7 @@ def _handler(state: BrowseState):
             obj_id = (form.get("id") or [""])[0]
             label = (form.get("label") or [""])[0]
             note = (form.get("note") or [""])[0]
-            if obj_id not in set(state.ids):
+            if obj_id not in state.id_set:
                 return self._json(404, {"error": f"unknown object id {obj_id!r}"})
             if state.labels is None:
                 return self._json(400, {"error": "this page was started without a labels file"})
