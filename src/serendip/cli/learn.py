@@ -34,6 +34,9 @@ def register(subparsers) -> None:
                    help="the target is a redshift (σ_NMAD etc.; default: guessed from the name)")
     p.add_argument("--seed", type=int, default=0, help="random seed")
     p.add_argument("--n-jobs", type=int, default=None, help="parallel jobs")
+    p.add_argument("--device", choices=("cpu", "cuda", "auto"), default=None,
+                   help="where the 1-D CNN trains (default cpu; 'auto' takes a CUDA GPU when PyTorch sees "
+                        "one); the other algorithms always run on the CPU")
     p.add_argument("--no-report", action="store_true", help="skip the HTML/PNG report")
     p.set_defaults(func=_train)
 
@@ -66,7 +69,8 @@ def _train(args) -> int:
                                   group=args.group, report=not args.no_report, task=args.task, raw=args.raw,
                                   test_size=args.test_size, cv=args.cv, n_iter=args.n_iter,
                                   redshift=args.redshift, random_state=args.seed, n_jobs=args.n_jobs,
-                                  progress=args.progress)
+                                  progress=args.progress,
+                                  cnn_params={"device": args.device} if args.device else None)
     print(result.summary_text())
     for kind, path in written.items():
         print(f"{kind}: {path}")

@@ -28,7 +28,7 @@ _LAZY = {
     "learning_curve_verdict": ".diagnostics", "permutation_importances": ".diagnostics",
     "save_model": ".persist", "load_model": ".persist", "SavedModel": ".persist",
     "UntrustedModelError": ".persist", "ModelVersionWarning": ".persist",
-    "CNN1DClassifier": ".cnn", "CNN1DRegressor": ".cnn",
+    "CNN1DClassifier": ".cnn", "CNN1DRegressor": ".cnn", "DeviceUnavailableError": ".cnn",
     "read_any_table": ".tables", "select_features": ".tables", "color_features": ".tables",
     "train_table": ".tables", "predict_table": ".tables", "recommend_table": ".tables",
     "write_report": ".report",

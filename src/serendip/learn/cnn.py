@@ -14,6 +14,10 @@ Architecture (``n_filters=(8, 16)``)::
 PyTorch is imported only when a network is fitted or used; install it with
 ``pip install 'serendip[deep]'``. Learned weights are kept as NumPy arrays
 (``state_``), so fitted estimators save with skops/joblib without torch objects.
+
+The CPU is the default. ``device="cuda"`` (or ``"auto"``: CUDA when PyTorch sees a
+GPU) trains and predicts on a GPU; the weights still come back as NumPy arrays, so a
+network trained on a GPU predicts on a machine without one.
 """
 from __future__ import annotations
 
@@ -22,7 +26,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 
 from .._logging import get_logger
 
-__all__ = ["CNN1DClassifier", "CNN1DRegressor"]
+__all__ = ["CNN1DClassifier", "CNN1DRegressor", "DeviceUnavailableError"]
 
 log = get_logger(__name__)
 
@@ -34,6 +38,29 @@ def _torch():
         raise ImportError("the 1-D CNN needs PyTorch: pip install 'serendip[deep]' "
                           "(the CPU build is enough)") from exc
     return torch
+
+
+class DeviceUnavailableError(ValueError):
+    """The asked-for device (e.g. ``"cuda"``) is not available to this PyTorch."""
+
+
+def _resolve_device(torch, device) -> str:
+    """The torch device string for ``device`` ("cpu", "cuda", "cuda:N" or "auto"), checked."""
+    name = "auto" if device is None else str(device)
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cpu":
+        return name
+    if name == "cuda" or (name.startswith("cuda:") and name[5:].isdigit()):
+        if not torch.cuda.is_available():
+            raise DeviceUnavailableError(f"device={name!r} was asked for, but this PyTorch ({torch.__version__}) sees no "
+                               "CUDA GPU; use device='cpu' or 'auto'")
+        index = int(name[5:]) if ":" in name else 0
+        if index >= torch.cuda.device_count():
+            raise DeviceUnavailableError(f"device={name!r} was asked for, but PyTorch sees only "
+                               f"{torch.cuda.device_count()} CUDA device(s)")
+        return name
+    raise ValueError(f"device must be 'cpu', 'cuda', 'cuda:N' or 'auto', got {device!r}")
 
 
 def _standardise_rows(X: np.ndarray) -> np.ndarray:
@@ -68,8 +95,8 @@ class _CNN1DBase(BaseEstimator):
     def __init__(self, n_filters=(8, 16), kernel_size: int = 9, pool: int = 4, hidden: int = 32,
                  dropout: float = 0.2, epochs: int = 40, batch_size: int = 64, learning_rate: float = 2e-3,
                  weight_decay: float = 1e-4, validation_fraction: float = 0.15, patience: int = 6,
-                 class_weight: str | None = "balanced", n_threads: int | None = None, random_state=None,
-                 progress: bool = False):
+                 class_weight: str | None = "balanced", n_threads: int | None = None, device: str = "cpu",
+                 random_state=None, progress: bool = False):
         self.n_filters = n_filters
         self.kernel_size = kernel_size
         self.pool = pool
@@ -83,6 +110,7 @@ class _CNN1DBase(BaseEstimator):
         self.patience = patience
         self.class_weight = class_weight
         self.n_threads = n_threads
+        self.device = device
         self.random_state = random_state
         self.progress = progress
 
@@ -106,6 +134,7 @@ class _CNN1DBase(BaseEstimator):
         from .._validation import check_matrix
 
         torch = _torch()
+        device = _resolve_device(torch, self.device)
         X = check_matrix(X, name="X", dtype=np.float32, min_rows=2)
         y = np.asarray(y)
         if y.shape[0] != X.shape[0]:
@@ -127,9 +156,11 @@ class _CNN1DBase(BaseEstimator):
             va, tr = idx[:n_val], idx[n_val:]
             xt = torch.from_numpy(Xs[:, None, :])
             yt = torch.from_numpy(y_enc)
-            net = self._module(torch)
+            net = self._module(torch).to(device)
             opt = torch.optim.Adam(net.parameters(), lr=self.learning_rate, weight_decay=self.weight_decay)
-            loss_fn = self._loss(torch, y_enc[tr])
+            loss_fn = self._loss(torch, y_enc[tr]).to(device)
+            # batches are cut on the host and copied over, so no copy of the whole set sits on the GPU
+            on_device = (lambda t: t.to(device, non_blocking=True)) if device != "cpu" else (lambda t: t)
             best, best_state, bad = np.inf, None, 0
             self.history_ = []
             gen = torch.Generator().manual_seed(seed)
@@ -140,7 +171,7 @@ class _CNN1DBase(BaseEstimator):
                 for start in range(0, perm.numel(), self.batch_size):
                     b = perm[start:start + self.batch_size]
                     opt.zero_grad()
-                    loss = loss_fn(net(xt[b]), yt[b])
+                    loss = loss_fn(net(on_device(xt[b])), on_device(yt[b]))
                     loss.backward()
                     opt.step()
                     total += float(loss.detach()) * b.numel()
@@ -148,7 +179,7 @@ class _CNN1DBase(BaseEstimator):
                 if n_val:
                     net.eval()
                     with torch.no_grad():
-                        val_loss = float(loss_fn(net(xt[va]), yt[va]))
+                        val_loss = self._batched_loss(torch, net, loss_fn, xt, yt, va, on_device)
                 else:
                     val_loss = train_loss
                 self.history_.append((train_loss, val_loss))
@@ -163,10 +194,17 @@ class _CNN1DBase(BaseEstimator):
                 net.load_state_dict(best_state)
             self.state_ = {k: v.detach().cpu().numpy().copy() for k, v in net.state_dict().items()}
             self.n_epochs_ = len(self.history_)
+            self.device_ = device
         finally:
             torch.set_num_threads(old_threads)
         log.info("CNN trained %d epochs, best validation loss %.4g", self.n_epochs_, best)
         return self
+
+    def _batched_loss(self, torch, net, loss_fn, xt, yt, rows, on_device, chunk: int = 1024) -> float:
+        """The loss over ``rows``: the network runs on chunks of inputs, the loss once on all outputs."""
+        rows = torch.from_numpy(rows)
+        out = torch.cat([net(on_device(xt[rows[s:s + chunk]])) for s in range(0, rows.numel(), chunk)])
+        return float(loss_fn(out, on_device(yt[rows])))
 
     def _forward(self, X):
         from sklearn.utils.validation import check_is_fitted
@@ -178,13 +216,18 @@ class _CNN1DBase(BaseEstimator):
         X = check_matrix(X, name="X", dtype=np.float32)
         if X.shape[1] != self.n_features_in_:
             raise ValueError(f"X has {X.shape[1]} pixels; the network was trained on {self.n_features_in_}")
-        net = self._module(torch)
+        try:
+            device = _resolve_device(torch, self.device)
+        except DeviceUnavailableError as exc:  # e.g. a model trained on a GPU, used where there is none
+            log.warning("%s; predicting on the CPU instead", exc)
+            device = "cpu"
+        net = self._module(torch).to(device)
         net.eval()
         out = []
         xs = torch.from_numpy(_standardise_rows(X)[:, None, :])
         with torch.no_grad():
             for start in range(0, X.shape[0], 1024):
-                out.append(net(xs[start:start + 1024]).numpy())
+                out.append(net(xs[start:start + 1024].to(device)).cpu().numpy())
         return np.concatenate(out, axis=0)
 
 
@@ -215,6 +258,11 @@ class CNN1DClassifier(ClassifierMixin, _CNN1DBase):
         Weight the loss by inverse class frequency.
     n_threads : int, optional
         PyTorch CPU threads while fitting (restored afterwards).
+    device : {"cpu", "cuda", "cuda:N", "auto"}
+        Where the network trains and predicts. ``"auto"`` takes CUDA when PyTorch
+        sees a GPU and the CPU otherwise; ``"cuda"`` without a GPU is an error.
+        Weights are stored as NumPy arrays either way, so a model trained on a
+        GPU is saved, loaded and used on a CPU-only machine.
     random_state : int, optional
     progress : bool
         Show a bar over epochs.

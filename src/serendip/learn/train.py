@@ -607,7 +607,8 @@ def train(X, y, algorithm: str = "auto", task: str | None = None, *, test_size: 
     feature_names : list of str, optional
     target_name : str, optional
     cnn_params : dict, optional
-        Parameters for the 1-D CNN (:class:`serendip.learn.CNN1DClassifier`).
+        Parameters for the 1-D CNN (:class:`serendip.learn.CNN1DClassifier`), e.g.
+        ``{"device": "cuda"}`` to train it on a GPU.
     model_params : dict, optional
         Fixed parameters for the final estimator of every candidate that accepts them
         (e.g. ``{"n_estimators": 50}`` for a quicker forest); they are removed from the search.
