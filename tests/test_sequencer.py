@@ -122,6 +122,40 @@ def test_knn_method_matches_exact_on_small_sequence():
     assert s.n_candidate_edges_ < 300 * 20  # O(N k) edges, not N^2
 
 
+@pytest.mark.parametrize("mode,method", [("improved", "exact"), ("faithful", "exact"), ("improved", "knn")])
+def test_duplicated_rows_give_a_valid_order(mode, method):
+    """Identical objects are at distance 0: they must stay linked, not break the spanning tree."""
+    import warnings
+
+    grid, flux, t = moving_line(60)
+    flux = np.vstack([flux, flux[[10, 10, 33]]])  # a row three times, another twice
+    t = np.concatenate([t, t[[10, 10, 33]]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # no divide-by-zero / overflow noise either
+        s = Sequencer(mode=mode, method=method, scales=[1, 2], n_neighbors=8, random_state=0,
+                      progress=False).fit(flux, grid)
+    np.testing.assert_array_equal(np.sort(s.order_), np.arange(63))
+    assert s.tree_.nnz == 62
+    assert rho(t, s.order_) >= 0.99
+    pos = s.position_
+    assert np.ptp(pos[[10, 60, 61]]) == 2 and abs(pos[33] - pos[62]) == 1  # the copies sit together
+
+
+def test_knn_accepts_a_generator_as_random_state():
+    grid, flux, t = moving_line(80)
+    a = Sequencer(scales=[1], method="knn", n_neighbors=8, random_state=np.random.default_rng(5),
+                  progress=False).fit(flux, grid)
+    b = Sequencer(scales=[1], method="knn", n_neighbors=8, random_state=np.random.default_rng(5),
+                  progress=False).fit(flux, grid)
+    np.testing.assert_array_equal(a.order_, b.order_)
+    assert rho(t, a.order_) >= 0.99
+
+
+def test_one_dimensional_input_is_a_clear_error():
+    with pytest.raises(ValueError, match="2-D array"):
+        Sequencer(progress=False).fit(np.ones(50))
+
+
 def _mixed_units_data():
     # two objects families: a line that moves and a continuum slope that is unrelated noise
     rng = np.random.default_rng(7)

@@ -136,3 +136,14 @@ def as_feature_matrix(X: Any, *, name: str = "X", **kwargs) -> np.ndarray:
     if hasattr(X, "iter_blocks") and not hasattr(X, "flux"):
         X = np.concatenate([b for _, b in iter_row_blocks(X)], axis=0)
     return check_matrix(X, name=name, **kwargs)
+
+
+def sklearn_random_state(random_state):
+    """``random_state`` in a form scikit-learn accepts (None, an int or a RandomState).
+
+    A :class:`numpy.random.Generator` is turned into one int drawn from it, so the
+    result is reproducible from the Generator's seed (and advances it once).
+    """
+    if isinstance(random_state, np.random.Generator):
+        return int(random_state.integers(0, 2**31 - 1))
+    return random_state

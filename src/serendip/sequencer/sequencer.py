@@ -55,7 +55,7 @@ import scipy.sparse as sp
 from sklearn.base import BaseEstimator
 
 from .._logging import get_logger, progress
-from .._validation import check_matrix, describe_positions, object_ids
+from .._validation import check_matrix, describe_positions, object_ids, sklearn_random_state
 from .distances import METRICS, chunk_bounds, default_scales, dense_distances, pair_distances, prepare
 from .trees import _TINY, Tree, mst_dense, mst_sparse, tree_from_edges
 
@@ -297,7 +297,10 @@ class Sequencer(BaseEstimator):
     def fit(self, X, grid=None, y=None):
         """Find the sequence. ``X``: array (N x M), Spectra or store; ``grid``: the M pixel positions."""
         t0 = time.perf_counter()
-        m_pix = X.n_pixels if hasattr(X, "n_pixels") else np.shape(X.flux if hasattr(X, "flux") else X)[1]
+        shape = None if hasattr(X, "n_pixels") else np.shape(X.flux if hasattr(X, "flux") else X)
+        if shape is not None and len(shape) != 2:
+            raise ValueError(f"the Sequencer needs a 2-D array (objects x pixels); got shape {shape}")
+        m_pix = X.n_pixels if shape is None else shape[1]
         metrics, scales = self._check_params(m_pix)
         flux, x, ids = prepare_input(X, grid, metrics, scales)
         n, m = flux.shape
@@ -312,7 +315,8 @@ class Sequencer(BaseEstimator):
         if method == "exact":
             backend = _ExactBackend(n, self.n_jobs)
         else:
-            rows, cols = knn_candidate_pairs(flux, x, n_neighbors=self.n_neighbors, random_state=self.random_state)
+            rows, cols = knn_candidate_pairs(flux, x, n_neighbors=self.n_neighbors,
+                                             random_state=sklearn_random_state(self.random_state))
             backend = _KnnBackend(n, rows, cols)
             self.n_candidate_edges_ = int(rows.size)
 
@@ -395,7 +399,9 @@ class Sequencer(BaseEstimator):
         us, vs, vals = [], [], []
         for (t, med), eta in zip(trees, weights):
             w = np.where(t.w > 0, t.w, _TINY)
-            contrib = eta * (1.0 / (w / med)) if improved else eta * (1.0 / w)
+            # identical objects (distance 0) get an infinite proximity here; handled below
+            with np.errstate(divide="ignore", over="ignore"):
+                contrib = eta * (1.0 / (w / med)) if improved else eta * (1.0 / w)
             us.append(t.u)
             vs.append(t.v)
             vals.append(contrib)
@@ -410,7 +416,11 @@ class Sequencer(BaseEstimator):
         order = np.argsort(np.concatenate([np.arange(c.size) * 2, np.arange(c.size) * 2 + 1]), kind="stable")
         np.add.at(P, inv[order], cc[order])
         P /= np.sum(weights)
-        D = 1.0 / P
+        # An infinite proximity (or one whose inverse underflows) is a zero distance: keep it as the
+        # smallest positive distance, since a stored zero would be read as "no edge" by the MST.
+        with np.errstate(divide="ignore"):
+            D = 1.0 / P
+        D[~(D > 0)] = _TINY
         rows, cols = np.divmod(uniq, n)
         G = sp.csr_matrix((D, (rows, cols)), shape=(n, n))
         fu, fv, fw = mst_sparse(G)
