@@ -164,13 +164,23 @@ def write_table(table, path: str | os.PathLike, *, overwrite: bool = True) -> Pa
 
 
 def read_table(path: str | os.PathLike):
-    """Read a table written by :func:`write_table` (or any FITS/Parquet/CSV/ECSV table)."""
-    from astropy.table import Table
+    """Read a table written by :func:`write_table` (or any FITS/Parquet/CSV/ECSV table).
 
+    A file that cannot be read as its suffix says raises ``ValueError`` naming it.
+    """
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"no such table: {path}")
     fmt = _table_format(path)
+    try:
+        return _read_table_as(path, fmt)
+    except (OSError, ValueError, UnicodeDecodeError) as exc:
+        raise ValueError(f"cannot read {path} as a {fmt} table: {exc}") from exc
+
+
+def _read_table_as(path: Path, fmt: str):
+    from astropy.table import Table
+
     if fmt == "ascii.csv":
         tab = Table.read(path, format="ascii.csv", comment="#")
         meta = {}

@@ -36,7 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Data-driven discovery in astronomical surveys. Weirdness: higher = weirder.",
     )
     parser.add_argument("--version", action="version", version=f"serendip {__version__}")
-    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
+    parser.add_argument("-v", "--verbose", action="count", default=0,
+                        help="debug log output (the default shows progress and INFO messages)")
     parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors; no progress bars")
     sub = parser.add_subparsers(dest="verb", metavar="VERB")
     for name in VERB_MODULES:
@@ -54,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``serendip`` console script; returns the exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    level = logging.WARNING if args.quiet else (logging.INFO if args.verbose < 2 else logging.DEBUG)
+    level = logging.WARNING if args.quiet else (logging.DEBUG if args.verbose else logging.INFO)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     if not getattr(args, "verb", None) or not hasattr(args, "func"):
         parser.print_help()
@@ -62,7 +63,8 @@ def main(argv: list[str] | None = None) -> int:
     args.progress = not args.quiet
     try:
         return int(args.func(args) or 0)
-    except (CLIError, FileNotFoundError, FileExistsError, ValueError) as exc:
+    except (CLIError, OSError, ValueError) as exc:
+        # OSError covers missing, unreadable or not-a-FITS files, directories given as files and busy ports
         print(f"serendip {args.verb}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -25,18 +25,9 @@ ID_LIKE = {"id", "objid", "specobjid", "ra", "dec", "run", "rerun", "camcol", "f
            "fiberid", "fiber", "name", "index", "linearobjectid", "source_file"}
 
 
-def read_any_table(path, *, query: str | None = None):
-    """Read a FITS/CSV(.gz)/ECSV/Parquet table into an astropy Table.
-
-    Column names are stripped of surrounding blanks. ``query`` (a pandas
-    query string such as ``"spec_class == 'GALAXY'"``) keeps matching rows.
-    """
+def _read_by_suffix(path: Path, name: str):
     from astropy.table import Table
 
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"no such table: {path}")
-    name = path.name.lower()
     if name.endswith((".csv", ".csv.gz", ".csv.bz2", ".tsv", ".txt")):
         import pandas as pd
 
@@ -55,6 +46,26 @@ def read_any_table(path, *, query: str | None = None):
         tab = Table.read(path, format="ascii.ecsv")
     else:
         raise ValueError(f"cannot read {path}: tables must be .fits, .csv(.gz), .ecsv or .parquet")
+    return tab
+
+
+def read_any_table(path, *, query: str | None = None):
+    """Read a FITS/CSV(.gz)/ECSV/Parquet table into an astropy Table.
+
+    Column names are stripped of surrounding blanks. ``query`` (a pandas
+    query string such as ``"spec_class == 'GALAXY'"``) keeps matching rows. A file that
+    cannot be read as its suffix says raises ``ValueError`` naming it.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"no such table: {path}")
+    name = path.name.lower()
+    try:
+        tab = _read_by_suffix(path, name)
+    except (OSError, ValueError, UnicodeDecodeError) as exc:
+        if isinstance(exc, ValueError) and str(exc).startswith(f"cannot read {path}"):
+            raise
+        raise ValueError(f"cannot read {path} as a table: {exc}") from exc
     for c in list(tab.colnames):
         if c != c.strip():
             tab.rename_column(c, c.strip())
@@ -163,8 +174,6 @@ def select_features(tab, target: str | None = None, features=None, colors: str |
     recipe : dict
         How to rebuild ``X`` from a new table (saved with the model).
     """
-    from astropy.table import Table
-
     if target is not None and target not in tab.colnames:
         raise ValueError(f"no target column {target!r} in the table; columns are {tab.colnames}")
     recipe: dict[str, Any] = {}

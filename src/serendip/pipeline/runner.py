@@ -110,6 +110,9 @@ class RunFolder:
                 (self.path / sub).mkdir(parents=True, exist_ok=True)
         elif not self.path.is_dir():
             raise FileNotFoundError(f"no such run folder: {self.path}")
+        elif not any((self.path / sub).is_dir() for sub in ("stages", "tables")):
+            raise ValueError(f"{self.path} is not a serendip run folder (no stages/ or tables/ inside); "
+                             "give the folder that `serendip run` or `serendip demo` wrote")
 
     def __repr__(self) -> str:
         return f"RunFolder({str(self.path)!r})"

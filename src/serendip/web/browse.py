@@ -278,8 +278,12 @@ def make_server(table, data=None, *, labels="labels.csv", top=200, host="127.0.0
     """
     from .._io import read_table
 
+    source = "the table"
     if not hasattr(table, "colnames"):
+        source = str(table)
         table = read_table(table)
+    if len(table) == 0:
+        raise ValueError(f"{source} has no rows: nothing to browse")
     opened = None
     if data is not None:
         from ..spectra import open_input

@@ -1,0 +1,63 @@
+"""The CLI turns unreadable inputs and impossible outputs into one-line errors (exit 2), never tracebacks."""
+from __future__ import annotations
+
+import socket
+
+import numpy as np
+import pytest
+
+from serendip.cli import main
+
+
+@pytest.fixture
+def garbage(tmp_path):
+    path = tmp_path / "garbage.fits"
+    path.write_text("this is not a FITS file\n")
+    return path
+
+
+@pytest.mark.parametrize("verb", [["detect"], ["embed"], ["cluster"], ["weird"]])
+def test_not_a_fits_file_is_named_in_a_one_line_error(verb, garbage, tmp_path, capsys):
+    rc = main(["-q", *verb, str(garbage), "-o", str(tmp_path / "out.csv")])
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert "garbage.fits" in err and "Traceback" not in err
+    assert not (tmp_path / "out.csv").exists()
+
+
+def test_learn_recommend_on_a_broken_table(garbage, capsys):
+    assert main(["-q", "learn", "recommend", str(garbage), "--target", "f0"]) == 2
+    assert "cannot read" in capsys.readouterr().err
+
+
+def test_demo_into_an_existing_file_is_an_error(tmp_path, capsys):
+    target = tmp_path / "afile"
+    target.write_text("x")
+    assert main(["-q", "demo", "--n", "20", "--out", str(target)]) == 2
+    assert "serendip demo: error" in capsys.readouterr().err
+    assert target.read_text() == "x"
+
+
+def test_report_refuses_a_folder_that_is_not_a_run(tmp_path, capsys):
+    (tmp_path / "notes.txt").write_text("hello")
+    assert main(["-q", "report", str(tmp_path)]) == 2
+    assert "not a serendip run folder" in capsys.readouterr().err
+    assert not (tmp_path / "report.html").exists()
+
+
+def test_browse_refuses_an_empty_table(tmp_path, capsys):
+    table = tmp_path / "empty.csv"
+    table.write_text("id,weirdness\n")
+    assert main(["-q", "browse", str(table), "--no-open", "--labels", str(tmp_path / "l.csv")]) == 2
+    assert "no rows" in capsys.readouterr().err
+
+
+def test_browse_on_a_busy_port(tmp_path, capsys):
+    table = tmp_path / "w.csv"
+    table.write_text("id,weirdness\n" + "\n".join(f"o{i},{v}" for i, v in enumerate(np.linspace(0, 1, 5))) + "\n")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        assert main(["-q", "browse", str(table), "--port", str(port), "--no-open", "--labels", str(tmp_path / "l.csv")]) == 2
+    assert "serendip browse: error" in capsys.readouterr().err
