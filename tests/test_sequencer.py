@@ -259,6 +259,10 @@ def test_bad_inputs_are_explained():
         Sequencer(metrics=["cosine"], progress=False).fit(flux, grid)
     with pytest.raises(ValueError, match="scale 60"):
         Sequencer(scales=[60], progress=False).fit(flux, grid)
+    with pytest.raises(ValueError, match=r"whole numbers; got \[2.7\]"):
+        Sequencer(scales=[1, 2.7], progress=False).fit(flux, grid)
+    with pytest.raises(ValueError, match="n_neighbors must be at least 1"):
+        Sequencer(method="knn", n_neighbors=0, progress=False).fit(flux, grid)
 
 
 # ----------------------------------------------------------------------------- real data

@@ -285,7 +285,13 @@ class Sequencer(BaseEstimator):
             raise ValueError(f"mode must be 'improved' or 'faithful', got {self.mode!r}")
         if self.method not in ("auto", "exact", "knn"):
             raise ValueError(f"method must be 'auto', 'exact' or 'knn', got {self.method!r}")
+        if self.scales is not None:
+            bad = [s for s in self.scales if not float(s).is_integer()]
+            if bad:
+                raise ValueError(f"scales are numbers of chunks and must be whole numbers; got {bad}")
         scales = default_scales(m) if self.scales is None else [int(s) for s in self.scales]
+        if int(self.n_neighbors) < 1:
+            raise ValueError(f"n_neighbors must be at least 1, got {self.n_neighbors!r}")
         for s in scales:
             if s < 1 or s >= m:
                 raise ValueError(f"scale {s} must be >= 1 and smaller than the number of pixels ({m})")
