@@ -139,10 +139,13 @@ def as_feature_matrix(X: Any, *, name: str = "X", **kwargs) -> np.ndarray:
 
 
 def sklearn_random_state(random_state):
-    """``random_state`` in a form scikit-learn accepts (None, an int or a RandomState).
+    """``random_state`` in a form scikit-learn accepts: None, an int or a ``RandomState``.
 
-    A :class:`numpy.random.Generator` is turned into one int drawn from it, so the
-    result is reproducible from the Generator's seed (and advances it once).
+    A :class:`numpy.random.Generator` is replaced by one int drawn from it
+    (``integers(0, 2**31 - 1)``), so a Generator made with a given seed gives the
+    same result every time; the Generator is advanced once per call. Call this once
+    per ``fit`` and pass the result on. Anything else is returned unchanged
+    (scikit-learn validates it).
     """
     if isinstance(random_state, np.random.Generator):
         return int(random_state.integers(0, 2**31 - 1))

@@ -136,11 +136,15 @@ def compare_detectors(X, labels, detectors=DEFAULT_DETECTORS, *, k: int = 100, p
         Which objects are anomalous; see the module docstring for label kinds.
     detectors : sequence of str or WeirdnessDetector
         Names for :func:`serendip.outliers.make_detector` (``"iforest"``, ``"lof"``,
-        ``"knn"``, ``"pca"``, ``"ensemble"``, ``"urf"``) or unfitted instances.
+        ``"knn"``, ``"pca"``, ``"ensemble"``, ``"urf"``) or instances. Instances are
+        cloned (:func:`sklearn.base.clone`) before fitting, so the caller's objects are
+        not changed. Each detector is labelled by its ``detector_name``; when that
+        label is taken, the second gets ``"-2"`` appended, the third ``"-3"`` and so on
+        (``"knn"``, ``"knn-2"``), in the table, the scores and ``meta['detector_params']``.
     k : int
         Size of the top list for precision@k and recall@k.
     params : dict, optional
-        ``{name: {param: value}}`` per detector.
+        ``{name: {param: value}}`` per detector built from a name (keyed by that name).
     scale : {None, "standard", "robust"}, optional
         Feature scaling for every detector built from a name (unless in ``params``).
     random_state, n_jobs
@@ -152,6 +156,8 @@ def compare_detectors(X, labels, detectors=DEFAULT_DETECTORS, *, k: int = 100, p
     return_scores : bool
         Also return ``{detector: weirdness array}``.
     progress : bool
+        Progress bars, the detectors' included (``False`` is also set on cloned
+        instances that take a ``progress`` parameter).
 
     Returns
     -------
@@ -163,6 +169,8 @@ def compare_detectors(X, labels, detectors=DEFAULT_DETECTORS, *, k: int = 100, p
     """
     from astropy.table import Table
 
+    from sklearn.base import clone
+
     from .._version import __version__
     from ..outliers.baselines import _accepted, make_detector
 
@@ -172,15 +180,24 @@ def compare_detectors(X, labels, detectors=DEFAULT_DETECTORS, *, k: int = 100, p
     if not isinstance(k, (int, np.integer)) or k < 1:
         raise ValueError(f"k must be a positive integer; got {k!r}")
     params = dict(params or {})
+    if isinstance(detectors, str) or not hasattr(detectors, "__iter__"):
+        raise ValueError(f"detectors must be a sequence of names or detector instances; got {detectors!r}")
     rows, scores, used = [], {}, {}
     for det in _progress(list(detectors), desc="detectors", enabled=progress):
         if isinstance(det, str):
-            name = det
+            base = det
             common = {"scale": scale, "random_state": random_state, "n_jobs": n_jobs, "progress": progress}
-            kw = {**_accepted(name, common), **params.get(name, {})}
-            est = make_detector(name, **kw)
+            kw = {**_accepted(base, common), **params.get(base, {})}
+            est = make_detector(base, **kw)
         else:
-            est, name = det, getattr(det, "detector_name", type(det).__name__)
+            base = getattr(det, "detector_name", type(det).__name__)
+            est = clone(det)
+            if not progress and "progress" in est.get_params(deep=False):
+                est.set_params(progress=False)
+        name, i = base, 1
+        while name in scores:
+            i += 1
+            name = f"{base}-{i}"
         t0 = time.perf_counter()
         w = np.asarray(est.fit(features).weirdness_, dtype=np.float64)
         seconds = time.perf_counter() - t0

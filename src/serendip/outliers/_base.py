@@ -10,7 +10,9 @@ from __future__ import annotations
 import numpy as np
 from sklearn.base import BaseEstimator
 
-__all__ = ["WeirdnessDetector"]
+from .._validation import sklearn_random_state
+
+__all__ = ["WeirdnessDetector", "sklearn_random_state"]
 
 
 class WeirdnessDetector(BaseEstimator):

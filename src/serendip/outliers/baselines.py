@@ -33,7 +33,7 @@ from sklearn.base import clone
 
 from .._logging import get_logger
 from .._validation import as_feature_matrix
-from ._base import WeirdnessDetector
+from ._base import WeirdnessDetector, sklearn_random_state
 
 __all__ = ["IsolationForestDetector", "LocalOutlierFactorDetector", "KNNDistanceDetector",
            "PCAReconstructionDetector", "RankAverageEnsemble", "make_detector", "DETECTORS",
@@ -95,7 +95,8 @@ class IsolationForestDetector(_SklearnBaseline):
     max_features : int or float, default 1.0
     scale : {None, "standard", "robust"}
         Irrelevant for the forest itself (splits are per feature) but accepted for symmetry.
-    random_state : int, RandomState or None
+    random_state : int, RandomState, numpy Generator or None
+        A Generator is turned into one int seed drawn from it at each ``fit``.
     n_jobs : int or None
     """
 
@@ -116,7 +117,8 @@ class IsolationForestDetector(_SklearnBaseline):
 
         Xs = self._prepare_fit(X)
         self.estimator_ = IsolationForest(n_estimators=self.n_estimators, max_samples=self.max_samples,
-                                          max_features=self.max_features, random_state=self.random_state,
+                                          max_features=self.max_features,
+                                          random_state=sklearn_random_state(self.random_state),
                                           n_jobs=self.n_jobs).fit(Xs)
         self.weirdness_ = -self.estimator_.score_samples(Xs)
         return self
@@ -144,6 +146,16 @@ class LocalOutlierFactorDetector(_SklearnBaseline):
     p : float, default 2
     scale : {None, "standard", "robust"}
     n_jobs : int or None
+
+    Notes
+    -----
+    Duplicated objects: LOF assumes that no two objects coincide (Breunig et al.
+    2000). When an object appears more than ``n_neighbors`` times, the
+    reachability distances among its copies are 0, their local reachability
+    density in scikit-learn is ``1 / 1e-10``, and objects with those copies
+    among their neighbours get factors around 1e10. Such values say "next to a stack of duplicates", not "1e10 times
+    weirder"; drop exact duplicates first (e.g. ``np.unique(X, axis=0)``) or use
+    the rank of the score (as :class:`RankAverageEnsemble` does).
     """
 
     detector_name = "lof"
@@ -232,14 +244,31 @@ class PCAReconstructionDetector(_SklearnBaseline):
 
     Parameters
     ----------
-    n_components : int or float, default 0.95
+    n_components : int, float or None, default 0.95
         Number of components, or (a float in (0, 1)) the fraction of variance to keep.
+        An int must lie in ``[1, min(n_objects, n_features) - 1]``. Whatever is
+        asked, at most ``min(n_objects, n_features) - 1`` components are kept
+        (but at least 1): with every component kept, each object is
+        reconstructed exactly and the residuals are floating-point noise with
+        an arbitrary ranking. So when a fraction (or None) would keep every
+        component, which happens on low-dimensional or nearly isotropic data,
+        one component fewer is kept and a warning is logged; the fitted number
+        is ``n_components_``.
     whiten : bool, default False
     scale : {None, "standard", "robust"}
-    random_state : int or None
-        Used by the randomized SVD solver on large inputs.
+    random_state : int, RandomState, numpy Generator or None
+        Used by the randomized SVD solver on large inputs. A Generator is
+        turned into one int seed drawn from it at each ``fit``.
     block_size : int, default 8192
         Objects scored per block (bounds the memory of the residuals).
+
+    Attributes
+    ----------
+    estimator_ : sklearn.decomposition.PCA
+    n_components_ : int
+        Number of principal components kept.
+    weirdness_ : ndarray of shape (n_objects,)
+        Mean squared residual of each training object, **higher = weirder**.
     """
 
     detector_name = "pca"
@@ -263,8 +292,21 @@ class PCAReconstructionDetector(_SklearnBaseline):
             if not 1 <= n_comp <= max(limit, 1):
                 raise ValueError(f"PCAReconstructionDetector: n_components={n_comp} must be between 1 and "
                                  f"min(n_objects, n_features) - 1 = {limit} for X of shape {Xs.shape}")
-        self.estimator_ = PCA(n_components=n_comp, whiten=self.whiten,
-                              random_state=self.random_state).fit(Xs)
+        seed = sklearn_random_state(self.random_state)
+        self.estimator_ = PCA(n_components=n_comp, whiten=self.whiten, random_state=seed).fit(Xs)
+        rank = _pca_rank(self.estimator_, Xs.shape)
+        cap = max(rank - 1, 1)
+        if self.estimator_.n_components_ > cap:
+            # every non-zero direction kept: exact reconstruction, the residuals are rounding noise
+            log.warning("PCAReconstructionDetector: n_components=%r keeps %d components, which reconstruct X "
+                        "(shape %s, rank %d) exactly, so every residual would be rounding noise; keeping %d "
+                        "component(s) instead", n_comp, self.estimator_.n_components_, Xs.shape, rank, cap)
+            self.estimator_ = PCA(n_components=cap, whiten=self.whiten, svd_solver="full",
+                                  random_state=seed).fit(Xs)
+        if rank <= 1:
+            log.warning("PCAReconstructionDetector: X (shape %s) has rank %d, so one component reconstructs it "
+                        "exactly and every weirdness is ~0; use more features (or objects)", Xs.shape, rank)
+        self.n_components_ = int(self.estimator_.n_components_)
         self.weirdness_ = self._residual(Xs)
         return self
 
@@ -279,6 +321,27 @@ class PCAReconstructionDetector(_SklearnBaseline):
     def score_samples(self, X) -> np.ndarray:
         """Mean squared reconstruction residual of new objects (higher = weirder)."""
         return self._residual(self._prepare_score(X))
+
+
+def _pca_rank(pca, shape) -> int:
+    """Number of principal directions of a fitted ``PCA`` that carry more than rounding-level variance.
+
+    A component counts when its variance exceeds ``v_max * max(shape) * eps`` (``v_max`` the
+    largest variance): below that, scikit-learn's solvers (``covariance_eigh`` works on the
+    covariance, so its precision is relative to the variance) return rounding noise. Only the
+    kept components' variances are stored; those left out are known to be noise when their
+    mean (``noise_variance_``) is below the same tolerance.
+    """
+    var = np.asarray(pca.explained_variance_, dtype=np.float64)
+    if var.size == 0 or not var[0] > 0:
+        return 0
+    tol = var[0] * max(shape) * np.finfo(np.float64).eps
+    rank = int(np.sum(var > tol))
+    if rank < var.size or var.size >= min(shape):
+        return rank
+    if float(pca.noise_variance_) <= tol:
+        return rank  # the components left out carry no variance
+    return min(shape)  # more directions than the kept ones
 
 
 class RankAverageEnsemble(WeirdnessDetector):
@@ -298,21 +361,40 @@ class RankAverageEnsemble(WeirdnessDetector):
         One weight per detector (default equal).
     scale : {None, "standard", "robust"}, optional
         Passed to every member built from a name (instances keep their own).
-    random_state, n_jobs
-        Passed to members built from a name that accept them.
+    random_state : int, RandomState, numpy Generator or None
+        Passed to members built from a name that accept it. A Generator is
+        turned into one int seed drawn from it at each ``fit``, and that seed
+        is given to every such member.
+    n_jobs : int or None
+        Passed to members built from a name that accept it.
+    progress : bool, default True
+        Progress bars of the members that show them (the random forest).
+        ``False`` also silences the members given as instances.
+
+    Attributes
+    ----------
+    estimators_ : list of WeirdnessDetector
+        The fitted members.
+    weights_ : ndarray
+        The normalised weights.
+    sorted_scores_ : list of ndarray
+        Each member's sorted training scores (the reference for the rank fractions).
+    weirdness_ : ndarray of shape (n_objects,)
+        Mean rank fraction, in (0, 1], **higher = weirder**.
     """
 
     detector_name = "ensemble"
 
     def __init__(self, detectors: Sequence = ("iforest", "lof", "knn", "pca"), weights=None, scale=None,
-                 random_state=None, n_jobs=None):
+                 random_state=None, n_jobs=None, progress: bool = True):
         self.detectors = detectors
         self.weights = weights
         self.scale = scale
         self.random_state = random_state
         self.n_jobs = n_jobs
+        self.progress = progress
 
-    def _members(self) -> list:
+    def _members(self, random_state=None) -> list:
         if isinstance(self.detectors, (str, WeirdnessDetector)) or len(self.detectors) == 0:
             raise ValueError("RankAverageEnsemble needs a non-empty list of detectors (names or instances)")
         out = []
@@ -320,16 +402,20 @@ class RankAverageEnsemble(WeirdnessDetector):
             if isinstance(d, str):
                 if d == "ensemble":
                     raise ValueError("an ensemble cannot contain 'ensemble'")
-                common = {"scale": self.scale, "random_state": self.random_state, "n_jobs": self.n_jobs}
+                common = {"scale": self.scale, "random_state": random_state, "n_jobs": self.n_jobs,
+                          "progress": self.progress}
                 out.append(make_detector(d, **_accepted(d, common)))
             else:
-                out.append(clone(d))
+                member = clone(d)
+                if not self.progress and "progress" in member.get_params(deep=False):
+                    member.set_params(progress=False)
+                out.append(member)
         return out
 
     def fit(self, X, y=None):
         """Fit every member on ``X`` and set ``weirdness_`` = mean rank fraction (higher = weirder)."""
         X = as_feature_matrix(X, name="X", min_rows=2)
-        members = self._members()
+        members = self._members(sklearn_random_state(self.random_state))
         w = np.ones(len(members)) if self.weights is None else np.asarray(self.weights, dtype=float)
         if w.shape != (len(members),) or np.any(w < 0) or w.sum() <= 0:
             raise ValueError(f"weights must be {len(members)} non-negative numbers with a positive sum; "

@@ -80,6 +80,22 @@ def _as_row_chunked(X, chunk_rows: int):
     return da.from_array(X, chunks=(chunk_rows, -1)), snr
 
 
+def _quiet_copy(detector):
+    """A shallow copy of ``detector`` with progress bars off, in it and in its fitted sub-detectors.
+
+    The sub-detectors (``strata_models_`` of a URF fitted with S/N strata, ``estimators_``
+    of an ensemble) are copied too, so the caller's objects are left unchanged.
+    """
+    out = copy.copy(detector)
+    if hasattr(out, "progress"):
+        out.progress = False
+    for name in ("strata_models_", "estimators_"):
+        members = getattr(out, name, None)
+        if isinstance(members, list) and members and all(hasattr(m, "score_samples") for m in members):
+            setattr(out, name, [_quiet_copy(m) for m in members])
+    return out
+
+
 def score_samples_dask(detector, X, *, chunk_rows: int = 20_000, snr=None):
     """Weirdness of many objects (higher = weirder), computed block by block with Dask.
 
@@ -109,9 +125,7 @@ def score_samples_dask(detector, X, *, chunk_rows: int = 20_000, snr=None):
         raise ValueError(f"chunk_rows must be >= 1, got {chunk_rows}")
     if not hasattr(detector, "score_samples"):
         raise TypeError(f"{type(detector).__name__} has no score_samples: pass a fitted serendip detector")
-    worker_copy = copy.copy(detector)
-    if hasattr(worker_copy, "progress"):
-        worker_copy.progress = False
+    worker_copy = _quiet_copy(detector)
     Xd, meta_snr = _as_row_chunked(X, chunk_rows)
     n_expected = getattr(detector, "n_features_in_", None)
     if n_expected is not None and Xd.shape[1] != n_expected:

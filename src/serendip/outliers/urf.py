@@ -96,7 +96,7 @@ from sklearn.utils import check_random_state
 
 from .._logging import get_logger, progress
 from .._validation import describe_positions, iter_row_blocks, n_rows, object_ids
-from ._base import WeirdnessDetector
+from ._base import WeirdnessDetector, sklearn_random_state
 from ._leaves import (LeafIndex, MergedForest, apply_block, effective_n_jobs, good_counts, leaf_populations,
                       similarity_sums)
 from .similarity import ForestSimilarity, topk_rows
@@ -159,9 +159,12 @@ class _Source:
             yield start, self._clean(block, start, impute)
 
     def _clean(self, block, start, impute):
+        """Check and convert ``block``; ``start`` is its first row, or the array of its rows."""
         block = np.asarray(block)
+        rows = None if isinstance(start, (int, np.integer)) else np.asarray(start, dtype=np.int64)
         if block.ndim != 2 or block.shape[1] != self.n_features:
-            raise ValueError(f"{self.name}: rows from {start} have shape {block.shape}; "
+            where = f"rows from {start}" if rows is None else f"rows {describe_positions(rows)}"
+            raise ValueError(f"{self.name}: {where} have shape {block.shape}; "
                              f"expected {self.n_features} features")
         if block.dtype.kind not in "fiub":
             raise ValueError(f"{self.name} must be numeric; found dtype {block.dtype}")
@@ -171,9 +174,10 @@ class _Source:
             if impute is None:
                 r, c = np.nonzero(bad)
                 ids = self.ids
+                pos = r + start if rows is None else rows[r]
                 raise ValueError(
                     f"{self.name} contains NaN or infinite values at "
-                    f"{describe_positions(r + start, c, ids)}; {_FIX}")
+                    f"{describe_positions(pos, c, ids)}; {_FIX}")
             block = np.where(bad, impute[None, :], block).astype(np.float32)
         return block
 
@@ -184,7 +188,7 @@ class _Source:
             out = np.empty((rows.size, self.n_features), dtype=np.float32)
             for s in range(0, rows.size, block_size):
                 r = rows[s:s + block_size]
-                out[s:s + r.size] = self._clean(self.obj[r], int(r[0]), impute)
+                out[s:s + r.size] = self._clean(self.obj[r], r, impute)
             return out
         parts = []
         for start, block in self.blocks(block_size, impute):
@@ -254,9 +258,11 @@ class UnsupervisedRandomForest(WeirdnessDetector):
         Rows per block when reading, applying and scoring.
     n_jobs : int or None
         Threads for fitting (scikit-learn) and for applying the trees.
-    random_state : int, Generator, RandomState or None
+    random_state : int, numpy Generator, RandomState or None
+        A Generator is turned into one int seed drawn from it at each ``fit``
+        (so a Generator made with a given seed gives the same forest).
     progress : bool, default True
-        Show tqdm progress bars.
+        Show tqdm progress bars (also those of the S/N strata's forests).
 
     Attributes
     ----------
@@ -385,7 +391,7 @@ class UnsupervisedRandomForest(WeirdnessDetector):
         if self.snr_strata is not None:
             return self._fit_strata(src, snr)
         t0 = time.perf_counter()
-        rs = check_random_state(self.random_state)
+        rs = check_random_state(sklearn_random_state(self.random_state))
         n, F = src.n, src.n_features
         self.n_features_in_ = F
         self.n_train_ = n
@@ -734,12 +740,15 @@ class UnsupervisedRandomForest(WeirdnessDetector):
         else:
             edges = np.sort(np.asarray(self.snr_strata, dtype=float).ravel())
         stratum = np.searchsorted(edges, snr, side="right")
-        rs = check_random_state(self.random_state)
+        rs = check_random_state(sklearn_random_state(self.random_state))
         params = self.get_params(deep=False)
         params.update(snr_strata=None)
         models, w_raw = [], np.empty(src.n)
         self.n_features_in_ = src.n_features
         self.n_train_ = src.n
+        # one pass over all objects first, so that non-finite values and constant columns are
+        # reported with the row numbers and ids of X, not of a stratum's subset
+        self._scan(src)
         for s in range(edges.size + 1):
             rows = np.flatnonzero(stratum == s)
             if rows.size < 2:
@@ -747,7 +756,11 @@ class UnsupervisedRandomForest(WeirdnessDetector):
                                  "use fewer strata")
             params["random_state"] = int(rs.randint(0, np.iinfo(np.int32).max))
             model = UnsupervisedRandomForest(**params)
-            model.fit(src.take(rows, self.block_size, None) if not self.impute else _take_raw(src, rows))
+            Xs = src.take(rows, self.block_size, None) if not self.impute else _take_raw(src, rows)
+            try:
+                model.fit(Xs)
+            except ValueError as exc:
+                raise ValueError(f"S/N stratum {s} ({rows.size} objects, edges {edges.tolist()}): {exc}") from exc
             models.append(model)
             w_raw[rows] = model.weirdness_
         self.snr_edges_ = edges
