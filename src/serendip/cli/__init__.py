@@ -68,8 +68,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"serendip {args.verb}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"serendip {args.verb}: interrupted; finished outputs are kept, partial ones removed",
-              file=sys.stderr)
+        kept = ("; the unfinished store is kept, and re-running the same command resumes it"
+                if args.verb == "ingest" else "; partial ones removed")
+        print(f"serendip {args.verb}: interrupted; finished outputs are kept{kept}", file=sys.stderr)
         return 130
 
 

@@ -8,11 +8,23 @@ in this order)::
       -> normalize -> fill_masked -> SpectraStore.append
 
 Bad inputs never stop a run: a file that is not FITS, is truncated, lacks an
-HDU, has no finite pixel, or is an exact duplicate of another input (same
-SHA-256), and an object with no redshift (in the rest frame), too few usable
-pixels or no overlap with the grid, is skipped and listed with its reason in
-the store's ``rejected`` table and in ``<store stem>.rejected.csv`` next to
-the store. :func:`ingest` raises only when *nothing* could be read.
+HDU, has no finite pixel, has a redshift column that is not numeric (``N/A``)
+or a metadata column that cannot be stored with the other files' (text in
+``z``, ``ra``, ...; see "Metadata types" in :mod:`serendip.spectra.store`),
+or is an exact duplicate of another input (same SHA-256), and an object with
+no redshift (in the rest frame), too few usable pixels, no overlap with the
+grid, or the id of a spectrum already stored (the same spectrum reached twice,
+e.g. one SDSS plate-MJD-fiber in two files: the first one stored is kept), is
+skipped and listed with its reason in the store's ``rejected`` table and in
+``<store stem>.rejected.csv`` next to the store. :func:`ingest` raises only
+when *nothing* could be read.
+
+Appending and resuming
+----------------------
+Inputs already stored (same SHA-256) are skipped; inputs that were rejected
+before are tried again, and their old rejection rows are replaced by the new
+outcome. The grid and processing settings must be those the store was made
+with (see :meth:`serendip.spectra.store.SpectraStore.create`).
 
 Default grid
 ------------
@@ -46,7 +58,7 @@ from .lines import SKY_LINES
 from .preprocess import (DEFAULT_AND_MASK_BITS, _mask_core, _snr_core, and_mask_value, fill_masked,
                          normalize as _normalize)
 from .resample import _describe_grid, _grid_values, make_grid, resample_many
-from .store import SpectraStore, partial_path
+from .store import MetaSchema, MetaTypeError, SpectraStore, partial_path
 
 __all__ = ["ingest", "IngestResult", "expand_inputs", "default_grid", "rejected_path"]
 
@@ -78,6 +90,12 @@ class IngestResult:
     rejected_path : Path or None
         The sidecar CSV copy of the store's rejected table.
     seconds : float
+    duplicate_ids : list of str
+        Ids of spectra skipped because a spectrum with the same id was already
+        stored (they are also in ``rejected``).
+    notes : list of str
+        Warnings about the data, e.g. a metadata column stored as text because
+        files disagree on its type.
     """
 
     path: Path
@@ -91,6 +109,8 @@ class IngestResult:
     rejected_path: Path | None = None
     seconds: float = 0.0
     extra: dict = field(default_factory=dict)
+    duplicate_ids: list = field(default_factory=list)
+    notes: list = field(default_factory=list)
 
     def summary(self) -> str:
         g = self.grid
@@ -98,6 +118,11 @@ class IngestResult:
                  f"{g['wmin']:.1f}–{g['wmax']:.1f} Å",
                  f"read {self.n_read} spectra from {self.n_files_used} of {self.n_files} files in {self.seconds:.1f} s"
                  + (f"; {self.n_skipped} files already in the store were skipped" if self.n_skipped else "")]
+        if self.duplicate_ids:
+            shown = ", ".join(self.duplicate_ids[:5]) + (", …" if len(self.duplicate_ids) > 5 else "")
+            lines.append(f"skipped {len(self.duplicate_ids)} spectra whose id was already stored (duplicates, "
+                         f"listed as rejected): {shown}")
+        lines += [f"note: {n}" for n in self.notes]
         if len(self.rejected):
             reasons: dict[str, int] = {}
             for r in self.rejected["reason"]:
@@ -172,13 +197,69 @@ def _usable(s: Spectra) -> np.ndarray:
     return ~s.mask & (s.ivar > 0)
 
 
+def _redshifts(meta: Table, z_column: str) -> np.ndarray:
+    """The redshifts as floats (NaN where missing or blank).
+
+    Raises
+    ------
+    ValueError
+        If the column holds text that is not a number (e.g. ``N/A``); the
+        message names the column, the values and the objects.
+    """
+    n = len(meta)
+    if z_column not in meta.colnames:
+        return np.full(n, np.nan)
+    col = meta[z_column]
+    if np.ndim(col) != 1:
+        raise ValueError(f"the redshift column {z_column!r} is not one value per object (shape {np.shape(col)})")
+    mask = np.ma.getmaskarray(col) if np.ma.isMaskedArray(col) else np.zeros(n, dtype=bool)
+    raw = np.asarray(col)
+    if raw.dtype.kind in "biuf":
+        z = raw.astype(np.float64)
+    else:
+        z = np.full(n, np.nan)
+        bad = []
+        for k, v in enumerate(raw):
+            text = (v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v)).strip()
+            if mask[k] or not text:
+                continue
+            try:
+                z[k] = float(text)
+            except ValueError:
+                bad.append(k)
+        if bad:
+            ids = meta["id"] if "id" in meta.colnames else np.arange(n).astype(str)
+            shown = ", ".join(f"{str(raw[k])!r} (object {ids[k]})" for k in bad[:3])
+            raise ValueError(f"the redshift column {z_column!r} is not numeric: {shown}"
+                             + (f" and {len(bad) - 3} more" if len(bad) > 3 else ""))
+    z[mask] = np.nan
+    return z
+
+
 def default_grid(files, *, kind: str = "log", wmin=None, wmax=None, npix=None, rest_frame: bool = True,
                  mask_bits=DEFAULT_AND_MASK_BITS, coverage_fraction: float = 0.8, sample: int = 200,
-                 format: str | None = None):
+                 format: str | None = None, z_column: str = "z"):
     """Choose a common grid from the inputs themselves (see the module docstring).
 
-    Returns the grid (Quantity, Å). Files that cannot be read are ignored here
-    (ingest reports them).
+    Parameters
+    ----------
+    files : list of path
+        The inputs; up to ``sample`` of them are read.
+    kind, wmin, wmax, npix, rest_frame, mask_bits, coverage_fraction, format, z_column
+        As in :func:`ingest`.
+    sample : int
+        How many inputs to look at.
+
+    Returns
+    -------
+    Quantity (Å)
+        The grid. Files that cannot be read, or whose redshift column is not
+        numeric, are ignored here (ingest reports them).
+
+    Raises
+    ------
+    ValueError
+        If none of the sampled files could be used.
     """
     if wmin is not None and wmax is not None and npix is not None:
         return make_grid(kind, float(wmin), float(wmax), int(npix))
@@ -190,6 +271,7 @@ def default_grid(files, *, kind: str = "log", wmin=None, wmax=None, npix=None, r
         try:
             s = read_spectra(f, format=format)
             s.mask, s.ivar, _ = _mask_core(s, mask_bits, False, 4.0, SKY_LINES)
+            z = _redshifts(s.meta, z_column) if rest_frame else np.zeros(len(s))
         except (SpectraReadError, ValueError, OSError) as exc:
             failures.append(f"{Path(f).name}: {getattr(exc, 'reason', exc)}")
             continue
@@ -197,10 +279,7 @@ def default_grid(files, *, kind: str = "log", wmin=None, wmax=None, npix=None, r
         use = _usable(s)
         has = use.any(axis=1)
         if rest_frame:
-            z = np.asarray(s.meta["z"], dtype=float) if "z" in s.meta.colnames else np.full(len(s), np.nan)
             has &= np.isfinite(z) & (z > -1)
-        else:
-            z = np.zeros(len(s))
         if not has.any():
             failures.append(f"{Path(f).name}: no usable pixels" + (" or no redshift" if rest_frame else ""))
             continue
@@ -235,6 +314,30 @@ def default_grid(files, *, kind: str = "log", wmin=None, wmax=None, npix=None, r
     wmax = float(auto_max) if wmax is None else float(wmax)
     step = float(np.median(steps))
     return make_grid(kind, wmin, wmax, npix=None if npix is None else int(npix), step=step)
+
+
+def _stored_ids(store: SpectraStore) -> dict[str, str]:
+    """Id -> source file name of every spectrum already in ``store`` (to skip the same spectrum reached twice)."""
+    meta = store.meta
+    if "id" not in meta.colnames:
+        return {}
+    ids = np.asarray(meta["id"]).astype(str)
+    src = (np.asarray(meta["source_file"]).astype(str) if "source_file" in meta.colnames
+           else np.full(len(ids), ""))
+    out: dict[str, str] = {}
+    for i, f in zip(ids, src):
+        out.setdefault(i, f)
+    return out
+
+
+def _generated_id_hint(obj_id: str, path: str) -> str:
+    """A hint when an id was made from the file name (``<stem>:<row>``), so two same-named files collide."""
+    stem = Path(path).name.split(".")[0]
+    head, _, row = obj_id.rpartition(":")
+    if head == stem and row.isdigit():
+        return ("; this id was made from the file name because the file has no id column: give files with "
+                "different spectra different names or an id column")
+    return ""
 
 
 def ingest(inputs, output, grid="log", wmin=None, wmax=None, npix=None, rest_frame: bool = True,
@@ -279,12 +382,14 @@ def ingest(inputs, output, grid="log", wmin=None, wmax=None, npix=None, rest_fra
         Force a reader (see :func:`serendip.spectra.io.supported_formats`).
     if_exists : {"error", "overwrite", "append"}
         What to do when ``output`` exists. ``"append"`` adds only inputs whose
-        SHA-256 is not in the store yet, on the store's own grid unless a grid
-        is given; ``"error"`` (default) refuses, so a repeated run can never
-        duplicate rows.
+        SHA-256 is not in the store yet (inputs rejected before are tried
+        again), on the store's own grid unless a grid is given, and only with
+        the settings the store was made with; ``"error"`` (default) refuses,
+        so a repeated run can never duplicate rows.
     resume : bool
-        Continue an interrupted run (its hidden partial store) instead of
-        starting over; files already committed are skipped by hash.
+        Continue an interrupted run (its hidden partial store, kept after
+        Ctrl-C) instead of starting over; files already committed are skipped
+        by hash. The settings must be those of the interrupted run.
     min_good_fraction : float
         Reject objects with fewer usable native pixels after masking.
     min_coverage : float
@@ -303,8 +408,21 @@ def ingest(inputs, output, grid="log", wmin=None, wmax=None, npix=None, rest_fra
     ValueError
         If no spectrum at all could be read (the message gives the first
         reasons); no store or partial file is left behind in that case.
+        Also when appending or resuming with a grid or settings different
+        from the store's (the message lists them, old and new).
     FileExistsError
         If ``output`` exists and ``if_exists="error"``.
+
+    Notes
+    -----
+    Metadata columns keep one type across files (see "Metadata types" in
+    :mod:`serendip.spectra.store`): integer-looking values in one file and
+    decimals in another are all stored as float64, never truncated; a column
+    with text in some files and numbers in others is stored as text (with a
+    note in the result), except numeric columns such as ``z``, ``ra``,
+    ``dec`` or ``snr``, where a file with text values is rejected, its reason
+    naming the column. Spectra whose id is already in the store (or earlier in
+    this run) are skipped and listed as rejected ("duplicate id").
     """
     t0 = time.perf_counter()
     output = Path(output)
@@ -326,7 +444,7 @@ def ingest(inputs, output, grid="log", wmin=None, wmax=None, npix=None, rest_fra
     elif isinstance(grid, str):
         grid_q = default_grid(files, kind=grid, wmin=wmin, wmax=wmax, npix=npix, rest_frame=rest_frame,
                               mask_bits=mask_bits, coverage_fraction=coverage_fraction, sample=grid_sample,
-                              format=format)
+                              format=format, z_column=z_column)
     else:
         grid_q = grid
     grid_w = _grid_values(grid_q)
@@ -338,20 +456,56 @@ def ingest(inputs, output, grid="log", wmin=None, wmax=None, npix=None, rest_fra
     store = SpectraStore.create(output, grid_w, provenance={"serendip_version": __version__, "ingest": params,
                                                            "rest_frame": bool(rest_frame)},
                                 if_exists=if_exists, resume=resume)
+    numeric = [z_column] if rest_frame else []
     try:
-        done = store.input_hashes | {h for h in store.rejected["sha256"] if h}
+        done = store.input_hashes  # only inputs that are stored: rejected ones are tried again
+        n_rej0 = len(store.rejected)
+        retry = {str(h) for h in store.rejected["sha256"] if h} - done
+        retried: set[str] = set()
+        copies: set[tuple[str, str]] = set()
+        considered = {str(r["file"]) for r in rejected_rows}
         n_before = store.n_objects
+        schema: MetaSchema = store.meta_schema(numeric)
+        known_ids = _stored_ids(store)
         if rejected_rows:
             store.add_rejected(rejected_rows)
         state = {"pending": [], "pending_inputs": [], "pending_rows": 0, "pending_rejects": [], "steps": None,
                  "files_used": 0}
         new_rejected = list(rejected_rows)
         seen_hash: dict[str, str] = {}
+        duplicate_ids: list[str] = []
+        notes: list[str] = []
         n_skipped = 0
 
         def reject(rows):
             new_rejected.extend(rows)
             state["pending_rejects"].extend(rows)
+
+        def drop_rows(block, drop, reason):
+            """Reject the rows flagged in ``drop`` (``reason``: one text, or one per row of the block)."""
+            for k in np.flatnonzero(drop):
+                reject([{"file": str(block.meta["source_path"][k]), "id": str(block.meta["id"][k]),
+                         "reason": reason if isinstance(reason, str) else reason[k],
+                         "sha256": str(block.meta["sha256"][k])}])
+            return block[~drop] if drop.any() else block
+
+        def duplicates(block):
+            """Rows whose id is already stored or earlier in the block (the first one is kept)."""
+            ids = block.ids
+            drop = np.zeros(len(block), dtype=bool)
+            reasons = [""] * len(block)
+            batch: dict[str, str] = {}
+            for k, i in enumerate(ids):
+                if i in known_ids or i in batch:
+                    first = known_ids[i] if i in known_ids else batch[i]
+                    drop[k] = True
+                    reasons[k] = ("duplicate id, skipped (a spectrum with this id is already stored"
+                                  + (f", from {first}" if first else "") + ")"
+                                  + _generated_id_hint(i, str(block.meta["source_path"][k])))
+                    duplicate_ids.append(str(i))
+                else:
+                    batch[i] = str(block.meta["source_path"][k])
+            return drop, reasons, batch
 
         def flush():
             if not state["pending"]:
@@ -359,14 +513,10 @@ def ingest(inputs, output, grid="log", wmin=None, wmax=None, npix=None, rest_fra
                     store.add_rejected(state["pending_rejects"])
                     state["pending_rejects"] = []
                 return
+            for s in state["pending"]:  # one type per metadata column, whatever each file's reader guessed
+                s.meta = schema.coerce(s.meta)
             block = resample_many(state["pending"], grid_w, min_coverage=min_coverage,
                                   z=z_column if rest_frame else None)
-            def drop_rows(block, drop, reason):
-                for k in np.flatnonzero(drop):
-                    reject([{"file": str(block.meta["source_path"][k]), "id": str(block.meta["id"][k]),
-                             "reason": reason, "sha256": str(block.meta["sha256"][k])}])
-                return block[~drop] if drop.any() else block
-
             block = drop_rows(block, ~_usable(block).any(axis=1),
                               "no usable pixel on the output grid (no overlap with "
                               f"{grid_info['wmin']:.0f}–{grid_info['wmax']:.0f} Å)")
@@ -376,6 +526,10 @@ def ingest(inputs, output, grid="log", wmin=None, wmax=None, npix=None, rest_fra
                                   f"cannot normalise: the {normalize} flux"
                                   + (f" in {norm_window[0]}–{norm_window[1]} Å" if norm_window else "")
                                   + " is not positive")
+            new_ids: dict[str, str] = {}
+            if len(block):
+                dup, reasons, new_ids = duplicates(block)
+                block = drop_rows(block, dup, reasons)
             if fill and len(block):
                 block = fill_masked(block)
             kept_by_file: dict[str, int] = {}
@@ -385,7 +539,8 @@ def ingest(inputs, output, grid="log", wmin=None, wmax=None, npix=None, rest_fra
                            if kept_by_file.get(i["sha256"], 0) > 0]
             if len(block):
                 block.meta.remove_columns(["source_path", "sha256"])
-                store.append(block, inputs=inputs_rows)
+                store.append(block, inputs=inputs_rows, numeric_columns=numeric)
+                known_ids.update(new_ids)
                 if state["steps"] is None:
                     state["steps"] = [h if h["step"] != "read" else {"step": "read", "params": {
                         "format": h["params"].get("format")}} for h in block.history]
@@ -394,58 +549,85 @@ def ingest(inputs, output, grid="log", wmin=None, wmax=None, npix=None, rest_fra
                 store.add_rejected(state["pending_rejects"])
             state.update(pending=[], pending_inputs=[], pending_rows=0, pending_rejects=[])
 
+        def prepare(path, sha):
+            """Read and clean one file; returns (spectra or None, rejected objects, notes). Raises for a bad file."""
+            s = read_spectra(path, format=format)
+            # mask_pixels, done in place on our own fresh object (avoids copying the metadata table)
+            s.mask, s.ivar, mask_params = _mask_core(s, mask_bits, sky_lines, 4.0, SKY_LINES)
+            s.history.append({"step": "mask_pixels", "params": mask_params})
+            frac = _usable(s).mean(axis=1)
+            ok = frac >= min_good_fraction
+            reasons = [f"only {100 * f:.1f}% of pixels usable after masking (minimum "
+                       f"{100 * min_good_fraction:.0f}%)" for f in frac]
+            if rest_frame:
+                z = _redshifts(s.meta, z_column)  # a non-numeric z rejects the file, naming the values
+                no_z = ~(np.isfinite(z) & (z > -1))
+                for k in np.flatnonzero(no_z):
+                    reasons[k] = f"no redshift ({z_column} is missing or NaN) but rest_frame is set"
+                ok &= ~no_z
+                if z_column in s.meta.colnames:
+                    s.meta[z_column] = z  # numbers in the store, whatever the reader guessed
+            ids = s.ids
+            rows = [{"file": str(path), "id": str(ids[k]), "reason": reasons[k], "sha256": sha}
+                    for k in np.flatnonzero(~ok)]
+            if not ok.any():
+                return None, rows, []
+            if not ok.all():
+                s = s[ok]
+            s.meta["masked_fraction"] = s.mask.mean(axis=1)
+            s.meta["snr"] = _snr_core(s)  # signal_to_noise, in place
+            s.history.append({"step": "signal_to_noise",
+                              "params": {"statistic": "median flux*sqrt(ivar) over kept pixels"}})
+            file_notes = schema.add(s.meta)  # a column that cannot be stored rejects the file (MetaTypeError)
+            s.meta["source_path"] = np.full(len(s), str(path))
+            s.meta["sha256"] = np.full(len(s), sha)
+            return s, rows, file_notes
+
         bar = _progress(total=len(files), desc="ingest", unit="file", enabled=progress)
         try:
             for path in files:
                 bar.update(1)
+                considered.add(str(path))
                 try:
                     sha = file_sha256(path)
                 except OSError as exc:
                     reject([{"file": str(path), "id": "", "reason": f"cannot read the file ({exc})", "sha256": ""}])
                     continue
-                if sha in done:
-                    n_skipped += 1
+                if sha in done:  # already stored: count each stored input once; report other copies
+                    if sha in seen_hash:
+                        reject([{"file": str(path), "id": "", "sha256": sha, "reason": f"duplicate of "
+                                 f"{seen_hash[sha]} (same SHA-256; its spectra are already in the store)"}])
+                        copies.add((str(path), sha))
+                    else:
+                        seen_hash[sha] = str(path)
+                        n_skipped += 1
                     continue
+                if sha in retry:
+                    retried.add(sha)
                 if sha in seen_hash:
                     reject([{"file": str(path), "id": "", "sha256": sha,
                              "reason": f"duplicate of {seen_hash[sha]} (same SHA-256)"}])
                     continue
                 seen_hash[sha] = str(path)
                 try:
-                    s = read_spectra(path, format=format)
-                    # mask_pixels, done in place on our own fresh object (avoids copying the metadata table)
-                    s.mask, s.ivar, mask_params = _mask_core(s, mask_bits, sky_lines, 4.0, SKY_LINES)
-                    s.history.append({"step": "mask_pixels", "params": mask_params})
+                    s, rows, file_notes = prepare(path, sha)
                 except SpectraReadError as exc:
                     reject([{"file": str(path), "id": "", "reason": exc.reason, "sha256": sha}])
                     continue
-                except (ValueError, OSError) as exc:
+                except MetaTypeError as exc:  # names the column; the file is named by the row
                     reject([{"file": str(path), "id": "", "reason": str(exc), "sha256": sha}])
                     continue
-                frac = _usable(s).mean(axis=1)
-                ok = frac >= min_good_fraction
-                reasons = [f"only {100 * f:.1f}% of pixels usable after masking (minimum "
-                           f"{100 * min_good_fraction:.0f}%)" for f in frac]
-                if rest_frame:
-                    z = (np.asarray(s.meta[z_column].filled(np.nan) if hasattr(s.meta[z_column], "filled")
-                                    else s.meta[z_column], dtype=float)
-                         if z_column in s.meta.colnames else np.full(len(s), np.nan))
-                    no_z = ~(np.isfinite(z) & (z > -1))
-                    for k in np.flatnonzero(no_z):
-                        reasons[k] = f"no redshift ({z_column} is missing or NaN) but rest_frame is set"
-                    ok &= ~no_z
-                for k in np.flatnonzero(~ok):
-                    reject([{"file": str(path), "id": str(s.meta["id"][k]), "reason": reasons[k], "sha256": sha}])
-                if not ok.any():
+                except (ValueError, TypeError, KeyError, IndexError, OSError) as exc:
+                    log.debug("rejecting %s", path, exc_info=True)
+                    reject([{"file": str(path), "id": "", "reason": str(exc) or type(exc).__name__,
+                             "sha256": sha}])
                     continue
-                if not ok.all():
-                    s = s[ok]
-                s.meta["masked_fraction"] = s.mask.mean(axis=1)
-                s.meta["snr"] = _snr_core(s)  # signal_to_noise, in place
-                s.history.append({"step": "signal_to_noise",
-                                  "params": {"statistic": "median flux*sqrt(ivar) over kept pixels"}})
-                s.meta["source_path"] = np.full(len(s), str(path))
-                s.meta["sha256"] = np.full(len(s), sha)
+                reject(rows)
+                for note in file_notes:
+                    log.warning("%s: %s", path, note)
+                    notes.append(f"{Path(path).name}: {note}")
+                if s is None:
+                    continue
                 state["pending"].append(s)
                 state["pending_inputs"].append({"path": str(path), "sha256": sha, "n_spectra": len(s)})
                 state["pending_rows"] += len(s)
@@ -455,20 +637,32 @@ def ingest(inputs, output, grid="log", wmin=None, wmax=None, npix=None, rest_fra
         finally:
             bar.close()
 
+        # inputs tried again replace their old rejection rows (and missing inputs are listed once)
+        store.forget_rejected(sha256s=retried, files=considered, pairs=copies, before=n_rej0)
         n_read = store.n_objects - n_before
         if store.n_objects == 0:
             first = "; ".join(f"{Path(r['file']).name}: {r['reason']}" for r in new_rejected[:3])
             raise ValueError(f"nothing could be read from {len(files)} input file(s); {len(new_rejected)} rejected"
                              + (f" (e.g. {first})" if first else ""))
+        if duplicate_ids:
+            log.warning("%d spectra were skipped because a spectrum with the same id was already stored: %s%s",
+                        len(duplicate_ids), ", ".join(duplicate_ids[:10]), ", …" if len(duplicate_ids) > 10 else "")
         prov = store.provenance_without_inputs()
         steps = state["steps"] or prov.get("steps", [])
         store.update_provenance(steps=steps, grid=grid_info, created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                                 n_rejected=len(store.rejected))
         store.finalize()
     except KeyboardInterrupt:
+        try:
+            n_kept = store.n_objects
+        except Exception:  # the file may be in any state after an interrupt
+            n_kept = None
         store.abort(keep_partial=True)
-        log.warning("ingest interrupted: the unfinished store %s is kept; re-run the same command to resume",
-                    partial_path(output))
+        how = ("re-run the same command to resume from it" if resume
+               else "re-run with resume on (CLI: without --no-resume) to resume from it")
+        log.warning("ingest interrupted: the unfinished store %s is kept%s; %s, or delete it to start over%s",
+                    partial_path(output), "" if n_kept is None else f" with its {n_kept} committed rows", how,
+                    f"; {output} itself is unchanged" if output.exists() else "")
         raise
     except BaseException:
         store.abort(keep_partial=False)
@@ -481,7 +675,8 @@ def ingest(inputs, output, grid="log", wmin=None, wmax=None, npix=None, rest_fra
     write_table(all_rejected, side)
     result = IngestResult(path=output, n_read=n_read, n_total=store.n_objects, n_files=len(files),
                           n_files_used=state["files_used"], n_skipped=n_skipped, rejected=rej_table,
-                          grid=grid_info, rejected_path=side, seconds=time.perf_counter() - t0)
+                          grid=grid_info, rejected_path=side, seconds=time.perf_counter() - t0,
+                          duplicate_ids=duplicate_ids, notes=notes)
     store.close()
     log.debug("%s", result.summary())
     return result

@@ -26,6 +26,36 @@ Rows become visible only when ``n_committed`` is advanced at the end of each
 (``SpectraStore.create(..., resume=True)``) from the last committed row.
 The SHA-256 of every input file is recorded, and :meth:`append` refuses an
 input that is already in the store, so rows are never silently duplicated.
+
+Metadata types
+--------------
+Each ``/meta/<column>`` has one storage type for every row, chosen so that no
+value is ever truncated or silently changed when later blocks differ from the
+first one (a CSV reader, for example, calls ``z = 0, 0`` integers in one file
+and ``0.0005`` floats in the next):
+
+* floats of any width are stored as float64 (missing: NaN);
+* integers are stored as int64 (uint64 when too large for int64; missing: -1)
+  until a block brings floats, then the column is widened to float64 for every
+  row (the integers are exact in float64 up to 2**53; rows written before the
+  column existed become NaN);
+* text and true/false columns keep their type;
+* when a block does not fit the column in any of these ways (text in a column
+  of numbers, numbers in a true/false column, integers too large for float64,
+  ...) the whole column is turned into text, losslessly, and a warning says
+  so, because dropping or mangling values would be worse;
+* except for the columns that must stay numeric (:data:`NUMERIC_META_COLUMNS`,
+  such as ``z``, plus any named by the caller): text that reads as numbers is
+  converted, other text is refused with :class:`MetaTypeError` naming the
+  column (:func:`serendip.spectra.ingest.ingest` then rejects just that file).
+
+Settings
+--------
+When appending to a store or resuming an unfinished one, the processing
+settings recorded in ``provenance["ingest"]`` (masking, frame, normalisation,
+rejection thresholds, ...) and the grid must equal the new ones, otherwise
+:meth:`SpectraStore.create` refuses and lists the differences, so rows made
+in different ways are never mixed in one store.
 """
 from __future__ import annotations
 
@@ -33,7 +63,8 @@ import contextlib
 import json
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -44,7 +75,8 @@ from .._logging import get_logger
 from .._version import __version__
 from .container import Spectra
 
-__all__ = ["SpectraStore", "open_store", "is_store", "partial_path", "STORE_FORMAT"]
+__all__ = ["SpectraStore", "open_store", "is_store", "partial_path", "STORE_FORMAT", "MetaSchema", "MetaTypeError",
+           "NUMERIC_META_COLUMNS"]
 
 log = get_logger(__name__)
 
@@ -69,33 +101,286 @@ def _string_dtype():
     return _h5py().string_dtype("utf-8")
 
 
-def _column_kind(col) -> tuple[str, np.dtype | None]:
-    arr = np.asarray(col)
-    if arr.dtype.kind in "USO":
-        return "str", None
-    if arr.dtype.kind == "b":
-        return "bool", np.dtype(bool)
-    if arr.dtype.kind in "iu":
-        return "int", np.dtype(np.int64)
-    if arr.dtype.kind == "f":
-        return "float", arr.dtype
-    raise ValueError(f"metadata column of dtype {arr.dtype} cannot be stored")
+# ---------------------------------------------------------------------- metadata types
+_EXACT_INT = 2**53  # integers up to this size are exact in float64
+_INT64_MAX = np.iinfo(np.int64).max
+_FILL = {"str": "", "bool": False, "int": -1, "float": np.nan}
+
+#: Metadata columns that must stay numeric: text in one of them is refused, never stored as text.
+NUMERIC_META_COLUMNS = ("z", "z_err", "ra", "dec", "snr", "masked_fraction", "norm")
 
 
-def _fill_value(kind: str):
-    return {"str": "", "bool": False, "int": -1, "float": np.nan}[kind]
+class MetaTypeError(ValueError):
+    """A metadata column whose values cannot be stored together with the column's earlier values.
+
+    Parameters
+    ----------
+    column : str
+        The column.
+    problem : str
+        What is wrong, as the end of a sentence starting with the column name.
+    """
+
+    def __init__(self, column: str, problem: str):
+        self.column = column
+        self.problem = problem
+        super().__init__(f"metadata column {column!r} {problem}")
 
 
-def _plain_column(col) -> np.ndarray:
-    if hasattr(col, "filled"):
-        kind, _ = _column_kind(col)
-        col = col.filled(_fill_value(kind))
+@dataclass(frozen=True)
+class _ColType:
+    """Storage type of one metadata column: kind, numpy dtype (None for text), largest |value| of integers."""
+
+    kind: str
+    dtype: np.dtype | None
+    max_abs: float = 0.0
+
+
+def _describe(kind: str, arr: np.ndarray | None = None) -> str:
+    if kind == "str":
+        if arr is None or not arr.size:
+            return "text"
+        examples = list(dict.fromkeys(str(v) for v in arr[:50]))[:3]
+        return "text (e.g. " + ", ".join(repr(v) for v in examples) + ")"
+    return {"bool": "true/false values", "int": "integers", "float": "numbers"}[kind]
+
+
+def _max_abs(kind: str, arr: np.ndarray) -> float:
+    if kind != "int" or not arr.size:
+        return 0.0
+    return float(np.max(np.abs(arr.astype(np.float64))))
+
+
+def _block_column(name: str, col) -> tuple[str, np.ndarray]:
+    """The kind and plain (unmasked) values of one metadata column of a block.
+
+    Masked entries become NaN (floats, and integers, which then count as
+    floats), "" (text) or False (true/false).
+    """
+    mask = np.ma.getmaskarray(col) if np.ma.isMaskedArray(col) else None
     arr = np.asarray(col)
     if arr.dtype.kind == "S":
         arr = np.char.decode(arr, "utf-8", "replace")
-    if arr.dtype.kind == "O":
+    elif arr.dtype.kind == "O":
         arr = arr.astype(str)
-    return arr
+    has_mask = mask is not None and mask.shape == arr.shape and bool(mask.any())
+    k = arr.dtype.kind
+    if k == "U":
+        arr = arr.astype(str)
+        return "str", (np.where(mask, "", arr) if has_mask else arr)
+    if k == "b":
+        return "bool", (np.where(mask, False, arr) if has_mask else arr.astype(bool))
+    if k in "iu":
+        if has_mask:
+            if _max_abs("int", arr[~mask]) <= _EXACT_INT:
+                return "float", np.where(mask, np.nan, arr.astype(np.float64))
+            return "str", np.where(mask, "", arr.astype(str))  # huge integers with gaps: text keeps them exact
+        return "int", arr
+    if k == "f":
+        arr = arr.astype(np.float64)
+        return "float", (np.where(mask, np.nan, arr) if has_mask else arr)
+    raise MetaTypeError(name, f"holds values of type {arr.dtype}, which a spectra store cannot hold")
+
+
+def _int_dtype(arr: np.ndarray) -> np.dtype:
+    if arr.dtype.kind == "u" and arr.size and int(arr.max()) > _INT64_MAX:
+        return np.dtype(np.uint64)
+    return np.dtype(np.int64)
+
+
+def _to_text(kind: str, arr: np.ndarray) -> np.ndarray:
+    """Text form of values: floats in their shortest exact form, NaN as ""."""
+    if kind == "str":
+        return np.asarray(arr).astype(str)
+    if kind == "float":
+        return np.array(["" if np.isnan(v) else str(float(v)) for v in arr], dtype=str).reshape(arr.shape)
+    if kind == "int":
+        return np.array([str(int(v)) for v in arr], dtype=str).reshape(arr.shape)
+    return np.array(["True" if v else "False" for v in arr], dtype=str).reshape(arr.shape)
+
+
+def _parse_numbers(name: str, arr: np.ndarray) -> np.ndarray:
+    """Text that must be numeric: blanks become NaN; anything else that is not a number is refused."""
+    out = np.full(arr.shape, np.nan)
+    bad = []
+    for k, v in enumerate(arr):
+        t = str(v).strip()
+        if not t:
+            continue
+        try:
+            out[k] = float(t)
+        except ValueError:
+            bad.append(t)
+    if bad:
+        shown = ", ".join(repr(b) for b in list(dict.fromkeys(bad))[:3])
+        raise MetaTypeError(name, f"must hold numbers but holds text ({shown}; {len(bad)} of {arr.size} values)")
+    return out
+
+
+def _merge_column(name: str, stored: _ColType | None, kind: str, arr: np.ndarray,
+                  numeric: bool) -> tuple[_ColType, np.ndarray, str | None]:
+    """Fit a block's values into a column (see the module docstring).
+
+    Returns the column's type afterwards, the values converted to it, and the
+    action the existing rows need: None, ``"retype"`` (convert them to the new
+    type). Raises MetaTypeError when a numeric column would have to become text.
+    """
+    if numeric and kind == "str":
+        kind, arr = "float", _parse_numbers(name, arr)
+    new = _ColType(kind, None if kind == "str" else (_int_dtype(arr) if kind == "int" else
+                                                      np.dtype(bool) if kind == "bool" else np.dtype(np.float64)),
+                   _max_abs(kind, arr))
+    if stored is None:
+        return new, (arr if kind == "str" else arr.astype(new.dtype)), None
+    if stored.kind == "str":
+        return stored, _to_text(kind, arr), None
+    if kind == stored.kind and kind != "int":
+        if kind == "float" and stored.dtype != np.float64:
+            return new, arr, "retype"  # e.g. a float32 column of an older store: widen, never narrow
+        return stored, arr.astype(stored.dtype), None
+    if kind == "int" and stored.kind == "int":
+        fits = (stored.dtype == new.dtype or (stored.dtype == np.uint64 and (not arr.size or arr.min() >= 0)))
+        if fits:
+            return _ColType("int", stored.dtype, max(stored.max_abs, new.max_abs)), arr.astype(stored.dtype), None
+    if {kind, stored.kind} == {"int", "float"} or (kind == stored.kind == "int"):
+        if max(stored.max_abs, new.max_abs) <= _EXACT_INT:
+            action = None if stored.kind == "float" and stored.dtype == np.float64 else "retype"
+            return _ColType("float", np.dtype(np.float64)), arr.astype(np.float64), action
+    what = f"holds {_describe(kind, arr)} in this block but {_describe(stored.kind)} in the store's earlier rows"
+    if stored.kind == kind == "int" or {kind, stored.kind} == {"int", "float"}:
+        what += ", too large to share one int64, uint64 or float64 column exactly"
+    if numeric:
+        raise MetaTypeError(name, f"{what}, and it must stay numeric")
+    return _ColType("str", None), _to_text(kind, arr), "retype"
+
+
+class MetaSchema:
+    """The storage type of every metadata column of a store, and how a new block of metadata fits in.
+
+    See the module docstring for the rules. :meth:`SpectraStore.meta_schema`
+    gives the schema of a store; a writer can check each input against it
+    (:meth:`add`) before stacking inputs into a block, so that an input that
+    cannot be stored is rejected alone.
+
+    Parameters
+    ----------
+    types : dict, optional
+        Column name -> type (internal).
+    numeric : iterable of str
+        Columns that must stay numeric, in addition to :data:`NUMERIC_META_COLUMNS`.
+    """
+
+    def __init__(self, types: dict | None = None, numeric: Iterable[str] = ()):
+        self.types: dict[str, _ColType] = dict(types or {})
+        self.numeric = set(NUMERIC_META_COLUMNS) | set(numeric)
+
+    def copy(self) -> MetaSchema:
+        """An independent copy."""
+        return MetaSchema(self.types, self.numeric)
+
+    def plan(self, meta: Table) -> tuple[dict, list[str]]:
+        """How ``meta`` fits in, without changing the schema.
+
+        Returns
+        -------
+        plan : dict
+            Column -> (type afterwards, converted values, action on existing rows).
+            Columns that are not 1-D are left out (with a warning).
+        notes : list of str
+            One line per column that has to become text.
+
+        Raises
+        ------
+        MetaTypeError
+            If a column cannot be stored (the message names the column).
+        """
+        plan, notes = {}, []
+        for name in meta.colnames:
+            if np.ndim(meta[name]) != 1:
+                log.warning("metadata column %r is not 1-D; not stored", name)
+                continue
+            kind, arr = _block_column(name, meta[name])
+            stored = self.types.get(name)
+            t, values, action = _merge_column(name, stored, kind, arr, name in self.numeric)
+            if t.kind == "str" and stored is not None and stored.kind != "str":
+                notes.append(f"metadata column {name!r} holds {_describe(kind, arr)} here but "
+                             f"{_describe(stored.kind)} in earlier rows: it is stored as text for every row")
+            plan[name] = (t, values, action)
+        return plan, notes
+
+    def add(self, meta: Table) -> list[str]:
+        """Widen the schema to hold ``meta``; returns the notes of :meth:`plan` (raises MetaTypeError)."""
+        plan, notes = self.plan(meta)
+        for name, (t, _, _) in plan.items():
+            self.types[name] = t
+        return notes
+
+    def coerce(self, meta: Table) -> Table:
+        """A copy of ``meta`` whose columns already known to the schema have their stored type (no masks)."""
+        out = meta.copy(copy_data=False)
+        for name in meta.colnames:
+            t = self.types.get(name)
+            if t is None or np.ndim(meta[name]) != 1:
+                continue
+            kind, arr = _block_column(name, meta[name])
+            _, values, _ = _merge_column(name, t, kind, arr, name in self.numeric)
+            out.replace_column(name, values)
+        return out
+
+
+def _absent_ranges(ds) -> list[list[int]]:
+    return json.loads(ds.attrs["absent"]) if "absent" in ds.attrs else []
+
+
+def _add_absent(ds, a: int, b: int) -> None:
+    """Remember that rows a:b hold placeholders because their block lacked this column."""
+    if b <= a:
+        return
+    ranges = _absent_ranges(ds)
+    if ranges and ranges[-1][1] == a:
+        ranges[-1][1] = b
+    else:
+        ranges.append([a, b])
+    ds.attrs["absent"] = json.dumps(ranges)
+
+
+def _absent_mask(ds, n: int) -> np.ndarray:
+    mask = np.zeros(n, dtype=bool)
+    for a, b in _absent_ranges(ds):
+        mask[min(a, n):min(b, n)] = True
+    return mask
+
+
+def _settings_value(key: str, value):
+    """A setting in comparable form: mask bits by their combined value, anything else as JSON."""
+    if key == "mask_bits":
+        try:
+            from .preprocess import and_mask_value
+            return and_mask_value(value)
+        except (ValueError, TypeError):
+            pass
+    return json.loads(json.dumps(_jsonable(value)))
+
+
+def _settings_differences(old: dict | None, new: dict | None) -> list[str]:
+    """Lines ``name: old → new`` for every processing setting (``provenance["ingest"]``, grid aside) that differs.
+
+    A setting recorded on one side only (a store written by another version) is not compared.
+    """
+    if not isinstance(old, dict) or not isinstance(new, dict):
+        return []
+    lines = []
+    for key in sorted(set(old) & set(new) - {"grid"}):
+        if _settings_value(key, old[key]) != _settings_value(key, new[key]):
+            lines.append(f"{key}: {old[key]!r} in the store, {new[key]!r} now")
+    return lines
+
+
+def _grid_difference(old: np.ndarray, new: np.ndarray) -> str | None:
+    if old.shape == new.shape and np.allclose(old, new, rtol=1e-12, atol=0):
+        return None
+    return (f"grid: {old.size} px, {old[0]:.2f}-{old[-1]:.2f} Å in the store, "
+            f"{new.size} px, {new[0]:.2f}-{new[-1]:.2f} Å now")
 
 
 class SpectraStore:
@@ -180,11 +465,22 @@ class SpectraStore:
             finalised, or copy it and add rows to the copy (the original stays
             untouched until :meth:`finalize`).
         resume : bool
-            If an unfinished partial store from an interrupted run exists with
-            the same grid, continue it from its last committed row instead of
-            starting over.
+            If an unfinished partial store from an interrupted run exists,
+            continue it from its last committed row instead of starting over.
         compression : {None, "lzf", "gzip"}
             HDF5 compression of the pixel datasets (off by default: fastest).
+
+        Raises
+        ------
+        FileExistsError
+            If ``path`` exists and ``if_exists="error"``.
+        ValueError
+            When appending to ``path`` or resuming its unfinished partial store
+            with a different grid or different processing settings
+            (``provenance["ingest"]``, compared item by item): the message lists
+            each difference, old and new. Rows made in different ways are never
+            mixed in one store; rebuild it (``if_exists="overwrite"``), write a
+            new one, or, for an unfinished one, pass ``resume=False`` to discard it.
         """
         import astropy.units as u
 
@@ -199,32 +495,42 @@ class SpectraStore:
         grid = np.asarray(grid, dtype=np.float64)
         if grid.ndim != 1 or grid.size < 2 or np.any(np.diff(grid) <= 0):
             raise ValueError("the store grid must be a strictly increasing 1-D array of at least 2 wavelengths")
+        new_settings = (provenance or {}).get("ingest")
         tmp = partial_path(path)
         tmp.parent.mkdir(parents=True, exist_ok=True)
         if resume and tmp.exists():
             try:
                 store = cls(tmp, _mode="r+", _final_path=path)
-                same = (store._f["wavelength"].shape == grid.shape
-                        and np.allclose(store._f["wavelength"][...], grid, rtol=1e-12, atol=0))
-                if same:
+            except (OSError, ValueError, KeyError) as exc:
+                log.warning("cannot resume the unfinished store %s (%s); starting over", tmp, exc)
+            else:
+                try:
+                    diffs = store._differences(grid, new_settings)
+                except (OSError, ValueError, KeyError) as exc:
+                    store._f.close()
+                    log.warning("cannot resume the unfinished store %s (%s); starting over", tmp, exc)
+                else:
+                    if diffs:
+                        store._f.close()
+                        raise ValueError(
+                            f"cannot resume the unfinished store {tmp}: it was started with different settings "
+                            "(" + "; ".join(diffs) + "). Re-run with the same settings to resume it, or start over "
+                            "(resume=False; CLI: --no-resume), which discards it")
                     store._truncate_to_committed()
                     log.info("resuming %s from %d committed rows", tmp, store.n_objects)
                     return store
-                store._f.close()
-                log.warning("the unfinished store %s has a different grid; starting over", tmp)
-            except (OSError, ValueError, KeyError) as exc:
-                log.warning("cannot resume the unfinished store %s (%s); starting over", tmp, exc)
         if tmp.exists():
             tmp.unlink()
         if path.exists() and if_exists == "append":
+            with cls(path) as existing:  # check before copying a possibly large store
+                diffs = existing._differences(grid, new_settings)
+            if diffs:
+                raise ValueError(f"cannot append to {path}: its rows were made with different settings ("
+                                 + "; ".join(diffs) + "). Mixing them would give rows that cannot be compared: "
+                                 "use the store's settings, rebuild it (if_exists='overwrite'; CLI: --overwrite), "
+                                 "or write a new store")
             shutil.copy2(path, tmp)
             store = cls(tmp, _mode="r+", _final_path=path)
-            old = store._f["wavelength"][...]
-            if old.shape != grid.shape or not np.allclose(old, grid, rtol=1e-12, atol=0):
-                store._f.close()
-                tmp.unlink()
-                raise ValueError(f"cannot append to {path}: its grid ({old.size} px, {old[0]:.2f}-{old[-1]:.2f} Å) "
-                                 f"differs from the requested one ({grid.size} px, {grid[0]:.2f}-{grid[-1]:.2f} Å)")
             store._f.attrs["complete"] = False
             return store
         m = grid.size
@@ -265,7 +571,11 @@ class SpectraStore:
         for name in ("flux", "ivar", "mask", "filled"):
             self._f[name].resize(n, axis=0)
         for col in self._meta_columns():
-            self._f["meta"][col].resize(n, axis=0)
+            ds = self._f["meta"][col]
+            ds.resize(n, axis=0)
+            ranges = [[a, min(b, n)] for a, b in _absent_ranges(ds) if a < n]
+            if "absent" in ds.attrs:
+                ds.attrs["absent"] = json.dumps(ranges)
         for group in ("inputs", "rejected"):
             g = self._f[group]
             k = int(g.attrs["n_committed"])
@@ -274,12 +584,22 @@ class SpectraStore:
         self._f.attrs["complete"] = False
         self._f.flush()
 
+    def _differences(self, grid: np.ndarray, settings: dict | None) -> list[str]:
+        """How ``grid`` and processing ``settings`` differ from this store's (see :meth:`create`)."""
+        diffs = []
+        g = _grid_difference(self._f["wavelength"][...], grid)
+        if g:
+            diffs.append(g)
+        diffs += _settings_differences(self.provenance_without_inputs().get("ingest"), settings)
+        return diffs
+
     # ------------------------------------------------------------------ writing
     def _require_writable(self):
         if not self._writable:
             raise ValueError(f"{self.path} was opened read-only; use SpectraStore.create(...) to write")
 
-    def append(self, spectra: Spectra, *, inputs: list[dict] | None = None) -> tuple[int, int]:
+    def append(self, spectra: Spectra, *, inputs: list[dict] | None = None,
+               numeric_columns: Iterable[str] = ()) -> tuple[int, int]:
         """Add rows (and, optionally, the input files they came from) and commit them.
 
         Parameters
@@ -290,10 +610,20 @@ class SpectraStore:
             ``{"path", "sha256", "n_spectra"}`` for each input file these rows
             came from. An input whose SHA-256 is already in the store is refused
             (ValueError), so the same file can never be added twice.
+        numeric_columns : iterable of str
+            Metadata columns that must stay numeric, besides
+            :data:`NUMERIC_META_COLUMNS` (see "Metadata types" in the module docstring).
 
         Returns
         -------
         (start, stop) : the row range written.
+
+        Raises
+        ------
+        ValueError
+            Wrong grid or an input already stored; :class:`MetaTypeError` (a
+            ValueError) if a metadata column cannot be stored. Nothing is
+            written in these cases.
         """
         self._require_writable()
         grid = self._f["wavelength"][...]
@@ -310,6 +640,7 @@ class SpectraStore:
                     raise ValueError(f"input {item.get('path')} (SHA-256 {h[:12]}…) is already in {self.path}; "
                                      "refusing to add its rows twice")
                 seen.add(h)
+        plan, _ = self.meta_schema(numeric_columns).plan(spectra.meta)  # validate before writing anything
         n0 = int(self._f.attrs["n_committed"])
         k = spectra.n_objects
         n1 = n0 + k
@@ -319,7 +650,7 @@ class SpectraStore:
             ds = self._f[name]
             ds.resize(n1, axis=0)
             ds[n0:n1] = arr
-        self._append_meta(spectra.meta, n0, n1)
+        self._write_meta(plan, n0, n1)
         if inputs:
             self._append_rows("inputs", [{"path": str(i["path"]), "sha256": i["sha256"],
                                           "n_spectra": int(i.get("n_spectra", 0))} for i in inputs])
@@ -335,31 +666,97 @@ class SpectraStore:
     def _meta_columns(self) -> list[str]:
         return json.loads(self._f["meta"].attrs["columns"])
 
-    def _append_meta(self, meta: Table, n0: int, n1: int) -> None:
+    def meta_schema(self, numeric_columns: Iterable[str] = ()) -> MetaSchema:
+        """The storage type of each metadata column, to check new metadata against (see :class:`MetaSchema`).
+
+        Parameters
+        ----------
+        numeric_columns : iterable of str
+            Columns that must stay numeric, besides :data:`NUMERIC_META_COLUMNS`.
+        """
+        g = self._f["meta"]
+        n = self.n_objects
+        types = {}
+        for name in self._meta_columns():
+            ds = g[name]
+            kind = str(ds.attrs["kind"])
+            max_abs = 0.0
+            if kind == "int":
+                max_abs = (float(ds.attrs["max_abs"]) if "max_abs" in ds.attrs
+                           else _max_abs("int", ds[:n][~_absent_mask(ds, n)]))
+            types[name] = _ColType(kind, None if kind == "str" else np.dtype(ds.dtype), max_abs)
+        return MetaSchema(types, numeric_columns)
+
+    def _new_meta_dataset(self, name: str, t: _ColType, n: int):
+        ds = self._f["meta"].create_dataset(name, shape=(n,), maxshape=(None,), chunks=(4096,),
+                                            dtype=_string_dtype() if t.kind == "str" else t.dtype)
+        ds.attrs["kind"] = t.kind
+        if t.kind == "int":
+            ds.attrs["max_abs"] = t.max_abs
+        return ds
+
+    @staticmethod
+    def _placeholders(t: _ColType, n: int) -> np.ndarray:
+        if t.kind == "str":
+            return np.full(n, "", dtype=object)
+        return np.full(n, 0 if (t.kind == "int" and t.dtype == np.uint64) else _FILL[t.kind], dtype=t.dtype)
+
+    def _retype_meta(self, name: str, t: _ColType, n: int) -> None:
+        """Rewrite rows 0:n of a metadata column in the (wider) type ``t``; placeholders become missing values."""
+        g = self._f["meta"]
+        old = g[name]
+        old_kind = str(old.attrs["kind"])
+        absent = _absent_mask(old, n)
+        tmp = f".{name}.retype"
+        if tmp in g:
+            del g[tmp]
+        new = self._new_meta_dataset(tmp, t, n)
+        step = 1 << 20
+        for a in range(0, n, step):
+            b = min(n, a + step)
+            vals = np.asarray(old.asstr()[a:b] if old_kind == "str" else old[a:b])
+            if old_kind == "float":
+                vals = vals.astype(np.float64)
+            _, conv, _ = _merge_column(name, t, old_kind, vals, numeric=False)
+            conv = np.asarray(conv, dtype=object if t.kind == "str" else t.dtype)
+            if absent[a:b].any():
+                conv[absent[a:b]] = self._placeholders(t, 1)[0]
+            new[a:b] = conv
+        if t.kind in ("int", "bool") and absent.any():
+            new.attrs["absent"] = old.attrs["absent"]
+        del g[name]
+        g.move(tmp, name)
+        (log.warning if t.kind == "str" else log.info)(
+            "metadata column %r of %s is now stored as %s for every row (was %s), so that no value is lost",
+            name, self.path, "text" if t.kind == "str" else t.dtype, old.dtype)
+
+    def _write_meta(self, plan: dict, n0: int, n1: int) -> None:
         g = self._f["meta"]
         cols = self._meta_columns()
-        for name in meta.colnames:
-            arr = _plain_column(meta[name])
-            if arr.ndim != 1:
-                log.warning("metadata column %r is not 1-D; not stored", name)
-                continue
-            kind, dt = _column_kind(arr)
-            if name not in g:
-                dtype = _string_dtype() if kind == "str" else dt
-                ds = g.create_dataset(name, shape=(n0,), maxshape=(None,), dtype=dtype, chunks=(4096,))
+        for name, (t, values, action) in plan.items():
+            if name in g and name in cols:
+                if action == "retype":
+                    self._retype_meta(name, t, n0)
+            else:
+                if name in g:  # left over by an interrupted write
+                    del g[name]
+                ds = self._new_meta_dataset(name, t, n0)
                 if n0:
-                    ds[:] = np.full(n0, _fill_value(kind), dtype=object if kind == "str" else dt)
-                ds.attrs["kind"] = kind
+                    ds[:] = self._placeholders(t, n0)
+                    _add_absent(ds, 0, n0)
                 cols.append(name)
         for name in cols:
             ds = g[name]
-            kind = ds.attrs["kind"]
             ds.resize(n1, axis=0)
-            if name in meta.colnames:
-                arr = _plain_column(meta[name])
-                ds[n0:n1] = arr.astype(object) if kind == "str" else arr.astype(ds.dtype)
+            if name in plan:
+                t, values, _ = plan[name]
+                ds[n0:n1] = values.astype(object) if t.kind == "str" else values
+                if t.kind == "int":
+                    ds.attrs["max_abs"] = t.max_abs
             else:
-                ds[n0:n1] = np.full(n1 - n0, _fill_value(kind), dtype=object if kind == "str" else ds.dtype)
+                kind = str(ds.attrs["kind"])
+                ds[n0:n1] = self._placeholders(_ColType(kind, None if kind == "str" else ds.dtype), n1 - n0)
+                _add_absent(ds, n0, n1)
         g.attrs["columns"] = json.dumps(cols)
 
     def _append_rows(self, group: str, rows: list[dict]) -> None:
@@ -382,6 +779,57 @@ class SpectraStore:
         if rows:
             self._append_rows("rejected", rows)
             self._f.flush()
+
+    def forget_rejected(self, *, sha256s: Iterable[str] = (), files: Iterable[str] = (),
+                        pairs: Iterable[tuple[str, str]] = (), before: int | None = None) -> int:
+        """Remove the rejected rows of inputs that were tried again, so each rejection is listed once.
+
+        Parameters
+        ----------
+        sha256s : iterable of str
+            Remove rows with one of these SHA-256.
+        files : iterable of str
+            Remove rows without a SHA-256 (unreadable or missing inputs) for these paths.
+        pairs : iterable of (str, str)
+            Remove rows with exactly this (file, SHA-256).
+        before : int, optional
+            Only look at the first ``before`` rows (those written before the new attempt).
+
+        Returns
+        -------
+        int : the number of rows removed.
+        """
+        self._require_writable()
+        sha256s, files = set(sha256s), {str(f) for f in files}
+        g = self._f["rejected"]
+        k = int(g.attrs["n_committed"])
+        limit = k if before is None else min(int(before), k)
+        cols = {name: np.asarray(g[name].asstr()[:k], dtype=object) for name in _REJECTED_COLUMNS}
+        sha = cols["sha256"].astype(str)
+        drop = np.isin(sha, list(sha256s)) & (sha != "")
+        names = cols["file"].astype(str)
+        drop |= (sha == "") & np.isin(names, list(files))
+        pairs = {(str(f), str(h)) for f, h in pairs}
+        if pairs:
+            drop |= np.array([(f, h) in pairs for f, h in zip(names, sha)], dtype=bool)
+        drop[limit:] = False
+        if not drop.any():
+            return 0
+        keep = ~drop
+        tmp = ".rejected.new"
+        if tmp in self._f:
+            del self._f[tmp]
+        new = self._f.create_group(tmp)
+        m = int(keep.sum())
+        for name in _REJECTED_COLUMNS:
+            ds = new.create_dataset(name, shape=(m,), maxshape=(None,), dtype=_string_dtype(), chunks=(1024,))
+            if m:
+                ds[:] = cols[name][keep]
+        new.attrs["n_committed"] = int(keep.sum())
+        del self._f["rejected"]
+        self._f.move(tmp, "rejected")
+        self._f.flush()
+        return int(drop.sum())
 
     def update_provenance(self, **items) -> None:
         """Merge ``items`` into the stored provenance dict (JSON-serialisable values)."""
