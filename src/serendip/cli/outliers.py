@@ -30,7 +30,7 @@ def register(subparsers) -> None:
                     "INPUT is a store made by `serendip ingest`, a .npy/.npz feature matrix, or a spectra file. "
                     "Output: one row per object with id, weirdness (higher = weirder), rank (1 = weirdest), "
                     "snr and the most similar object; parameters are stored in the table metadata.")
-    p.add_argument("input", help="store folder, .npy/.npz matrix, or spectra file")
+    p.add_argument("input", help="store (.h5 from serendip ingest), .npy/.npz matrix, or spectra file")
     p.add_argument("-o", "--output", required=True, help="output table: .fits, .parquet, .csv or .ecsv")
     p.add_argument("--trees", type=int, default=500, help="trees per run (default 500, as in the paper)")
     p.add_argument("--repeats", type=int, default=3, help="independent runs to average (default 3)")

@@ -109,7 +109,7 @@ __all__ = ["UnsupervisedRandomForest", "best_weirdness", "weirdness_table", "ope
 log = get_logger(__name__)
 
 _FIX = ("fill masked pixels first with serendip.spectra.fill_masked, drop those objects, "
-        "or pass impute=True to replace them by the column median")
+        "or pass impute=True (serendip weird --impute) to replace them by the column median")
 
 
 # ---------------------------------------------------------------------------------------------
