@@ -197,6 +197,15 @@ def _usable(s: Spectra) -> np.ndarray:
     return ~s.mask & (s.ivar > 0)
 
 
+#: Private metadata column carrying the redshift that resampling removes (0 for rest-frame inputs).
+_Z_SHIFT = "_serendip_z_shift"
+
+
+def _already_rest_frame(s) -> bool:
+    """True when the spectra's history says they were de-redshifted already."""
+    return any(h.get("step") == "deredshift" for h in s.history)
+
+
 def _redshifts(meta: Table, z_column: str) -> np.ndarray:
     """The redshifts as floats (NaN where missing or blank).
 
@@ -272,6 +281,8 @@ def default_grid(files, *, kind: str = "log", wmin=None, wmax=None, npix=None, r
             s = read_spectra(f, format=format)
             s.mask, s.ivar, _ = _mask_core(s, mask_bits, False, 4.0, SKY_LINES)
             z = _redshifts(s.meta, z_column) if rest_frame else np.zeros(len(s))
+            if rest_frame and _already_rest_frame(s):
+                z = np.zeros(len(s))
         except (SpectraReadError, ValueError, OSError) as exc:
             failures.append(f"{Path(f).name}: {getattr(exc, 'reason', exc)}")
             continue
@@ -516,7 +527,12 @@ def ingest(inputs, output, grid="log", wmin=None, wmax=None, npix=None, rest_fra
             for s in state["pending"]:  # one type per metadata column, whatever each file's reader guessed
                 s.meta = schema.coerce(s.meta)
             block = resample_many(state["pending"], grid_w, min_coverage=min_coverage,
-                                  z=z_column if rest_frame else None)
+                                  z=_Z_SHIFT if rest_frame else None)
+            if _Z_SHIFT in block.meta.colnames:
+                block.meta.remove_column(_Z_SHIFT)
+                for h in block.history:  # record the real column, not the private one
+                    if h["step"] == "deredshift" and h.get("params", {}).get("z") == _Z_SHIFT:
+                        h["params"] = {"z": z_column, "note": "spectra already in the rest frame are not shifted"}
             block = drop_rows(block, ~_usable(block).any(axis=1),
                               "no usable pixel on the output grid (no overlap with "
                               f"{grid_info['wmin']:.0f}–{grid_info['wmax']:.0f} Å)")
@@ -559,14 +575,18 @@ def ingest(inputs, output, grid="log", wmin=None, wmax=None, npix=None, rest_fra
             ok = frac >= min_good_fraction
             reasons = [f"only {100 * f:.1f}% of pixels usable after masking (minimum "
                        f"{100 * min_good_fraction:.0f}%)" for f in frac]
+            already_rest = _already_rest_frame(s)
             if rest_frame:
                 z = _redshifts(s.meta, z_column)  # a non-numeric z rejects the file, naming the values
-                no_z = ~(np.isfinite(z) & (z > -1))
+                no_z = ~(np.isfinite(z) & (z > -1)) & (not already_rest)
                 for k in np.flatnonzero(no_z):
                     reasons[k] = f"no redshift ({z_column} is missing or NaN) but rest_frame is set"
                 ok &= ~no_z
                 if z_column in s.meta.colnames:
                     s.meta[z_column] = z  # numbers in the store, whatever the reader guessed
+                # the redshift to remove: none for spectra already in the rest frame (e.g. a table
+                # written by write_wide_table after de-redshifting), whose z is kept as it is
+                shift = np.zeros(len(s)) if already_rest else z
             ids = s.ids
             rows = [{"file": str(path), "id": str(ids[k]), "reason": reasons[k], "sha256": sha}
                     for k in np.flatnonzero(~ok)]
@@ -579,6 +599,8 @@ def ingest(inputs, output, grid="log", wmin=None, wmax=None, npix=None, rest_fra
             s.history.append({"step": "signal_to_noise",
                               "params": {"statistic": "median flux*sqrt(ivar) over kept pixels"}})
             file_notes = schema.add(s.meta)  # a column that cannot be stored rejects the file (MetaTypeError)
+            if rest_frame:
+                s.meta[_Z_SHIFT] = shift[ok]
             s.meta["source_path"] = np.full(len(s), str(path))
             s.meta["sha256"] = np.full(len(s), sha)
             return s, rows, file_notes

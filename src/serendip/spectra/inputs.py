@@ -15,7 +15,11 @@ from typing import Any
 import numpy as np
 from astropy.table import Table
 
+from .._logging import get_logger
+
 __all__ = ["OpenedInput", "open_input"]
+
+log = get_logger(__name__)
 
 _FLUX_KEYS = ("flux", "X")
 _ID_KEYS = ("id", "ids", "name")
@@ -72,27 +76,78 @@ def _from_object(obj, description: str) -> OpenedInput:
     return OpenedInput(obj, ids, meta, wave, description)
 
 
+def _load_npz_arrays(path: Path) -> tuple[dict[str, np.ndarray], list[str]]:
+    """Load every array of an ``.npz`` archive that does not need pickle.
+
+    Returns
+    -------
+    arrays : dict
+        ``{name: ndarray}`` of the arrays that could be loaded.
+    skipped : list of str
+        Names of the object (pickled) arrays left out: loading them could run
+        arbitrary code, so ``allow_pickle`` is never enabled.
+
+    Raises
+    ------
+    ValueError
+        If the file is not a readable ``.npz`` archive (the message names it).
+    """
+    try:
+        archive = np.load(path, allow_pickle=False)
+    except Exception as exc:  # not a zip, damaged zip, ...
+        raise ValueError(f"{path}: not a readable .npz archive ({type(exc).__name__}: {exc})") from exc
+    if not hasattr(archive, "files"):  # np.load opened a plain .npy saved under an .npz name
+        return {"X": np.asarray(archive)}, []
+    arrays: dict[str, np.ndarray] = {}
+    skipped: list[str] = []
+    with archive:
+        for k in archive.files:
+            try:
+                arrays[k] = archive[k]
+            except ValueError as exc:
+                if "allow_pickle" not in str(exc):
+                    raise ValueError(f"{path}: array {k!r} cannot be read ({exc})") from exc
+                skipped.append(k)
+            except Exception as exc:  # truncated/corrupted member
+                raise ValueError(f"{path}: array {k!r} cannot be read ({type(exc).__name__}: {exc})") from exc
+    if skipped:
+        log.info("%s: skipped object array(s) %s (they would need pickle, which is never enabled)",
+                 path, ", ".join(repr(k) for k in skipped))
+    return arrays, skipped
+
+
 def _from_npz(path: Path) -> OpenedInput:
-    with np.load(path, allow_pickle=False) as z:
-        keys = list(z.files)
-        key = next((k for k in _FLUX_KEYS if k in keys), None) or next((k for k in keys if z[k].ndim == 2), None)
-        if key is None:
-            raise ValueError(f"{path}: expected a 2-D array named 'flux' or 'X'; found {sorted(keys)}")
-        data = np.asarray(z[key])
-        n = len(data)
-        ik = next((k for k in _ID_KEYS if k in keys), None)
-        ids = z[ik].astype(str) if ik else np.arange(n).astype(str)
-        meta = Table({"id": ids})
-        for extra in _META_KEYS:
-            if extra in keys and z[extra].shape == (n,):
-                meta[extra] = z[extra]
-        wave = None
-        if "grid" in keys:
-            wave = np.asarray(z["grid"], dtype=float)
-        elif "wavelength" in keys:
-            wave = np.asarray(z["wavelength"], dtype=float)
-        elif "loglam" in keys:
-            wave = 10.0 ** np.asarray(z["loglam"], dtype=float)
+    arrays, skipped = _load_npz_arrays(path)
+    key = next((k for k in _FLUX_KEYS if k in arrays), None) or next(
+        (k for k, v in arrays.items() if v.ndim == 2), None)
+    if key is None:
+        note = (f"; skipped object arrays {sorted(skipped)} (pickle is never enabled)" if skipped else "")
+        raise ValueError(f"{path}: expected a 2-D array named 'flux' or 'X'; found {sorted(arrays)}{note}")
+    data = np.asarray(arrays[key])
+    if data.ndim != 2:
+        raise ValueError(f"{path}: array {key!r} must be 2-D (objects × features); it has shape {data.shape}")
+    if data.dtype.kind not in "biuf":
+        raise ValueError(f"{path}: array {key!r} must be numeric; it has dtype {data.dtype}")
+    n = len(data)
+    ik = next((k for k in _ID_KEYS if k in arrays and arrays[k].shape == (n,)), None)
+    if ik is None and any(k in skipped for k in _ID_KEYS):
+        log.info("%s: the ids are an object array, which is not loaded; using row numbers as ids", path)
+    ids = np.char.decode(arrays[ik], "utf-8", "replace") if ik and arrays[ik].dtype.kind == "S" else (
+        arrays[ik].astype(str) if ik else np.arange(n).astype(str))
+    meta = Table({"id": ids})
+    for extra in _META_KEYS:
+        if extra in arrays and arrays[extra].shape == (n,):
+            meta[extra] = arrays[extra]
+    wave = None
+    try:
+        if "grid" in arrays:
+            wave = np.asarray(arrays["grid"], dtype=float)
+        elif "wavelength" in arrays:
+            wave = np.asarray(arrays["wavelength"], dtype=float)
+        elif "loglam" in arrays:
+            wave = 10.0 ** np.asarray(arrays["loglam"], dtype=float)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{path}: the wavelength grid array is not numeric ({exc})") from exc
     return OpenedInput(data, ids, meta, wave, str(path))
 
 
@@ -104,8 +159,9 @@ def open_input(source) -> OpenedInput:
     source : path-like, ndarray, Spectra or SpectraStore
         - a store made by ``serendip ingest`` (an HDF5 file, recognised by its signature);
         - a ``.npy`` matrix, opened as a read-only memmap;
-        - a ``.npz`` with ``flux`` or ``X`` (else its only 2-D array), and optionally ``id``/``ids``/``name``,
-          ``snr``, ``z``, ``class`` and a grid (``grid``, ``wavelength`` in Å, or ``loglam``);
+        - a ``.npz`` with ``flux`` or ``X`` (else its first 2-D array), and optionally ``id``/``ids``/``name``,
+          ``snr``, ``z``, ``class`` and a grid (``grid``, ``wavelength`` in Å, or ``loglam``); object
+          (pickled) arrays are skipped, never unpickled (their names are logged);
         - any spectra file :func:`serendip.spectra.read_spectra` understands.
 
     Returns
@@ -117,7 +173,8 @@ def open_input(source) -> OpenedInput:
     FileNotFoundError
         If the path does not exist.
     ValueError
-        If the file is a folder or of a kind none of the above can read.
+        If the file is a folder or of a kind none of the above can read; the
+        message names the file.
     """
     if not isinstance(source, (str, Path)):
         return _from_object(source, type(source).__name__)
@@ -133,7 +190,10 @@ def open_input(source) -> OpenedInput:
         return _from_object(open_store(path), str(path))
     name = path.name.lower()
     if name.endswith(".npy"):
-        data = np.load(path, mmap_mode="r", allow_pickle=False)
+        try:
+            data = np.load(path, mmap_mode="r", allow_pickle=False)
+        except Exception as exc:
+            raise ValueError(f"{path}: not a readable .npy array ({type(exc).__name__}: {exc})") from exc
         ids = np.arange(len(data)).astype(str)
         return OpenedInput(data, ids, Table({"id": ids}), None, str(path))
     if name.endswith(".npz"):

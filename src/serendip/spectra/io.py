@@ -20,21 +20,28 @@ Built-in formats (see :func:`supported_formats`):
     Parquet, and ``.npz`` arrays. See :mod:`serendip.spectra.tables`.
 
 Every reader returns a :class:`~serendip.spectra.Spectra` on the file's
-*native* wavelength grid (observed frame, vacuum Å) and raises
+*native* wavelength grid (observed frame, vacuum Å; a table written from
+rest-frame spectra says so, see :mod:`serendip.spectra.tables`) and raises
 :class:`SpectraReadError` (a ``ValueError``) naming the file and the reason when
 the file is not readable: not FITS, truncated, a missing HDU or column, or no
-finite pixel at all.
+finite pixel at all. A ``.gz`` file is decompressed with :func:`read_fits_bytes`,
+which checks that the gzip stream is complete (a cut download is reported as
+truncated, not read as a file with fewer HDUs).
 """
 from __future__ import annotations
 
+import gzip
+import io
 import os
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from .container import Spectra
 
-__all__ = ["SpectraReadError", "register_reader", "read_spectra", "supported_formats", "identify_format"]
+__all__ = ["SpectraReadError", "register_reader", "read_spectra", "supported_formats", "identify_format",
+           "read_fits_bytes"]
 
 
 class SpectraReadError(ValueError):
@@ -133,9 +140,12 @@ def identify_format(path: str | os.PathLike) -> str:
             ok = False
         if ok:
             return r.name
-    if path.name.lower().endswith(_FITS_EXTENSIONS) and fits_hdu_names(path) is None:
+    if path.name.lower().endswith(_FITS_EXTENSIONS):
+        # a damaged FITS file (truncated download, bad gzip stream) is often not recognised by any
+        # identifier: say what is wrong with it rather than "unknown format"
         check_fits_structure(path)  # raises with the precise reason (truncated, not FITS, ...)
-        raise SpectraReadError(path, "not a FITS file (missing or damaged FITS header)")
+        if fits_hdu_names(path) is None:
+            raise SpectraReadError(path, "not a FITS file (missing or damaged FITS header)")
     raise SpectraReadError(path, f"unknown or unreadable spectra format; supported formats: {_describe_supported()}")
 
 
@@ -221,25 +231,91 @@ def fits_hdu_names(path: Path, max_hdus: int | None = None) -> list[str] | None:
         return None
 
 
-def open_fits(path: Path):
-    """Open a FITS file fully (verifying it is complete), or raise :class:`SpectraReadError`."""
+def read_fits_bytes(path: Path) -> bytes:
+    """Return the whole (decompressed) content of a FITS file, checking a gzip stream is complete.
+
+    Plain files are read as they are. Gzip files (``.gz``) are decompressed in
+    one pass with :mod:`gzip`, which verifies that the stream reaches its
+    end-of-stream marker and that the CRC-32 and length in the trailer match:
+    astropy on its own stops quietly at the end of a cut stream and returns the
+    HDUs it found, so a truncated download would read as a file with fewer HDUs.
+
+    Parameters
+    ----------
+    path : Path
+
+    Returns
+    -------
+    bytes
+        The FITS bytes (decompressed for ``.gz``).
+
+    Raises
+    ------
+    SpectraReadError
+        Empty file, not gzip although named ``.gz``, a gzip stream that ends
+        early (truncated) or fails its checksum (corrupted).
+    """
+    path = Path(path)
+    if path.stat().st_size == 0:
+        raise SpectraReadError(path, "empty file (0 bytes)")
+    if not path.name.lower().endswith(".gz"):
+        return path.read_bytes()
+    with open(path, "rb") as fh:
+        magic = fh.read(2)
+    if magic != b"\x1f\x8b":
+        raise SpectraReadError(path, "not a gzip file although its name ends in .gz (no gzip signature)")
+    try:
+        with gzip.open(path, "rb") as fh:
+            data = fh.read()
+    except EOFError as exc:
+        raise SpectraReadError(path, "truncated gzip file: the compressed stream ends before its end-of-stream "
+                                     "marker (incomplete download or copy?)") from exc
+    except (gzip.BadGzipFile, zlib.error) as exc:
+        raise SpectraReadError(path, f"corrupted gzip file ({exc})") from exc
+    if not data:
+        raise SpectraReadError(path, "empty gzip file (it decompresses to 0 bytes)")
+    return data
+
+
+def open_fits(path: Path, *, data: bytes | None = None):
+    """Open a FITS file fully (verifying it is complete), or raise :class:`SpectraReadError`.
+
+    The file's HDU structure is first checked with :func:`scan_fits` (every
+    header has an ``END`` card, every HDU's data is present); a ``.gz`` file is
+    decompressed once with :func:`read_fits_bytes`, which detects a cut or
+    corrupted gzip stream. Then astropy reads every HDU's data.
+
+    Parameters
+    ----------
+    path : Path
+    data : bytes, optional
+        The file's content from :func:`read_fits_bytes`, when the caller already has it.
+
+    Returns
+    -------
+    astropy.io.fits.HDUList
+        With all data loaded; the caller closes it.
+
+    Raises
+    ------
+    SpectraReadError
+        Empty, not FITS, truncated or corrupted (the message says which and names the file).
+    """
     import warnings
 
     from astropy.io import fits
 
-    size = path.stat().st_size
-    if size == 0:
-        raise SpectraReadError(path, "empty file (0 bytes)")
+    path = Path(path)
     gz = path.name.lower().endswith(".gz")
-    if not gz and size % 2880:
-        raise SpectraReadError(path, f"truncated FITS file: {size} bytes is not a multiple of the 2880-byte "
-                                     "FITS block")
+    if data is None and gz:
+        data = read_fits_bytes(path)
+    scan_fits(path, data=data)  # precise structural errors: truncated data, missing END, not FITS
     hdul = None
     error = None
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            hdul = fits.open(path, memmap=False)
+            hdul = fits.open(io.BytesIO(data) if data is not None else path, memmap=False)
             for h in hdul:  # force reading all data now: truncated files fail here, not later
                 _ = h.data
         except Exception as exc:
@@ -324,11 +400,21 @@ def _card_value(text: str):
         return value
 
 
-def scan_fits(path: Path, max_hdus: int | None = None) -> list[FitsHDUInfo]:
+def scan_fits(path: Path, max_hdus: int | None = None, *, data: bytes | None = None) -> list[FitsHDUInfo]:
     """Walk the HDUs of an uncompressed FITS file by reading its headers only.
 
     A small, fast header parser (astropy's full header machinery costs tens of
     milliseconds per SDSS file). It checks the structure as it goes.
+
+    Parameters
+    ----------
+    path : Path
+        The file (named in error messages; read unless ``data`` is given).
+    max_hdus : int, optional
+        Stop after this many HDUs.
+    data : bytes, optional
+        The FITS content already in memory, for example a decompressed ``.gz``
+        file from :func:`read_fits_bytes`; offsets in the result refer to it.
 
     Raises
     ------
@@ -337,11 +423,13 @@ def scan_fits(path: Path, max_hdus: int | None = None) -> list[FitsHDUInfo]:
         2880-byte blocks, a header without ``END``, or data running past the
         end of the file (truncated).
     """
-    size = path.stat().st_size
+    if data is None and path.name.lower().endswith(".gz"):
+        data = read_fits_bytes(path)
+    size = path.stat().st_size if data is None else len(data)
     if size == 0:
         raise SpectraReadError(path, "empty file (0 bytes)")
     out: list[FitsHDUInfo] = []
-    with open(path, "rb") as fh:
+    with (open(path, "rb") if data is None else io.BytesIO(data)) as fh:
         if fh.read(30)[:9] != b"SIMPLE  =":
             raise SpectraReadError(path, "not a FITS file (missing or damaged FITS header)")
         if size % _BLOCK:
@@ -394,21 +482,21 @@ def scan_fits(path: Path, max_hdus: int | None = None) -> list[FitsHDUInfo]:
 def check_fits_structure(path: Path) -> list[str]:
     """Check that a FITS file is complete (every HDU's data present); return its HDU names.
 
-    Uses :func:`scan_fits` for plain files and astropy (full read) for gzip ones.
+    Uses :func:`scan_fits`, on the decompressed content for gzip files (a cut or
+    corrupted gzip stream is reported as such by :func:`read_fits_bytes`).
     """
-    if path.name.lower().endswith(".gz"):
-        with open_fits(path) as hdul:
-            return [h.name.upper() for h in hdul]
     return [h.name for h in scan_fits(path)]
 
 
-def read_bintable_columns(path: Path, hdu: int | str, names=None, *, hdus: list[FitsHDUInfo] | None = None):
+def read_bintable_columns(path: Path, hdu: int | str, names=None, *, hdus: list[FitsHDUInfo] | None = None,
+                          data: bytes | None = None):
     """Read chosen columns of a FITS binary table quickly, without building every column.
 
     astropy builds a ``Column`` object for each of the hundreds of columns of an
     SDSS ``SPALL`` HDU (about 0.1 s per file); this reads the raw rows once
     and views only the wanted columns (decoded to native byte order, ``TSCAL``
-    / ``TZERO`` applied, strings stripped). Compressed files go through astropy.
+    / ``TZERO`` applied, strings stripped). Gzip files are decompressed (and
+    checked for truncation) by :func:`read_fits_bytes` unless ``data`` is given.
 
     Parameters
     ----------
@@ -419,35 +507,33 @@ def read_bintable_columns(path: Path, hdu: int | str, names=None, *, hdus: list[
         Columns to return (case-insensitive); missing ones are simply absent
         from the result. ``None``: all columns.
     hdus : list of FitsHDUInfo, optional
-        The result of :func:`scan_fits`, to avoid scanning twice.
+        The result of :func:`scan_fits`, to avoid scanning twice (for a gzip
+        file, the scan of the same ``data``).
+    data : bytes, optional
+        The file's content from :func:`read_fits_bytes`, to avoid reading or
+        decompressing it again.
 
     Returns
     -------
     header : dict
         The HDU's header keywords.
     columns : dict
-        ``{lower-case name: ndarray}``.
+        ``{lower-case name: ndarray}``; a table with zero rows gives arrays of length 0.
 
     Raises
     ------
     SpectraReadError
-        Missing HDU, not a binary table, or truncated data.
+        Missing HDU, not a binary table, an unsupported or inconsistent column
+        layout, or truncated data (the message names the file, the HDU and, where
+        it applies, the column).
     """
     import numpy as np
 
     want = None if names is None else {n.lower() for n in names}
-    if path.name.lower().endswith(".gz"):
-        with open_fits(path) as hdul:
-            try:
-                h = hdul[hdu]
-            except (IndexError, KeyError) as exc:
-                raise SpectraReadError(path, f"missing HDU {hdu!r}") from exc
-            if h.header.get("XTENSION", "").strip() != "BINTABLE":
-                raise SpectraReadError(path, f"HDU {hdu!r} is not a binary table")
-            return dict(h.header), {c.lower(): np.array(h.data[c]) for c in h.columns.names
-                                    if want is None or c.lower() in want}
+    if data is None and path.name.lower().endswith(".gz"):
+        data = read_fits_bytes(path)  # offsets from scan_fits of a .gz file refer to this content
     if hdus is None:
-        hdus = scan_fits(path)
+        hdus = scan_fits(path, data=data)
     if isinstance(hdu, str):
         matches = [h for h in hdus if h.name == hdu.upper()]
         if not matches:
@@ -460,12 +546,18 @@ def read_bintable_columns(path: Path, hdu: int | str, names=None, *, hdus: list[
     header = info.header
     if str(header.get("XTENSION", "")).strip() != "BINTABLE":
         raise SpectraReadError(path, f"HDU {hdu!r} is not a binary table")
-    row_bytes = int(header["NAXIS1"])
-    n_rows = int(header["NAXIS2"])
+    try:
+        row_bytes = int(header["NAXIS1"])
+        n_rows = int(header["NAXIS2"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise SpectraReadError(path, f"HDU {hdu!r}: damaged header (NAXIS1/NAXIS2 missing or not integers)") from exc
     size = row_bytes * n_rows
-    with open(path, "rb") as fh:
-        fh.seek(info.data_start)
-        raw = fh.read(size)
+    if data is None:
+        with open(path, "rb") as fh:
+            fh.seek(info.data_start)
+            raw = fh.read(size)
+    else:
+        raw = memoryview(data)[info.data_start:info.data_start + size]
     if len(raw) < size:
         raise SpectraReadError(path, f"truncated FITS file: HDU {hdu!r} needs {size} bytes of data, "
                                      f"{len(raw)} are present")
@@ -476,7 +568,8 @@ def read_bintable_columns(path: Path, hdu: int | str, names=None, *, hdus: list[
         tform = str(header.get(f"TFORM{k}", ""))
         m = _TFORM_RE.match(tform)
         if not m:
-            raise SpectraReadError(path, f"unsupported column format TFORM{k}={tform!r} in HDU {hdu!r}")
+            raise SpectraReadError(path, f"unsupported column format TFORM{k}={tform!r} (column {ttype!r}) "
+                                         f"in HDU {hdu!r}")
         rep = int(m.group(1)) if m.group(1) else 1
         code = m.group(2)
         width = (rep + 7) // 8 if code == "X" else rep * _TFORM_SIZES[code]
@@ -485,8 +578,14 @@ def read_bintable_columns(path: Path, hdu: int | str, names=None, *, hdus: list[
                 dt = np.dtype(f"S{rep}")
             else:
                 dt = np.dtype(_TFORM_DTYPES[code]) if rep == 1 else np.dtype((_TFORM_DTYPES[code], (rep,)))
-            view = np.ndarray(shape=(n_rows,), dtype=dt, buffer=raw, offset=offset, strides=(row_bytes,))
-            arr = np.array(view)
+            if offset + dt.itemsize > row_bytes:
+                raise SpectraReadError(path, f"HDU {hdu!r}: column {ttype!r} ends at byte {offset + dt.itemsize} "
+                                             f"of a {row_bytes}-byte row (damaged TFORM/NAXIS1)")
+            if n_rows == 0:  # a buffer view cannot be strided over nothing
+                arr = np.empty((0,) + dt.shape, dtype=dt.base if dt.shape else dt)
+            else:
+                view = np.ndarray(shape=(n_rows,), dtype=dt, buffer=raw, offset=offset, strides=(row_bytes,))
+                arr = np.array(view)
             if code == "A":
                 arr = np.char.rstrip(np.char.decode(arr, "ascii", "replace"))
             elif code == "L":

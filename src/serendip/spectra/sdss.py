@@ -26,9 +26,13 @@ What is read
   ``source_file``         the file name
   ======================  =====================================================
 
-  If HDU 2 is missing, plate/mjd/fiber come from the primary header
-  (``PLATEID``, ``MJD``, ``FIBERID``) or the file name, and the redshift
-  columns are NaN (ingest in the rest frame then rejects the file).
+  If HDU 2 is missing, empty (zero rows) or unreadable, plate/mjd/fiber come
+  from the primary header (``PLATEID``, ``MJD``, ``FIBERID``) or the file name,
+  the redshift columns are NaN (ingest in the rest frame then rejects the
+  file), and a warning names the file and the reason.
+
+``.fits.gz`` files are decompressed once and checked: a gzip stream cut short
+is reported as a truncated file, not as a missing HDU.
 """
 from __future__ import annotations
 
@@ -37,11 +41,13 @@ from pathlib import Path
 
 import numpy as np
 
+from .._logging import get_logger
 from .container import Spectra
-from .io import (SpectraReadError, check_fits_structure, fits_hdu_names, read_bintable_columns, register_reader,
-                 scan_fits)
+from .io import SpectraReadError, fits_hdu_names, read_bintable_columns, read_fits_bytes, register_reader, scan_fits
 
 __all__ = ["read_sdss_spec", "is_sdss_spec"]
+
+log = get_logger(__name__)
 
 _NAME_RE = re.compile(r"spec-(\d+)-(\d+)-(\d+)", re.IGNORECASE)
 _FITS_EXT = (".fits", ".fit", ".fits.gz", ".fit.gz")
@@ -59,18 +65,6 @@ def is_sdss_spec(path: Path) -> bool:
 
 _META_COLUMNS = ("PLATE", "PLATEID", "MJD", "FIBERID", "FIBER", "PLUG_RA", "PLUG_DEC", "RA", "DEC", "Z", "Z_ERR",
                  "ZWARNING", "CLASS", "SUBCLASS", "SN_MEDIAN_ALL", "SN_MEDIAN", "SPECOBJID")
-
-
-def _primary_header(path: Path) -> dict:
-    import warnings
-
-    from astropy.io import fits
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        try:
-            return dict(fits.getheader(path, 0))
-        except Exception:
-            return {}
 
 
 def _scalar(row, names, default=np.nan):
@@ -107,12 +101,10 @@ def read_sdss_spec(path: str | Path) -> Spectra:
         finite pixel.
     """
     path = Path(path)
-    if path.name.lower().endswith(".gz"):
-        hdus = None
-        names = check_fits_structure(path)
-    else:
-        hdus = scan_fits(path)
-        names = [h.name for h in hdus]
+    # a .gz file is decompressed once (a cut stream is reported as truncated) and then read like a plain one
+    data = read_fits_bytes(path) if path.name.lower().endswith(".gz") else None
+    hdus = scan_fits(path, data=data)
+    names = [h.name for h in hdus]
     if "COADD" in names:
         coadd_hdu = names.index("COADD")
     elif len(names) > 1 and names[1] in ("", "COADD"):
@@ -120,7 +112,7 @@ def read_sdss_spec(path: str | Path) -> Spectra:
     else:
         present = ", ".join(n or "(unnamed)" for n in names)
         raise SpectraReadError(path, f"missing HDU 'COADD' (HDUs present: {present})")
-    hdr, cols = read_bintable_columns(path, coadd_hdu, ["flux", "loglam", "ivar", "and_mask"], hdus=hdus)
+    hdr, cols = read_bintable_columns(path, coadd_hdu, ["flux", "loglam", "ivar", "and_mask"], hdus=hdus, data=data)
     for need in ("flux", "loglam", "ivar"):
         if need not in cols:
             raise SpectraReadError(path, f"HDU 'COADD' has no column {need!r}")
@@ -130,16 +122,6 @@ def read_sdss_spec(path: str | Path) -> Spectra:
     loglam = cols["loglam"].astype(np.float64)
     ivar = cols["ivar"].astype(np.float64)
     and_mask = cols["and_mask"].astype(np.int64) if "and_mask" in cols else np.zeros(flux.shape, np.int64)
-    meta_row = None
-    if len(names) > 2 and coadd_hdu == 1:
-        try:
-            hdr2, meta_cols = read_bintable_columns(path, 2, _META_COLUMNS, hdus=hdus)
-            if meta_cols and int(hdr2["NAXIS2"]) > 0:
-                meta_row = {k.upper(): v[0] for k, v in meta_cols.items()}
-        except SpectraReadError:
-            meta_row = None
-    header = (hdus[0].header if hdus else _primary_header(path)) if meta_row is None else {}
-
     if not np.all(np.isfinite(loglam)) or np.any(np.diff(loglam) <= 0):
         raise SpectraReadError(path, "the 'loglam' column is not finite and strictly increasing")
     good = np.isfinite(flux) & np.isfinite(ivar) & (ivar > 0)
@@ -147,6 +129,29 @@ def read_sdss_spec(path: str | Path) -> Spectra:
         raise SpectraReadError(path, "no finite pixels (every pixel has ivar <= 0 or non-finite flux)")
     flux = np.where(np.isfinite(flux), flux, 0.0)
     ivar = np.where(good, ivar, 0.0)
+
+    meta_row = None
+    fallback = None  # why HDU 2 could not give the metadata, if it could not
+    if coadd_hdu == 1 and len(names) > 2:
+        where = f"HDU 2 ({names[2] or 'unnamed'})"
+        try:
+            hdr2, meta_cols = read_bintable_columns(path, 2, _META_COLUMNS, hdus=hdus, data=data)
+        except (SpectraReadError, ValueError, KeyError, TypeError) as exc:
+            fallback = f"{where} cannot be read: " + (
+                exc.reason if isinstance(exc, SpectraReadError) else f"{type(exc).__name__}: {exc}")
+        else:
+            if not meta_cols:
+                fallback = f"{where} has none of the expected columns (PLATE, MJD, FIBERID, Z, ...)"
+            elif int(hdr2.get("NAXIS2", 0)) == 0:
+                fallback = f"{where} has zero rows"
+            else:
+                meta_row = {k.upper(): v[0] for k, v in meta_cols.items()}
+    elif coadd_hdu == 1:
+        fallback = "there is no HDU 2 (SPECOBJ/SPALL)"
+    if fallback is not None:
+        log.warning("%s: %s; plate/mjd/fiber are taken from the primary header, the redshift is unknown (NaN)",
+                    path, fallback)
+    header = hdus[0].header if meta_row is None else {}
 
     m = _NAME_RE.match(path.name)
     plate = mjd = fiber = -1
