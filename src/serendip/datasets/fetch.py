@@ -28,8 +28,10 @@ Robustness
 from __future__ import annotations
 
 import contextlib
+import functools
 import http.client
 import os
+import string
 import time
 import urllib.error
 import urllib.request
@@ -46,8 +48,8 @@ from .._logging import get_logger
 from .._logging import progress as _progress_bar
 from .._version import __version__
 
-__all__ = ["fetch_sdss", "DEFAULT_BASE_URL", "SDSS_TEMPLATE", "EBOSS_TEMPLATE", "spectrum_url",
-           "default_run2d", "verify_spec_file"]
+__all__ = ["fetch_sdss", "DEFAULT_BASE_URL", "SDSS_TEMPLATE", "EBOSS_TEMPLATE", "TEMPLATE_FIELDS", "spectrum_url",
+           "check_template", "default_run2d", "verify_spec_file"]
 
 log = get_logger(__name__)
 
@@ -77,6 +79,66 @@ def default_run2d(plate: int) -> str:
     return SDSS_RUN2D if int(plate) < _FIRST_BOSS_PLATE else BOSS_RUN2D
 
 
+#: The placeholders a URL template may use.
+TEMPLATE_FIELDS = ("base", "run2d", "plate", "mjd", "fiberid")
+#: The placeholders a URL template must use: without them different spectra would share one URL.
+_REQUIRED_FIELDS = ("plate", "mjd", "fiberid")
+
+
+@functools.lru_cache(maxsize=32)
+def check_template(template: str) -> str:
+    """Check a URL format string before anything is downloaded; return it unchanged.
+
+    Parameters
+    ----------
+    template : str
+        A :meth:`str.format` string using only the placeholders in
+        :data:`TEMPLATE_FIELDS` (``{base}``, ``{run2d}``, ``{plate}``, ``{mjd}``,
+        ``{fiberid}``, with optional format specs such as ``{plate:04d}``), and
+        at least ``{plate}``, ``{mjd}`` and ``{fiberid}``.
+
+    Returns
+    -------
+    str
+
+    Raises
+    ------
+    ValueError
+        If the template is malformed, names an unknown placeholder (the
+        message lists the unknown and the allowed ones), lacks one of the
+        required placeholders, or a format spec does not fit its value
+        (``run2d`` and ``base`` are text, the others integers).
+    """
+    allowed = ", ".join(f"{{{f}}}" for f in TEMPLATE_FIELDS)
+    try:
+        parsed = list(string.Formatter().parse(template))
+    except ValueError as exc:
+        raise ValueError(f"URL template {template!r} is not a valid format string ({exc}); use the "
+                         f"placeholders {allowed}") from None
+    names = []
+    for _, field_name, _, _ in parsed:
+        if field_name is None:
+            continue
+        # "{plate.real}" or "{plate[0]}" name the field "plate"
+        names.append(field_name.split(".", 1)[0].split("[", 1)[0])
+    unknown = sorted({n for n in names if n not in TEMPLATE_FIELDS}, key=names.index)
+    if unknown:
+        shown = ", ".join("{}" if n == "" else f"{{{n}}}" for n in unknown)
+        raise ValueError(f"URL template {template!r} has unknown placeholder(s) {shown}; the allowed "
+                         f"placeholders are {allowed}")
+    missing = [f for f in _REQUIRED_FIELDS if f not in names]
+    if missing:
+        raise ValueError(f"URL template {template!r} lacks the placeholder(s) "
+                         + ", ".join(f"{{{f}}}" for f in missing)
+                         + "; without them different spectra would get the same URL")
+    try:
+        template.format(base=DEFAULT_BASE_URL, run2d=SDSS_RUN2D, plate=266, mjd=51602, fiberid=1)
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
+        raise ValueError(f"URL template {template!r} cannot be filled in: {exc} (run2d and base are text; "
+                         "plate, mjd and fiberid are integers)") from None
+    return template
+
+
 def spectrum_url(plate: int, mjd: int, fiberid: int, run2d: str | None = None,
                  base_url: str = DEFAULT_BASE_URL, template: str | Callable | None = None) -> str:
     """URL of one spectrum in the archive layout.
@@ -90,8 +152,20 @@ def spectrum_url(plate: int, mjd: int, fiberid: int, run2d: str | None = None,
         Archive root (no trailing slash needed).
     template : str or callable, optional
         A format string with ``{base}``, ``{run2d}``, ``{plate}``, ``{mjd}``,
-        ``{fiberid}``, or a callable taking those as keywords. By default
-        :data:`SDSS_TEMPLATE` for numeric run2d and :data:`EBOSS_TEMPLATE` otherwise.
+        ``{fiberid}`` (checked by :func:`check_template`), or a callable taking
+        those as keywords. By default :data:`SDSS_TEMPLATE` for numeric run2d
+        and :data:`EBOSS_TEMPLATE` otherwise.
+
+    Returns
+    -------
+    str
+
+    Raises
+    ------
+    ValueError
+        If a string template is invalid (see :func:`check_template`).
+    TypeError
+        If ``template`` is neither None, a string nor a callable.
     """
     run2d = str(run2d).strip() if run2d not in (None, "") else default_run2d(plate)
     fields = dict(base=base_url.rstrip("/"), run2d=run2d, plate=int(plate), mjd=int(mjd), fiberid=int(fiberid))
@@ -99,7 +173,9 @@ def spectrum_url(plate: int, mjd: int, fiberid: int, run2d: str | None = None,
         template = SDSS_TEMPLATE if run2d.isdigit() else EBOSS_TEMPLATE
     if callable(template):
         return str(template(**fields))
-    return template.format(**fields)
+    if not isinstance(template, str):
+        raise TypeError(f"template must be a format string or a callable; got {type(template).__name__}")
+    return check_template(template).format(**fields)
 
 
 def verify_spec_file(path: str | os.PathLike) -> str | None:
@@ -277,13 +353,18 @@ def fetch_sdss(table_or_path, out_dir, base_url: str = DEFAULT_BASE_URL, run2d: 
     Raises
     ------
     ValueError
-        If the table lacks plate/mjd/fiberid columns (the message names them)
-        or ``retries``/``backoff``/``timeout``/``n_jobs`` are invalid.
+        If the table lacks plate/mjd/fiberid columns (the message names them),
+        ``template`` is invalid (see :func:`check_template`; checked before
+        any download) or ``retries``/``backoff``/``timeout``/``n_jobs`` are invalid.
     """
     if int(retries) < 0:
         raise ValueError(f"retries must be >= 0; got {retries}")
     if backoff < 0 or timeout <= 0 or int(n_jobs) < 1:
         raise ValueError(f"need backoff >= 0, timeout > 0 and n_jobs >= 1; got {backoff}, {timeout}, {n_jobs}")
+    if template is not None and not callable(template):
+        if not isinstance(template, str):
+            raise TypeError(f"template must be a format string or a callable; got {type(template).__name__}")
+        check_template(template)  # once, before the folder is made or anything is downloaded
     table = _as_table(table_or_path)
     cols = _find_columns(table)
     out_dir = Path(out_dir)

@@ -476,7 +476,8 @@ def make_survey(n: int = 5000, seed: int = 0, anomaly_fraction: float = 0.03, *,
     n : int
         Number of spectra.
     seed : int
-        Seed; the survey is a deterministic function of (n, seed and the other parameters).
+        Seed, a non-negative integer; the survey is a deterministic function of (n, seed and the
+        other parameters).
     anomaly_fraction : float in [0, 1]
         Fraction of anomalous objects, split equally between the four kinds and
         within a kind between its sub-kinds. When ``anomaly_fraction > 0`` and
@@ -498,10 +499,18 @@ def make_survey(n: int = 5000, seed: int = 0, anomaly_fraction: float = 0.03, *,
     SyntheticSurvey
         ``.spectra`` (observed frame), ``.truth`` (labels and the hidden
         ``sequence_param``), ``.model`` (noiseless), ``.meta`` (provenance).
+
+    Raises
+    ------
+    ValueError
+        If ``n < 1``, ``seed`` is not a non-negative integer, or a fraction or
+        range is out of bounds; the message names the argument and its value.
     """
     n = int(n)
     if n < 1:
         raise ValueError(f"n must be at least 1; got {n}")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer; got {seed!r}")
     if not 0.0 <= float(anomaly_fraction) <= 1.0:
         raise ValueError(f"anomaly_fraction must be within [0, 1]; got {anomaly_fraction}")
     if not 0.0 <= z_range[0] < z_range[1] < 1.0:

@@ -110,8 +110,14 @@ def loads_toml(text: str, source: str = "<string>") -> dict:
         raise ValueError(f"{source} is not valid TOML: {exc}") from exc
 
 
+#: Largest seed: scikit-learn's ``random_state`` (numpy's ``RandomState``) takes seeds below 2**32.
+MAX_SEED = 2**32 - 1
+
+
 def _check_value(section: str, key: str, value: Any, default: Any, source: str) -> Any:
     where = f"{source}: [{section}] {key}"
+    if (section, key) == ("run", "n_jobs") and value is None:
+        return 1  # a dict config may say None, scikit-learn's "one core"; stored as 1 so config.toml can hold it
     if isinstance(default, bool):
         if not isinstance(value, bool):
             raise ValueError(f"{where} must be true or false; found {value!r}")
@@ -147,8 +153,15 @@ def merge_config(user: dict | None, source: str = "config") -> dict:
     Raises
     ------
     ValueError
-        On an unknown section or key, a value of the wrong type, or a value
-        outside the allowed choices; the message names the section and key.
+        On an unknown section or key, a value of the wrong type, a value
+        outside the allowed choices or range (e.g. ``[run] seed`` below 0,
+        ``[run] n_jobs`` 0 or below -1); the message names the section, key
+        and value.
+
+    Notes
+    -----
+    ``[run] n_jobs = None`` (possible in a dict, not in TOML) means one core,
+    as in scikit-learn, and is stored as 1.
     """
     cfg = copy.deepcopy(DEFAULTS)
     for section, values in (user or {}).items():
@@ -171,6 +184,9 @@ def _check_ranges(cfg: dict, source: str) -> None:
         if not cond:
             raise ValueError(f"{source}: [{section}] {key} {what}; found {cfg[section][key]!r}")
 
+    need(0 <= cfg["run"]["seed"] <= MAX_SEED, "run", "seed", f"must be a non-negative integer (at most {MAX_SEED})")
+    need(cfg["run"]["n_jobs"] == -1 or cfg["run"]["n_jobs"] >= 1, "run", "n_jobs",
+         "must be -1 (all cores), a positive number of cores, or None in a Python dict (one core)")
     need(cfg["data"]["simulate"] >= 0, "data", "simulate", "must be >= 0")
     need(cfg["data"]["npix"] >= 10, "data", "npix", "must be >= 10")
     need(cfg["data"]["wmax"] > cfg["data"]["wmin"], "data", "wmax", "must be larger than wmin")
@@ -255,8 +271,8 @@ _EXAMPLE = '''\
 
 [run]
 output = "serendip-run"     # run folder: tables/, figures/, stages/, report.html
-seed = 0                    # one seed drives every random step
-n_jobs = -1                 # CPU cores for the forests (-1 = all)
+seed = 0                    # one seed drives every random step (a non-negative integer)
+n_jobs = -1                 # CPU cores for the forests: -1 = all, or a positive number
 force = false               # true: recompute every stage, even finished ones
 
 [data]

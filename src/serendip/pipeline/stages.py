@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from .._logging import get_logger, progress
-from .config import load_config
+from .config import MAX_SEED, load_config
 from .runner import RunFolder, RunResult, Stage, StageContext, StageResult, StageSkipped, run_stages
 
 __all__ = ["build_stages", "run_pipeline", "run_demo", "demo_config", "feature_matrix", "bin_pixels"]
@@ -104,6 +104,15 @@ def _rank(w: np.ndarray) -> np.ndarray:
 
 def _outs(run: RunFolder, *paths) -> list[str]:
     return [run.rel(p) for p in paths]
+
+
+def _has_truth(ctx: StageContext) -> bool:
+    """True when this run simulated its data, so ``tables/truth`` belongs to it.
+
+    A truth table left in the folder by an earlier synthetic run must not be
+    taken for the truth of spectra ingested from files.
+    """
+    return ctx.done("simulate") and ctx.run.has_table("truth")
 
 
 # ---------------------------------------------------------------------- stages
@@ -277,7 +286,7 @@ def stage_weirdness(ctx: StageContext) -> StageResult:
     weirdest["similar_ids"] = [r[3] for r in rows]
     weirdest["top_features"] = [r[4] for r in rows]
     weirdest["peak_wavelength"] = [r[5] for r in rows]
-    truth = ctx.run.read_table("truth") if ctx.run.has_table("truth") else None
+    truth = ctx.run.read_table("truth") if _has_truth(ctx) else None
     if truth is not None:
         lut = {str(t): j for j, t in enumerate(np.asarray(truth["id"]).astype(str))}
         j = [lut.get(str(x), -1) for x in weirdest["id"]]
@@ -419,7 +428,7 @@ def stage_compare(ctx: StageContext) -> StageResult:
         raise StageSkipped("disabled in the config ([compare] enabled = false)")
     run = ctx.run
     spectra = load_spectra(run, ctx.config)
-    X, _ = feature_matrix(spectra, ctx.config["weirdness"]["max_features_pixels"])
+    X, _ = feature_matrix(spectra, cfg["features"])
     n = X.shape[0]
     ids = np.asarray(spectra.ids).astype(str)
     w = run.read_table("weirdness")
@@ -454,7 +463,7 @@ def stage_compare(ctx: StageContext) -> StageResult:
     outputs = [run.save_table(score_tab, "scores")]
     dets = list(scores)
     info = {"detectors": dets, "skipped_detectors": skipped_dets}
-    if run.has_table("truth"):
+    if _has_truth(ctx):
         from sklearn.metrics import average_precision_score, roc_auc_score
 
         truth = run.read_table("truth")
@@ -505,7 +514,7 @@ def stage_compare(ctx: StageContext) -> StageResult:
         summary = (f"recall in the top {k}: " + ", ".join(f"{d} {overall[d]:.2f}" for d in dets)
                    + (f"; sequence vs truth ρ = {rho:+.2f}" if np.isfinite(rho) else ""))
     else:
-        k = max(1, min(max(ctx.config["report"]["top_n"], n // 20), n))
+        k = max(1, min(max(cfg["report_top_n"], n // 20), n))
         rows = []
         for a in range(len(dets)):
             for b in range(a + 1, len(dets)):
@@ -578,8 +587,34 @@ def _fingerprint(paths: list[str]) -> str:
     return h.hexdigest()[:16]
 
 
+#: Config values that change how fast a stage runs, not what it writes; they are left out of the stage
+#: keys so that, say, resuming a run with fewer cores reuses the finished stages.
+RUNTIME_ONLY = (("run", "n_jobs"),)
+
+
 def build_stages(config: dict, run: RunFolder) -> list[Stage]:
-    """The pipeline's stages for a complete config (see :func:`~.config.load_config`)."""
+    """The pipeline's stages for a complete config (see :func:`~.config.load_config`).
+
+    Parameters
+    ----------
+    config : dict
+        A complete, checked configuration.
+    run : RunFolder
+        The run folder (the demo's generated files live in it).
+
+    Returns
+    -------
+    list of Stage
+
+    Notes
+    -----
+    A stage is reused only while its key is unchanged, and the key hashes the
+    stage's ``params`` and the run ids of the stages it requires. So every
+    config value a stage reads must be in its own ``params`` or in those of a
+    stage it requires (directly or through others), except the values in
+    :data:`RUNTIME_ONLY`; otherwise changing the value would reuse a stale
+    result. Stages read their settings from ``ctx.params``.
+    """
     d = config["data"]
     seed = config["run"]["seed"]
     sim = ["simulate"] if d["simulate"] > 0 else []
@@ -596,6 +631,9 @@ def build_stages(config: dict, run: RunFolder) -> list[Stage]:
     else:
         ingest_params["inputs"] = []
         ingest_params["fingerprint"] = _fingerprint([d["store"]])
+    compare_params = {**config["compare"], "seed": seed, "features": config["weirdness"]["max_features_pixels"]}
+    if not sim:  # without planted truth the detectors' agreement is measured in the top max(report top_n, N/20)
+        compare_params["report_top_n"] = config["report"]["top_n"]
     stages += [
         Stage("ingest", stage_ingest, params=ingest_params, requires=sim, title="Ingest"),
         Stage("weirdness", stage_weirdness, params={**config["weirdness"], "seed": seed},
@@ -604,8 +642,7 @@ def build_stages(config: dict, run: RunFolder) -> list[Stage]:
               requires=["ingest", "weirdness"], title="Sequencer"),
         Stage("explore", stage_explore, params={**config["explore"], "seed": seed},
               requires=["ingest", "weirdness", "sequence"], title="Embed and cluster"),
-        Stage("compare", stage_compare, params={**config["compare"], "seed": seed,
-                                                "features": config["weirdness"]["max_features_pixels"]},
+        Stage("compare", stage_compare, params=compare_params,
               requires=[*sim, "ingest", "weirdness", "sequence"], title="Compare detectors"),
         Stage("report", stage_report, params={**config["report"]}, requires=None, title="Report"),
     ]
@@ -651,6 +688,8 @@ def demo_config(n: int = 5000, seed: int = 0, out: str | os.PathLike = "serendip
     """The configuration ``serendip demo`` runs: the synthetic survey and the defaults."""
     if n < 20:
         raise ValueError(f"the demo needs at least 20 spectra; got --n {n}")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed <= MAX_SEED:
+        raise ValueError(f"the demo's seed must be a non-negative integer (at most {MAX_SEED}); got --seed {seed!r}")
     return load_config({"run": {"output": str(out), "seed": int(seed)}, "data": {"simulate": int(n)},
                         "report": {"title": f"serendip demo: {n} synthetic spectra"}})
 
