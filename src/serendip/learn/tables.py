@@ -15,8 +15,8 @@ import numpy as np
 
 from .._logging import get_logger
 
-__all__ = ["read_any_table", "color_features", "select_features", "apply_recipe", "recommend_table",
-           "train_table", "predict_table", "ID_LIKE"]
+__all__ = ["read_any_table", "color_features", "resolve_bands", "select_features", "apply_recipe",
+           "recommend_table", "train_table", "predict_table", "ID_LIKE", "MAGNITUDE_NAMES"]
 
 log = get_logger(__name__)
 
@@ -85,28 +85,103 @@ def read_any_table(path, *, query: str | None = None):
     return tab
 
 
-def _find_band(tab, band: str) -> str:
-    candidates = [band, f"{band}_mag", f"mag_{band}", f"modelMag_{band}", f"dered_{band}", f"psfMag_{band}",
-                  band.upper()]
-    lower = {c.lower(): c for c in tab.colnames}
-    for c in candidates:
-        if c in tab.colnames:
-            return c
-        if c.lower() in lower:
-            return lower[c.lower()]
-    raise ValueError(f"no magnitude column for band {band!r}; looked for {candidates[:6]} among "
-                     f"{tab.colnames}")
+#: Names taken as the magnitude in band ``{b}`` (matched case-insensitively), most explicit first.
+#: The bare band letter (``z`` or ``Z``) is used only when none of these is in the table.
+MAGNITUDE_NAMES = ("{b}_mag", "{b}mag", "mag_{b}", "modelMag_{b}", "dered_{b}", "psfMag_{b}")
 
 
-def color_features(tab, bands: str = "ugriz", reference: str | None = "r"):
+def _find_band(tab, band: str, exclude=()) -> str:
+    """Return the column holding the magnitude in ``band``.
+
+    Explicit magnitude names (``MAGNITUDE_NAMES``, e.g. ``z_mag``, ``zmag``, ``modelMag_z``) win
+    over the bare band letter; columns in ``exclude`` (the target) are never used.
+
+    Raises
+    ------
+    ValueError
+        When no column fits, or when several do (naming them) so that the choice would be a guess.
+    """
+    exclude = {e for e in exclude if e is not None}
+    explicit = {p.format(b=band).lower() for p in MAGNITUDE_NAMES}
+    cols = [c for c in tab.colnames if c not in exclude]
+    found = [c for c in cols if c.lower() in explicit] or [c for c in cols if c.lower() == band.lower()]
+    if len(found) == 1:
+        return found[0]
+    if found:
+        raise ValueError(f"band {band!r} is ambiguous: columns {found} could each be its magnitude; keep "
+                         "only one of them in the table, or build the colours yourself and name them "
+                         "with features=[...]")
+    looked = [band] + [p.format(b=band) for p in MAGNITUDE_NAMES]
+    taken = [c for c in tab.colnames if c in exclude and c.lower() in explicit | {band.lower()}]
+    why = (f"; {taken} is the target, which is never used as a magnitude" if taken else "")
+    raise ValueError(f"no magnitude column for band {band!r}; looked for {looked} (any case) among "
+                     f"{tab.colnames}{why}")
+
+
+def resolve_bands(tab, bands: str, exclude=()) -> dict:
+    """Map each band letter in ``bands`` to its magnitude column in ``tab`` (see :func:`color_features`).
+
+    Parameters
+    ----------
+    tab : astropy Table
+    bands : str
+        Band letters, e.g. ``"ugriz"``.
+    exclude : iterable of str
+        Columns never taken as magnitudes (the target).
+
+    Returns
+    -------
+    dict
+        ``{band: column name}``, in the order of ``bands``.
+    """
+    out = {b: _find_band(tab, b, exclude) for b in bands}
+    used: dict[str, str] = {}
+    for b, c in out.items():
+        if c in used:
+            raise ValueError(f"bands {used[c]!r} and {b!r} both resolve to column {c!r}; rename the "
+                             "magnitude columns so that each band has its own")
+        used[c] = b
+    return out
+
+
+def color_features(tab, bands: str = "ugriz", reference: str | None = "r", *, columns: dict | None = None,
+                   exclude=()):
     """Return ``(names, columns)`` for adjacent colours of ``bands`` plus one reference magnitude.
 
     ``bands="ugriz"`` gives ``u-g, g-r, r-i, i-z`` and ``r`` (when ``reference="r"``).
+
+    Parameters
+    ----------
+    tab : astropy Table
+    bands : str
+        Band letters in wavelength order.
+    reference : str or None
+        Band whose magnitude is added after the colours.
+    columns : dict, optional
+        ``{band: column}`` as recorded in a model's recipe; by default each band's column is found
+        by name (explicit magnitude names such as ``z_mag`` before the bare letter ``z``).
+    exclude : iterable of str
+        Columns never taken as magnitudes (the target) when ``columns`` is not given.
+
+    Returns
+    -------
+    names : list of str
+    arrays : list of numpy.ndarray
     """
     bands = bands.strip()
     if len(bands) < 2:
         raise ValueError(f"need at least two bands for colours, got {bands!r}")
-    cols = {b: np.asarray(tab[_find_band(tab, b)], dtype=np.float64) for b in bands}
+    if columns is None:
+        columns = resolve_bands(tab, bands, exclude)
+    cols = {}
+    for b in bands:
+        name = columns.get(b)
+        if name is None:
+            raise ValueError(f"the recipe names no magnitude column for band {b!r} (it has {columns})")
+        if name not in tab.colnames:
+            raise ValueError(f"the table lacks column {name!r}, the magnitude in band {b!r} used by the model; "
+                             f"columns are {tab.colnames}")
+        cols[b] = np.asarray(tab[name], dtype=np.float64)
     names, arrays = [], []
     for a, b in zip(bands[:-1], bands[1:]):
         names.append(f"{a}-{b}")
@@ -119,21 +194,56 @@ def color_features(tab, bands: str = "ugriz", reference: str | None = "r"):
     return names, arrays
 
 
-def _default_features(tab, target: str | None) -> list[str]:
-    out, skipped = [], []
+#: What may follow the target's name in a column derived from it (``z_err``, ``zErr``, ``zWarning``,
+#: ``z_noqso``...). Directly after the name (``zerr``) only these words count; after ``_`` anything
+#: counts except a magnitude or flux (``z_mag``, ``z_flux``), which is photometry in a band of that name.
+TARGET_DERIVED_WORDS = ("err", "error", "errs", "errors", "sig", "sigma", "unc", "ivar", "var", "warning",
+                        "warnings", "warn", "flag", "flags", "conf", "confidence", "qual", "quality", "status",
+                        "noqso", "person", "pred", "true", "spec", "phot", "photo", "lo", "hi", "low", "high",
+                        "min", "max", "prob", "proba")
+_PHOTOMETRY_WORDS = ("mag", "mags", "magnitude", "magnitudes", "flux", "fluxes", "dered", "extinction",
+                     "psfmag", "modelmag", "cmodelmag", "petromag", "fibermag", "fiber2mag")
+
+
+def _derived_from_target(column: str, target: str | None) -> bool:
+    """Whether ``column`` looks like the target itself or a quantity derived from it (its error, flag...)."""
+    if not target:
+        return False
+    low, t = column.lower(), target.lower()
+    if low == t:
+        return True
+    if not low.startswith(t):
+        return False
+    rest = low[len(t):]
+    if rest.startswith("_"):
+        first = rest[1:].split("_")[0]
+        return bool(first) and first not in _PHOTOMETRY_WORDS
+    first = rest.split("_")[0]
+    return first in TARGET_DERIVED_WORDS
+
+
+def _default_features(tab, target: str | None, group: str | None = None) -> list[str]:
+    out = []
+    left_out: dict[str, list[str]] = {"derived from the target": [], "the group column": [],
+                                      "identifiers": [], "non-numeric or not one value per row": []}
     for c in tab.colnames:
         low = c.lower()
-        if c == target or (target and low.startswith(target.lower() + "_")):
+        if c == target:
             continue
-        if low in ID_LIKE or low.endswith("objid") or low.endswith("_id"):
-            skipped.append(c)
-            continue
-        if tab[c].dtype.kind not in "iufb" or np.ndim(tab[c]) != 1:
-            skipped.append(c)
-            continue
-        out.append(c)
-    if skipped:
-        log.info("not used as features by default (identifiers or non-numeric): %s", skipped)
+        if _derived_from_target(c, target):
+            left_out["derived from the target"].append(c)
+        elif group is not None and c == group:
+            left_out["the group column"].append(c)
+        elif low in ID_LIKE or low.endswith("objid") or low.endswith("_id"):
+            left_out["identifiers"].append(c)
+        elif tab[c].dtype.kind not in "iufb" or np.ndim(tab[c]) != 1:
+            left_out["non-numeric or not one value per row"].append(c)
+        else:
+            out.append(c)
+    for why, cols in left_out.items():
+        if cols:
+            what = f"{why} {target!r}" if why == "derived from the target" else why
+            log.info("not used as features by default (%s): %s", what, cols)
     if not out:
         raise ValueError(f"no numeric feature columns found; name them with features=[...] "
                          f"(columns: {tab.colnames})")
@@ -152,7 +262,8 @@ def _column(tab, name: str):
     return np.asarray(col)
 
 
-def select_features(tab, target: str | None = None, features=None, colors: str | None = None):
+def select_features(tab, target: str | None = None, features=None, colors: str | None = None,
+                    group: str | None = None):
     """Build the feature table (and target) from a table.
 
     Parameters
@@ -161,11 +272,18 @@ def select_features(tab, target: str | None = None, features=None, colors: str |
     target : str, optional
         Target column; rows with a missing target are kept here (``train`` drops them with a warning).
     features : list of str, optional
-        Feature columns. Default: every numeric column except the target and identifier-like
-        columns (``ID_LIKE``), unless ``colors`` is given.
+        Feature columns. Default: every numeric column except the target, columns derived from it
+        (its error, warning or flag columns such as ``z_err``, ``zErr``, ``zWarning``; but not
+        ``z_mag``), ``group`` and identifier-like columns (``ID_LIKE``), unless ``colors`` is given.
+        What is left out, and why, is logged.
     colors : str, optional
         Bands for adjacent colours plus the ``r`` (or middle) magnitude, e.g. ``"ugriz"``;
-        ``features`` are appended after them.
+        ``features`` are appended after them. Each band's magnitude column is an explicit name
+        (``z_mag``, ``zmag``, ``mag_z``, ``modelMag_z``, ``dered_z``, ``psfMag_z``) or else the bare
+        letter (``z``), never the target; several candidates for one band are an error. The
+        columns used are recorded in the recipe (``recipe["bands"]``).
+    group : str, optional
+        Column of group labels; never a default feature.
 
     Returns
     -------
@@ -179,8 +297,9 @@ def select_features(tab, target: str | None = None, features=None, colors: str |
     recipe: dict[str, Any] = {}
     if colors:
         ref = "r" if "r" in colors else colors[len(colors) // 2]
-        recipe.update({"colors": colors, "reference": ref})
-    feats = list(features) if features else ([] if colors else _default_features(tab, target))
+        recipe.update({"colors": colors, "reference": ref,
+                       "bands": resolve_bands(tab, colors.strip(), exclude=(target,))})
+    feats = list(features) if features else ([] if colors else _default_features(tab, target, group))
     if target in feats:
         raise ValueError(f"the target {target!r} is also listed as a feature")
     recipe["features"] = feats
@@ -195,7 +314,8 @@ def apply_recipe(tab, recipe: dict):
 
     names, arrays = [], []
     if recipe.get("colors"):
-        n, a = color_features(tab, recipe["colors"], recipe.get("reference", "r"))
+        # models saved before the recipe recorded its magnitude columns find them by name
+        n, a = color_features(tab, recipe["colors"], recipe.get("reference", "r"), columns=recipe.get("bands"))
         names += n
         arrays += a
     missing = [f for f in recipe.get("features", []) if f not in tab.colnames]
@@ -252,7 +372,7 @@ def train_table(path, target: str, output=None, *, features=None, colors: str | 
     query : str, optional
         Row filter (pandas query syntax), e.g. ``"spec_class == 'GALAXY'"``.
     group : str, optional
-        Column of group labels for grouped splits.
+        Column of group labels for grouped splits; it is not a default feature.
     report : bool
         Write the report beside the model.
     **train_kwargs
@@ -267,7 +387,9 @@ def train_table(path, target: str, output=None, *, features=None, colors: str | 
     from .train import train
 
     tab = read_any_table(path, query=query)
-    X, y, recipe = select_features(tab, target, features, colors)
+    if group is not None and group not in tab.colnames:
+        raise ValueError(f"no group column {group!r} in the table; columns are {tab.colnames}")
+    X, y, recipe = select_features(tab, target, features, colors, group=group)
     groups = _column(tab, group) if group else None
     result = train(X, y, algorithm=algorithm, groups=groups, target_name=target, **train_kwargs)
     result.feature_recipe = recipe

@@ -38,16 +38,22 @@ def prepare_xy(X, y=None, *, feature_names=None, drop_nan_target: bool = True):
     column. Rows whose target is missing are dropped with a warning saying how many.
     """
     target_name = getattr(y, "name", None)
+    if target_name is not None and not isinstance(target_name, str):
+        target_name = str(target_name)  # e.g. the integer label of a DataFrame column
     if hasattr(X, "flux") and hasattr(X, "wavelength"):
         names = [f"{w:.2f}" for w in np.asarray(X.wavelength.value)]
         Xa = np.asarray(X.flux, dtype=np.float64)
     elif hasattr(X, "colnames") or hasattr(X, "columns"):
-        cols = list(X.colnames) if hasattr(X, "colnames") else [str(c) for c in X.columns]
+        # DataFrame labels may be integers (pd.DataFrame(ndarray)): index by the label itself,
+        # use its text as the feature name
+        labels = list(X.colnames) if hasattr(X, "colnames") else list(X.columns)
+        cols = [str(c) for c in labels]
         arrays = []
-        for c in cols:
-            col = np.asarray(X[c])
-            if hasattr(X[c], "mask") and np.ma.isMaskedArray(X[c]):
-                col = np.ma.filled(X[c].astype(float) if X[c].dtype.kind in "iufb" else X[c], np.nan)
+        for label, c in zip(labels, cols):
+            xc = X[label]
+            col = np.asarray(xc)
+            if hasattr(xc, "mask") and np.ma.isMaskedArray(xc):
+                col = np.ma.filled(xc.astype(float) if xc.dtype.kind in "iufb" else xc, np.nan)
             if col.ndim != 1:
                 raise ValueError(f"feature column {c!r} is not one value per row (shape {col.shape})")
             if col.dtype.kind not in "iufb":
@@ -77,35 +83,82 @@ def prepare_xy(X, y=None, *, feature_names=None, drop_nan_target: bool = True):
     keep = np.ones(Xa.shape[0], dtype=bool)
     if y is None:
         return Xa, None, names, target_name, keep
-    ya = np.asarray(y.filled(np.nan) if np.ma.isMaskedArray(y) and y.dtype.kind == "f" else y)
+    ya, missing = _target_values(y)
     if ya.ndim != 1:
         ya = ya.ravel()
+        missing = missing.ravel()
     if ya.shape[0] != Xa.shape[0]:
         raise ValueError(f"X has {Xa.shape[0]} rows but y has {ya.shape[0]} values")
     if ya.dtype.kind == "f":
-        missing = ~np.isfinite(ya)
+        missing |= ~np.isfinite(ya)
     elif ya.dtype.kind == "O":
-        missing = np.array([v is None or (isinstance(v, float) and not np.isfinite(v)) or v == ""
-                            for v in ya])
+        missing |= np.array([_missing_value(v) for v in ya], dtype=bool)
     elif ya.dtype.kind in "US":
-        missing = np.char.strip(ya.astype(str)) == ""
-    else:
-        missing = np.zeros(ya.shape[0], dtype=bool)
+        missing |= np.char.strip(ya.astype(str)) == ""
     if missing.any():
-        where = f" (target {target_name!r})" if target_name else ""
+        where = f" {target_name!r}" if target_name else ""
         if not drop_nan_target:
-            raise ValueError(f"the target{where} is missing (NaN/empty) in {missing.sum()} row(s), "
+            raise ValueError(f"the target{where} is missing (NaN/NA/masked/empty) in {missing.sum()} row(s), "
                              f"first at row {int(np.flatnonzero(missing)[0])}")
         if missing.all():
             raise ValueError(f"the target{where} is missing in every row")
         msg = (f"dropped {int(missing.sum())} of {missing.size} rows whose target{where} is missing "
-               "(NaN or empty)")
+               "(NaN, NA, masked or empty)")
         warnings.warn(msg, UserWarning, stacklevel=3)
         log.warning(msg)
         keep = ~missing
     if ya.dtype.kind == "O":
         ya = ya.astype(str)
     return Xa[keep], ya[keep], names, target_name, keep
+
+
+def _target_values(y):
+    """Return ``(values as a numpy array, missing-row mask)`` for a target.
+
+    Masked entries (numpy/astropy masked arrays of any dtype) and pandas missing values
+    (``pd.NA``, ``None``, ``NaN`` in nullable ``Int64``/``boolean``/``string``/category columns)
+    are flagged missing; the values keep their natural numpy type (integers stay integers).
+    """
+    if np.ma.isMaskedArray(y):
+        missing = np.ma.getmaskarray(y).copy()
+        ya = np.asarray(np.ma.getdata(y))
+        if ya.dtype.kind == "f":
+            ya = np.where(missing, np.nan, ya)
+        return ya, missing
+    dtype = getattr(y, "dtype", None)
+    if dtype is not None and not isinstance(dtype, np.dtype) and hasattr(y, "isna"):
+        # a pandas extension array or Series (nullable integers/booleans, strings, categories)
+        missing = np.array(y.isna(), dtype=bool)  # a writable copy
+        np_dtype = getattr(dtype, "numpy_dtype", None)
+        categories = getattr(dtype, "categories", None)
+        if np_dtype is not None and np_dtype.kind in "iufb":
+            fill = np.nan if np_dtype.kind == "f" else np_dtype.type(0)
+            return np.asarray(y.to_numpy(dtype=np_dtype, na_value=fill)), missing
+        if categories is not None:
+            codes = np.asarray(y.cat.codes if hasattr(y, "cat") else y.codes)
+            cats = np.asarray(categories)
+            if cats.size == 0:
+                return np.full(codes.shape, "", dtype=object), missing
+            return cats[np.where(codes < 0, 0, codes)], missing
+        return np.asarray(y.to_numpy(dtype=object, na_value=None)), missing
+    ya = np.asarray(y)
+    return ya, np.zeros(ya.shape, dtype=bool)
+
+
+def _missing_value(v) -> bool:
+    """Whether one object-array target entry is missing: None, NaN, ``pd.NA``/``NaT`` or blank text."""
+    if v is None:
+        return True
+    if isinstance(v, (float, np.floating)):
+        return not np.isfinite(v)
+    if isinstance(v, str):
+        return v.strip() == ""
+    if type(v).__name__ in ("NAType", "NaTType"):
+        return True
+    try:
+        return bool(v != v)  # NaN-like objects are unequal to themselves
+    except (TypeError, ValueError):  # ambiguous comparisons (NA-like)
+        return True
 
 
 def check_feature_names(given, expected) -> None:
@@ -495,19 +548,42 @@ def _try_vote(tuned, task, X, y, groups, splitter, scoring, n_jobs, best_folds):
     return model, folds, names
 
 
-def _split(y, task, test_size, groups, random_state):
+def _split(y, task, test_size, groups, random_state, cv=2):
+    """Return ``(train rows, test rows, description)`` of the held-out test split.
+
+    With ``groups``, whole groups go to one side and both sides need enough groups: at least one
+    for the test split and ``cv`` for the folds of the search. Classes are split with
+    :class:`~sklearn.model_selection.StratifiedGroupKFold`: one of ``k = round(1/test_size)``
+    folds is held out when that is within 0.05 of ``test_size``, otherwise the ``j`` of ``k``
+    folds (``k`` up to 10) whose fraction ``j/k`` is nearest to it.
+    """
     from sklearn.model_selection import GroupShuffleSplit, StratifiedGroupKFold, train_test_split
 
     idx = np.arange(y.shape[0])
     if groups is not None:
         groups = np.asarray(groups)
+        n_groups = np.unique(groups).size
+        need = cv + 1
+        if n_groups < need:
+            raise ValueError(f"only {n_groups} group(s); a grouped split needs at least {need} "
+                             f"(1 for the test split and {cv} for the cv={cv} folds of the search). Use finer "
+                             "groups, lower cv, or leave groups out")
         if task == "classification":
-            k = max(2, int(round(1.0 / test_size)))
+            k, j = _group_folds(test_size, n_groups)
             sgk = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=random_state)
-            tr, te = next(sgk.split(idx, y, groups))
+            folds = [f for _, f in sgk.split(idx, y, groups)]
+            # hold out the first j folds (j == 1 for the usual sizes, as before)
+            te = np.sort(np.concatenate(folds[:j]))
+            tr = np.setdiff1d(idx, te)
         else:
             gss = GroupShuffleSplit(n_splits=1, test_size=test_size, random_state=random_state)
             tr, te = next(gss.split(idx, y, groups))
+        n_tr_groups = np.unique(groups[tr]).size
+        if n_tr_groups < cv or te.size == 0:
+            raise ValueError(f"the grouped split left {n_tr_groups} of the {n_groups} groups for training "
+                             f"and {np.unique(groups[te]).size} for testing; the search needs at least "
+                             f"cv={cv} training groups and the test at least one. Lower test_size or cv, or "
+                             "use finer groups")
         return tr, te, "grouped" + (" stratified" if task == "classification" else "")
     if task == "classification":
         tr, te = train_test_split(idx, test_size=test_size, stratify=y, random_state=random_state)
@@ -522,6 +598,17 @@ def _split(y, task, test_size, groups, random_state):
             strat = None
     tr, te = train_test_split(idx, test_size=test_size, stratify=strat, random_state=random_state)
     return tr, te, "stratified on target quantiles" if strat is not None else "random"
+
+
+def _group_folds(test_size: float, n_groups: int) -> tuple[int, int]:
+    """``(k, j)``: hold out ``j`` of ``k`` stratified group folds so that ``j/k`` is close to ``test_size``."""
+    k = max(2, int(round(1.0 / test_size)))
+    if k <= n_groups and abs(1.0 / k - test_size) <= 0.05 + 1e-9:
+        return k, 1
+    options = [(abs(jj / kk - test_size), kk, jj) for kk in range(2, min(10, n_groups) + 1)
+               for jj in range(1, kk)]
+    _, k, j = min(options)
+    return k, j
 
 
 def _cv_splitter(task, cv, groups, random_state):
@@ -564,7 +651,8 @@ def train(X, y, algorithm: str = "auto", task: str | None = None, *, test_size: 
     X : array-like (n_objects, n_features), DataFrame, astropy Table or Spectra
         Features; NaN values are imputed (median), strings are an error naming the column.
     y : array-like of shape (n_objects,)
-        Target. Rows with a missing target are dropped with a warning.
+        Target. Rows with a missing target (NaN, masked, pandas ``NA``, empty text) are dropped with
+        a warning. A constant regression target is an error.
     algorithm : {"auto", "svm", "rf", "ann", "gbt", "cnn"}
         ``"auto"`` searches the ``max_candidates`` best recommended algorithms (see
         :func:`serendip.learn.recommend`) and keeps the best mean **validation** score.
@@ -572,9 +660,12 @@ def train(X, y, algorithm: str = "auto", task: str | None = None, *, test_size: 
         Inferred from ``y`` when not given.
     test_size : float
         Fraction held out for the final test (stratified by class, or by target
-        quantiles for regression; grouped when ``groups`` is given).
+        quantiles for regression; grouped when ``groups`` is given). Whole groups move, so a
+        grouped split holds out about this fraction: ``summary["test_fraction"]`` records the
+        actual one, and a warning says when it is off by more than 0.1.
     groups : array-like, optional
         Group labels (e.g. a field or plate): no group is split between train and test or between folds.
+        At least ``cv + 1`` distinct groups are needed.
     cv : int
         Cross-validation folds for the hyper-parameter search.
     random_state : int
@@ -612,6 +703,7 @@ def train(X, y, algorithm: str = "auto", task: str | None = None, *, test_size: 
     model_params : dict, optional
         Fixed parameters for the final estimator of every candidate that accepts them
         (e.g. ``{"n_estimators": 50}`` for a quicker forest); they are removed from the search.
+        Keys that no candidate accepts are named in a warning.
     rotate : bool, optional
         Append the principal components of the standardised features (see
         :func:`build_pipeline`). Default: for gradient-boosted trees on at most
@@ -687,14 +779,25 @@ def _train(X, y, algorithm, task, *, test_size, groups, cv, random_state, n_jobs
                              "lower cv, merge rare classes or drop them")
     else:
         ya = ya.astype(np.float64)
+        if np.ptp(ya) == 0:
+            where = f" {target_name!r}" if target_name else ""
+            raise ValueError(f"the target{where} is constant: all {n} rows with a target have the value "
+                             f"{ya[0]:g}; there is nothing to learn (check the target column)")
     if redshift is None:
         redshift = task == "regression" and _m.looks_like_redshift(target_name)
     redshift = bool(redshift and task == "regression")
     n_jobs_model = n_jobs
 
-    tr, te, split_kind = _split(ya, task, test_size, groups, random_state)
+    tr, te, split_kind = _split(ya, task, test_size, groups, random_state, cv=cv)
     if tr.size < cv:
         raise ValueError(f"the training split has {tr.size} rows, fewer than cv={cv} folds")
+    test_fraction = te.size / n
+    if groups is not None and abs(test_fraction - test_size) > 0.1:
+        msg = (f"the grouped split holds out {test_fraction:.0%} of the rows ({te.size} of {n}), not the "
+               f"requested test_size={test_size:g}: whole groups go to one side (sizes of the "
+               f"{np.unique(groups).size} groups differ, or there are few of them)")
+        warnings.warn(msg, UserWarning, stacklevel=3)
+        log.warning(msg)
     Xtr, Xte, ytr, yte = Xa[tr], Xa[te], ya[tr], ya[te]
     gtr = groups[tr] if groups is not None else None
     score_name = _scoring(task, redshift, scoring)
@@ -719,6 +822,7 @@ def _train(X, y, algorithm, task, *, test_size, groups, cv, random_state, n_jobs
     y_std = float(np.std(ytr)) if task == "regression" else 1.0
 
     rows, best, tuned = [], None, []
+    accepted: set = set()  # model_params keys some candidate accepts
     for rec in _progress(chosen, desc="searching", enabled=progress and len(chosen) > 1, unit="model"):
         use_pca = rec.options.get("pca", False) if pca is None else pca
         if rec.algorithm in ("rf", "gbt", "cnn") and pca is None:
@@ -735,6 +839,7 @@ def _train(X, y, algorithm, task, *, test_size, groups, cv, random_state, n_jobs
             prefix = "model__estimator__" if rec.algorithm == "gbt" else "model__"
             valid = (est.estimator if rec.algorithm == "gbt" else est).get_params()
             fixed = {f"{prefix}{k}": v for k, v in model_params.items() if k in valid}
+            accepted.update(k for k in model_params if k in valid)
             pipe.set_params(**fixed)
             space = {k: v for k, v in space.items() if k not in fixed}
         t1 = time.time()
@@ -749,6 +854,13 @@ def _train(X, y, algorithm, task, *, test_size, groups, cv, random_state, n_jobs
         if best is None or folds.mean() > best[3].mean():
             best = (rec.algorithm, pipe, params, folds)
 
+    unused = [k for k in (model_params or {}) if k not in accepted]
+    if unused:
+        tried = ", ".join(r.algorithm for r in chosen)
+        msg = (f"model_params {unused} ignored: no candidate model ({tried}) has such a parameter "
+               "(a misspelling, or a parameter of another algorithm?)")
+        warnings.warn(msg, UserWarning, stacklevel=3)
+        log.warning(msg)
     algo, pipe, params, folds = best
     model = clone(pipe).set_params(**params)
     if vote and algorithm == "auto":
@@ -809,6 +921,7 @@ def _train(X, y, algorithm, task, *, test_size, groups, cv, random_state, n_jobs
 
     summary = _data_summary(Xtr, ytr, Xte, names, task, target_name, split_kind, classes, test_size, cv,
                             random_state, search_idx.size, time.time() - t0)
+    summary["test_fraction"] = round(test_fraction, 4)  # held out in fact (grouped splits move whole groups)
     result = TrainResult(model=model, algorithm=algo, task=task, best_params=params, cv_scores=folds,
                          test_scores=test_scores, candidates=candidates, feature_names=list(names),
                          target_name=target_name, scoring=score_label, redshift=redshift, classes=classes,

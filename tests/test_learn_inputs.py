@@ -1,0 +1,193 @@
+"""serendip.learn: awkward inputs (colour bands vs the target, missing targets, labels, groups)."""
+from __future__ import annotations
+
+import logging
+import warnings
+
+import numpy as np
+import pytest
+from astropy.table import MaskedColumn, Table
+
+from serendip.learn import train
+from serendip.learn.tables import apply_recipe, predict_table, select_features, train_table
+from serendip.learn.train import _split, prepare_xy
+
+pd = pytest.importorskip("pandas")
+
+FAST = dict(cv=2, n_iter=2, progress=False, learning_curve=False, importances=False, algorithm="rf",
+            model_params={"n_estimators": 20})
+
+
+def _mags(n=120, seed=0, z_name="z_mag"):
+    rng = np.random.default_rng(seed)
+    r = rng.uniform(16, 19, n)
+    cols = {"u": r + 1.5 + 0.1 * rng.normal(size=n), "g": r + 0.6 + 0.1 * rng.normal(size=n), "r": r,
+            "i": r - 0.3 + 0.1 * rng.normal(size=n), z_name: r - 0.5 + 0.1 * rng.normal(size=n)}
+    return cols, rng
+
+
+# --- 1. colours never use the target as a band -----------------------------------------------
+def test_colors_take_z_mag_not_the_redshift_target():
+    cols, rng = _mags()
+    tab = Table({**cols, "z": rng.uniform(0, 1, 120)})
+    X, _, recipe = select_features(tab, "z", colors="ugriz")
+    assert recipe["bands"] == {"u": "u", "g": "g", "r": "r", "i": "i", "z": "z_mag"}
+    assert np.allclose(X["i-z"], tab["i"] - tab["z_mag"])
+    # at predict time the recorded column is used, whether or not the table has a `z` column
+    for t in (tab, tab[["u", "g", "r", "i", "z_mag"]]):
+        assert np.allclose(apply_recipe(t, recipe)["i-z"], tab["i"] - tab["z_mag"])
+    # the target alone cannot be the z magnitude
+    only_target = Table({k: v for k, v in cols.items() if k != "z_mag"} | {"z": tab["z"]})
+    with pytest.raises(ValueError, match=r"band 'z'.*\['z'\] is the target"):
+        select_features(only_target, "z", colors="ugriz")
+
+
+def test_colors_prefer_explicit_magnitude_names_and_reject_ambiguous_bands():
+    cols, rng = _mags(z_name="z")
+    cls = rng.integers(0, 2, 120)
+    # the SDSS benchmark layout: bare letters, target `redshift`: unchanged
+    sdss = Table({**cols, "redshift": rng.uniform(0, 1, 120)})
+    X, _, recipe = select_features(sdss, "redshift", colors="ugriz")
+    assert X.colnames == ["u-g", "g-r", "r-i", "i-z", "r"]
+    assert recipe["bands"] == {b: b for b in "ugriz"}
+    # an explicit magnitude name wins over the bare letter
+    tab = Table({**cols, "zmag": cols["z"] + 0.01, "cls": cls})
+    X, _, recipe = select_features(tab, "cls", colors="ugriz")
+    assert recipe["bands"]["z"] == "zmag"
+    assert np.allclose(X["i-z"], tab["i"] - tab["zmag"])
+    # two explicit names for one band: an error naming both
+    tab = Table({**cols, "z_mag": cols["z"], "modelMag_z": cols["z"], "cls": cls})
+    with pytest.raises(ValueError, match=r"band 'z' is ambiguous.*'z_mag', 'modelMag_z'"):
+        select_features(tab, "cls", colors="ugriz")
+
+
+def test_train_and_predict_table_with_target_z_use_z_mag(tmp_path):
+    cols, rng = _mags(n=160)
+    path = tmp_path / "photo.csv"
+    Table({**cols, "z": rng.uniform(0, 1, 160)}).write(path)  # a random target: nothing to learn
+    res, written = train_table(path, "z", tmp_path / "m.joblib", colors="ugriz", report=False, **FAST)
+    assert res.feature_recipe["bands"]["z"] == "z_mag"
+    assert res.test_scores["r2"] < 0.5  # with the target as the z band it was ~0.99
+    new = tmp_path / "new.csv"
+    Table(cols).write(new)  # no `z` column at all
+    out = predict_table(written["model"], new, tmp_path / "pred.csv", trusted=True)
+    assert len(out) == 160 and np.isfinite(np.asarray(out["z_pred"], dtype=float)).all()
+
+
+# --- 2. / 3. missing targets: masked astropy, pandas NA ---------------------------------------
+def test_masked_integer_and_string_targets_drop_masked_rows():
+    rng = np.random.default_rng(1)
+    n = 120
+    X = rng.normal(size=(n, 2))
+    cls = np.where(X[:, 0] > 0, 1, 2)
+    mask = np.arange(n) < 10
+    with pytest.warns(UserWarning, match="dropped 10 of 120"):
+        res = train(X, MaskedColumn(cls, mask=mask, name="cls"), **FAST)
+    assert list(res.classes) == [1, 2]
+    assert sum(res.summary["class_counts"].values()) + res.summary["n_test"] == 110
+    with pytest.warns(UserWarning, match="dropped 10 of 120"):
+        _, ys, _, _, keep = prepare_xy(X, MaskedColumn(np.where(cls == 1, "G", "S"), mask=mask))
+    assert set(ys) == {"G", "S"} and not keep[:10].any() and keep[10:].all()
+
+
+@pytest.mark.parametrize("dtype", ["string", "Int64", "object", "boolean"])
+def test_pandas_na_in_the_target_drops_rows(dtype):
+    X = np.arange(20.0).reshape(10, 2)
+    values = {"string": list("ababababab"), "Int64": [1, 2] * 5, "object": list("ababababab"),
+              "boolean": [True, False] * 5}[dtype]
+    y = pd.Series(values, dtype=dtype)
+    y[[0, 3]] = pd.NA
+    with pytest.warns(UserWarning, match="dropped 2 of 10"):
+        Xa, ya, _, _, keep = prepare_xy(X, y)
+    assert ya.shape == (8,) and Xa.shape == (8, 2) and not keep[[0, 3]].any()
+    if dtype == "Int64":
+        assert ya.dtype.kind == "i" and set(ya) == {1, 2}
+
+
+# --- 4. integer column labels ------------------------------------------------------------------
+def test_dataframe_with_integer_column_labels():
+    rng = np.random.default_rng(2)
+    X = rng.normal(size=(100, 3))
+    y = (X[:, 0] > 0).astype(int)
+    res = train(pd.DataFrame(X), y, **FAST)
+    assert res.feature_names == ["0", "1", "2"]
+    assert np.array_equal(res.predict(pd.DataFrame(X[:5])), res.predict(X[:5]))
+
+
+# --- 5. constant regression target -------------------------------------------------------------
+def test_constant_regression_target_is_an_error():
+    X = np.random.default_rng(3).normal(size=(60, 3))
+    with pytest.raises(ValueError, match=r"target 'flux' is constant.*1\.5"):
+        train(X, pd.Series(np.full(60, 1.5), name="flux"), **FAST)
+
+
+# --- 6. default features: the group column and target-derived columns -------------------------
+def test_default_features_skip_group_and_only_target_derived_columns(caplog):
+    rng = np.random.default_rng(4)
+    n = 40
+    cols = {c: rng.normal(size=n) for c in ("u", "z_mag", "zmag", "z_err", "zErr", "zWarning", "z_noqso",
+                                          "healpix", "zoom")}
+    tab = Table({"objid": np.arange(n), **cols, "z": rng.uniform(0, 1, n)})
+    with caplog.at_level(logging.INFO, logger="serendip"):
+        X, _, recipe = select_features(tab, "z", group="healpix")
+    assert X.colnames == ["u", "z_mag", "zmag", "zoom"]
+    text = caplog.text
+    assert "derived from the target 'z'" in text and "'zWarning'" in text and "'z_noqso'" in text
+    assert "group column" in text and "'healpix'" in text
+
+
+def test_train_table_leaves_the_group_column_out_of_the_features(tmp_path):
+    rng = np.random.default_rng(5)
+    n = 120
+    a, b = rng.normal(size=(2, n))
+    path = tmp_path / "g.csv"
+    Table({"a": a, "b": b, "healpix": np.repeat(np.arange(12), 10), "cls": (a > 0).astype(int)}).write(path)
+    res, _ = train_table(path, "cls", group="healpix", report=False, **FAST)
+    assert res.feature_names == ["a", "b"]
+    assert res.summary["split"].startswith("grouped")
+
+
+# --- 7. grouped splits ---------------------------------------------------------------------------
+@pytest.mark.parametrize("n_groups", [2, 3])
+@pytest.mark.parametrize("task", ["classification", "regression"])
+def test_too_few_groups_is_a_clear_error(n_groups, task):
+    rng = np.random.default_rng(6)
+    X = rng.normal(size=(90, 2))
+    y = (X[:, 0] > 0).astype(int) if task == "classification" else X[:, 0]
+    groups = np.arange(90) % n_groups
+    with pytest.raises(ValueError, match=rf"only {n_groups} group\(s\); a grouped split needs at least 4"):
+        train(X, y, task=task, groups=groups, **{**FAST, "cv": 3})
+
+
+@pytest.mark.parametrize("test_size", [0.2, 0.4, 0.6])
+def test_grouped_classification_holds_out_about_test_size(test_size):
+    rng = np.random.default_rng(7)
+    y = rng.integers(0, 2, 1000)
+    groups = np.repeat(np.arange(100), 10)
+    tr, te, kind = _split(y, "classification", test_size, groups, 0)
+    assert abs(te.size / 1000 - test_size) < 0.05
+    assert not set(groups[tr]) & set(groups[te]) and kind == "grouped stratified"
+
+
+def test_grouped_split_records_and_warns_about_the_actual_fraction():
+    rng = np.random.default_rng(8)
+    n = 200
+    X = rng.normal(size=(n, 2))
+    y = X[:, 0] + 0.1 * rng.normal(size=n)
+    groups = np.r_[np.zeros(160, int), np.repeat([1, 2, 3, 4], 10)]  # one group holds 80% of the rows
+    with pytest.warns(UserWarning, match="grouped split holds out .* not the requested test_size=0.2"):
+        res = train(X, y, groups=groups, **FAST)
+    assert res.summary["test_fraction"] == pytest.approx(res.summary["n_test"] / n, abs=1e-4)
+    assert res.summary["test_size"] == 0.2
+
+
+# --- smell: mistyped model_params -----------------------------------------------------------------
+def test_unknown_model_params_warn():
+    rng = np.random.default_rng(9)
+    X = rng.normal(size=(80, 2))
+    y = (X[:, 0] > 0).astype(int)
+    with pytest.warns(UserWarning, match=r"model_params \['n_estimator'\] ignored"):
+        train(X, y, **{**FAST, "model_params": {"n_estimators": 20, "n_estimator": 5}})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        train(X, y, **FAST)
