@@ -261,3 +261,37 @@ def test_interrupt_keeps_the_partial_store_and_says_so(sdss_fits_dir, tmp_path, 
     assert partial_path(out).exists() and not out.exists()
     assert str(partial_path(out)) in text and "is kept with its 2 committed rows" in text
     assert "re-run the same command to resume" in text
+
+
+def test_a_file_that_fails_to_resample_is_rejected_alone(tmp_path, monkeypatch):
+    """Files are resampled in blocks; one failing file must not take its block (or the batch) down."""
+    import importlib
+
+    import numpy as np
+
+    from serendip.spectra import Spectra, SpectraStore, ingest
+
+    ingest_module = importlib.import_module("serendip.spectra.ingest")  # the package exports a function of this name
+    from serendip.spectra.tables import write_wide_table
+
+    rng = np.random.default_rng(1)
+    w = np.linspace(4000, 6000, 120)
+    files = []
+    for name in ("a", "bad", "b", "c"):
+        s = Spectra(w, 1 + 0.1 * rng.random((2, 120)), meta={"id": [f"{name}1", f"{name}2"], "z": [0.05, 0.1]})
+        files.append(write_wide_table(s, tmp_path / f"{name}.csv"))
+    real = ingest_module.resample_many
+
+    def failing(items, *args, **kwargs):
+        if any("bad.csv" in str(it.meta["source_path"][0]) for it in items):
+            raise ValueError("simulated resampling failure")
+        return real(items, *args, **kwargs)
+
+    monkeypatch.setattr(ingest_module, "resample_many", failing)
+    res = ingest(files, tmp_path / "s.h5", progress=False, grid="linear", wmin=3700, wmax=5500, npix=80)
+    with SpectraStore(res.path) as store:
+        assert sorted(store.load().ids) == ["a1", "a2", "b1", "b2", "c1", "c2"]
+        rej = store.rejected
+        bad = [r for r in rej if str(r["file"]).endswith("bad.csv")]
+        assert len(bad) == 1 and "cannot be resampled" in str(bad[0]["reason"])
+        assert "simulated resampling failure" in str(bad[0]["reason"])

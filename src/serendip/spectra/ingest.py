@@ -518,6 +518,26 @@ def ingest(inputs, output, grid="log", wmin=None, wmax=None, npix=None, rest_fra
                     batch[i] = str(block.meta["source_path"][k])
             return drop, reasons, batch
 
+        def resample_block(pending):
+            """Resample the block's files together; if that fails, find and reject the files that fail alone."""
+            def run(items):
+                return resample_many(items, grid_w, min_coverage=min_coverage, z=_Z_SHIFT if rest_frame else None)
+
+            try:
+                return run(pending)
+            except (ValueError, IndexError, FloatingPointError) as exc:
+                log.warning("resampling a block of %d file(s) failed (%s); retrying them one by one", len(pending), exc)
+            good = []
+            for item in pending:
+                try:
+                    run([item])
+                except (ValueError, IndexError, FloatingPointError) as exc:
+                    reject([{"file": str(item.meta["source_path"][0]), "id": "", "sha256": str(item.meta["sha256"][0]),
+                             "reason": f"cannot be resampled onto the output grid ({exc})"}])
+                    continue
+                good.append(item)
+            return run(good) if good else None
+
         def flush():
             if not state["pending"]:
                 if state["pending_rejects"]:
@@ -526,8 +546,11 @@ def ingest(inputs, output, grid="log", wmin=None, wmax=None, npix=None, rest_fra
                 return
             for s in state["pending"]:  # one type per metadata column, whatever each file's reader guessed
                 s.meta = schema.coerce(s.meta)
-            block = resample_many(state["pending"], grid_w, min_coverage=min_coverage,
-                                  z=_Z_SHIFT if rest_frame else None)
+            block = resample_block(state["pending"])
+            if block is None:  # every file of the block failed to resample (each is rejected with its reason)
+                store.add_rejected(state["pending_rejects"])
+                state.update(pending=[], pending_inputs=[], pending_rows=0, pending_rejects=[])
+                return
             if _Z_SHIFT in block.meta.colnames:
                 block.meta.remove_column(_Z_SHIFT)
                 for h in block.history:  # record the real column, not the private one
