@@ -61,3 +61,15 @@ def test_browse_on_a_busy_port(tmp_path, capsys):
         port = s.getsockname()[1]
         assert main(["-q", "browse", str(table), "--port", str(port), "--no-open", "--labels", str(tmp_path / "l.csv")]) == 2
     assert "serendip browse: error" in capsys.readouterr().err
+
+
+def test_missing_optional_extra_is_a_one_line_error_with_the_install_hint(tmp_path, capsys, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "umap", None)  # as if umap-learn were not installed
+    X = np.random.default_rng(0).normal(size=(40, 5))
+    np.save(tmp_path / "x.npy", X)
+    rc = main(["-q", "embed", str(tmp_path / "x.npy"), "--method", "umap", "-o", str(tmp_path / "e.csv")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "Traceback" not in err
+    assert "serendip[umap]" in err

@@ -67,6 +67,9 @@ def main(argv: list[str] | None = None) -> int:
         # OSError covers missing, unreadable or not-a-FITS files, directories given as files and busy ports
         print(f"serendip {args.verb}: error: {exc}", file=sys.stderr)
         return 2
+    except ImportError as exc:  # an optional extra that is not installed; the message carries the pip hint
+        print(f"serendip {args.verb}: error: {exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         kept = ("; the unfinished store is kept, and re-running the same command resumes it"
                 if args.verb == "ingest" else "; partial ones removed")
