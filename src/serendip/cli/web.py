@@ -13,15 +13,16 @@ def _browse(args) -> int:
 def register(subparsers) -> None:
     p = subparsers.add_parser(
         "browse", help="browse, label and export the objects of a weirdness or sequence table in a local web page",
-        description="Serve TABLE (from `serendip weird`: weirdest first, higher = weirder; or from "
-                    "`serendip sequence`: in sequence order) on a local web page with one plot per object "
+        description="Serve TABLE on a local web page: a table with a 'position' column (from `serendip "
+                    "sequence`, or the pipeline's tables/sequence.fits) in sequence order, otherwise one with "
+                    "'weirdness' weirdest first (higher = weirder), with one plot per object "
                     "(when --input is given) and label buttons. Labels are saved atomically to --labels at "
                     "every click; /export.csv gives the table with the labels.")
     p.add_argument("table", help="results table (.fits, .parquet, .csv, .ecsv) with an 'id' column")
     p.add_argument("--input", default=None, help="the objects the table was computed from (store, .npy/.npz, "
                                                  "spectra file), to plot them")
     p.add_argument("--labels", default="labels.csv", help="labels CSV, read if present (default labels.csv)")
-    p.add_argument("--top", type=int, default=200, help="rows shown (default 200; 0 = all)")
+    p.add_argument("--top", type=int, default=200, help="rows shown (default 200; 0 = all; negative is an error)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1, this machine only)")
     p.add_argument("--port", type=int, default=8765, help="port (default 8765; 0 = any free port)")
     p.add_argument("--no-open", action="store_true", help="do not open a browser window")

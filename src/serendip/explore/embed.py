@@ -341,12 +341,30 @@ def _tsne(X, knn, n_components, metric, perplexity, random_state, **kwargs):
     if perplexity >= n:
         raise ValueError(f"t-SNE perplexity ({perplexity}) must be less than the number of objects ({n}); "
                          "lower perplexity")
+    if "init" not in kwargs and n_components > min(X.shape):
+        # scikit-learn's default PCA initialisation cannot make more components than there are features
+        log.info("t-SNE: %d feature(s) cannot give a %d-component PCA initialisation; using init='random'",
+                 X.shape[1], n_components)
+        kwargs["init"] = "random"
     tsne = TSNE(n_components=n_components, metric=metric, perplexity=perplexity, random_state=random_state,
                 **kwargs)
     return tsne.fit_transform(X).astype(np.float64)
 
 
+def _umap_min_objects(n: int, n_components: int, init, what: str) -> None:
+    """UMAP's default spectral initialisation needs more than ``n_components + 1`` objects; say so clearly."""
+    need = n_components + 2
+    if (init is None or (isinstance(init, str) and init == "spectral")) and n < need:
+        raise ValueError(f"UMAP with n_components={n_components} needs at least {need} objects "
+                         f"(n_components + 2, for its spectral initialisation); {what} has {n}. Use more "
+                         "objects, method='pca', or init='random'")
+
+
 def _umap(X, knn, n_components, metric, n_neighbors, random_state, progress, **kwargs):
+    if knn is not None:
+        _umap_min_objects(knn[0].shape[0], n_components, kwargs.get("init"), "the precomputed graph")
+    else:
+        _umap_min_objects(X.shape[0], n_components, kwargs.get("init"), "X")
     umap = _import_umap()
     if knn is not None:
         indices, dist = knn

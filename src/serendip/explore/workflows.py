@@ -14,7 +14,7 @@ import numpy as np
 
 from .._logging import get_logger
 
-__all__ = ["ExploreInput", "load_input", "run_embed", "run_cluster", "run_detect"]
+__all__ = ["ExploreInput", "load_input", "embedding_columns", "run_embed", "run_cluster", "run_detect"]
 
 log = get_logger(__name__)
 
@@ -60,6 +60,42 @@ def _from_spectra(spectra, source, max_pixels=None) -> ExploreInput:
     return ExploreInput(feats, spectra.ids, spectra.meta, spectra, source)
 
 
+#: Per-object columns the pipeline's ``tables/embedding`` carries beside its coordinates: provenance, not
+#: features (``sequence_position`` is NaN for objects outside the sequence).
+_EMBEDDING_EXTRAS = ("weirdness", "sequence_position", "cluster")
+
+
+def _numeric_1d(tab, name) -> bool:
+    return tab[name].ndim == 1 and np.asarray(tab[name]).dtype.kind in "fiu"
+
+
+def embedding_columns(tab) -> list[str] | None:
+    """The coordinate columns of an embedding table, or None when ``tab`` is not one.
+
+    An embedding table is either
+
+    - the output of ``serendip embed`` (:func:`run_embed`): its ``embed_1``, ``embed_2``, ...
+      columns (in that order) are the coordinates; or
+    - the pipeline's ``tables/embedding``: ``x`` and ``y`` (plus ``z`` if present), recognised
+      by its ``meta['embed']`` or, when the metadata were lost, by having no other numeric
+      columns than those and :data:`_EMBEDDING_EXTRAS` (weirdness, sequence_position, cluster).
+
+    The other columns (a colour column, weirdness, sequence position, cluster labels) are
+    provenance, not features, and are never coordinates.
+    """
+    emb = sorted((c for c in tab.colnames if c.startswith("embed_") and c[6:].isdigit() and _numeric_1d(tab, c)),
+                 key=lambda c: int(c[6:]))
+    if emb:
+        return emb
+    xyz = [c for c in ("x", "y", "z") if c in tab.colnames and _numeric_1d(tab, c)]
+    if xyz[:2] != ["x", "y"]:
+        return None
+    others = [c for c in tab.colnames if c not in xyz and c not in _ID_COLUMNS and _numeric_1d(tab, c)]
+    if "embed" in tab.meta or (others and all(c in _EMBEDDING_EXTRAS for c in others)):
+        return xyz
+    return None
+
+
 def _from_table(tab, source, columns=None) -> ExploreInput:
     from astropy.table import Table
 
@@ -69,8 +105,11 @@ def _from_table(tab, source, columns=None) -> ExploreInput:
     n = len(tab)
     ids = np.asarray(tab[idcol]).astype(str) if idcol else np.arange(n).astype(str)
     if columns is None:
-        columns = [c for c in tab.colnames if c != idcol and tab[c].ndim == 1
-                   and np.asarray(tab[c]).dtype.kind in "fiu"]
+        columns = embedding_columns(tab)
+        if columns is not None:
+            log.info("%s is an embedding table: using its coordinates %s as features", source, columns)
+        else:
+            columns = [c for c in tab.colnames if c != idcol and _numeric_1d(tab, c)]
         if not columns:
             raise ValueError(f"{source}: no numeric feature columns found (columns: {tab.colnames})")
     missing = [c for c in columns if c not in tab.colnames]
@@ -86,8 +125,9 @@ def _from_table(tab, source, columns=None) -> ExploreInput:
     bad = ~np.isfinite(X)
     if bad.any():
         r, c = np.nonzero(bad)
-        raise ValueError(f"{source}: {bad.sum()} NaN/missing value(s), first in column {columns[c[0]]!r} of "
-                         f"object {ids[r[0]]!r} (row {r[0]}); fill or drop them first")
+        raise ValueError(f"{source}: {int(bad.sum())} NaN/missing value(s), first in column {columns[c[0]]!r} "
+                         f"of object {str(ids[r[0]])!r} (row {int(r[0])}); fill or drop them first, or choose "
+                         "the feature columns (--columns)")
     X = check_matrix(X, name=source, ids=ids)
     meta = Table({"id": ids})
     for c in tab.colnames:
@@ -108,7 +148,8 @@ def load_input(source, *, columns=None, max_pixels: int | None = None) -> Explor
         columns are the features (choose with ``columns``); or a spectra file that
         :func:`serendip.spectra.io.read_spectra` understands.
     columns : sequence of str, optional
-        Feature columns of a table input (default: every numeric column except the id).
+        Feature columns of a table input (default: the coordinates of an embedding table,
+        see :func:`embedding_columns`; else every numeric column except the id).
     max_pixels : int, optional
         Bin spectra to at most this many pixels.
 
@@ -261,8 +302,10 @@ def run_cluster(source, output, *, method: str = "hdbscan", n_clusters: int = 8,
     Parameters
     ----------
     source : path or data
-        Features, spectra, or an embedding written by :func:`run_embed` (its
-        ``embed_*`` columns are used).
+        Features, spectra, or an embedding table: written by :func:`run_embed` (its
+        ``embed_*`` columns are used) or the pipeline's ``tables/embedding`` (its ``x``,
+        ``y`` columns; not weirdness, sequence_position or cluster). See
+        :func:`embedding_columns`.
     spectra : path or Spectra, optional
         Spectra in the same order, for median spectra when ``source`` is an embedding.
     method, n_clusters, min_cluster_size, random_state, **kwargs
@@ -276,9 +319,7 @@ def run_cluster(source, output, *, method: str = "hdbscan", n_clusters: int = 8,
     from ..plotting import plot_cluster_medians, save_png
     from .cluster import cluster
 
-    inp = load_input(source, columns=columns)
-    if columns is None and inp.columns is not None and any(c.startswith("embed_") for c in inp.columns):
-        inp = load_input(source, columns=[c for c in inp.columns if c.startswith("embed_")])
+    inp = load_input(source, columns=columns)  # an embedding table gives its coordinates only
     spec = inp.spectra
     if spectra is not None:
         spec = load_input(spectra).spectra if isinstance(spectra, (str, Path)) else spectra

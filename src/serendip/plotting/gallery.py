@@ -1,5 +1,6 @@
-"""A gallery of spectra: ids, redshift and scores in each title, rest-frame lines marked,
-masked pixels shaded, and optional overlays (e.g. the median of similar objects) and residuals.
+"""A gallery of spectra: ids, redshift and scores in each title, rest-frame lines marked (where
+the redshift is known), masked pixels shaded, and optional overlays (e.g. the median of similar
+objects) and residuals.
 """
 from __future__ import annotations
 
@@ -48,7 +49,10 @@ def plot_spectrum_gallery(wavelength, flux=None, mask=None, *, ids=None, z=None,
         Names in :data:`serendip.spectra.LINES` to mark (default ``PLOT_LINES``).
     rest_frame : bool
         Draw in the rest frame (λ / (1+z)) if the input is observed and ``z`` is known;
-        otherwise the lines are shifted to the observed frame.
+        otherwise the lines are shifted to the observed frame. An object of an observed
+        input whose ``z`` is missing (NaN) is drawn in the observed frame, whatever
+        ``rest_frame`` says, and gets no line markers (their place is unknown); its
+        title says "z unknown".
     input_frame : {"observed", "rest"}
         The frame of ``wavelength``.
     max_spectra : int
@@ -58,6 +62,9 @@ def plot_spectrum_gallery(wavelength, flux=None, mask=None, *, ids=None, z=None,
     -------
     fig, axes
         ``axes`` is an array of the spectrum axes (residual axes are ``fig.axes`` too).
+        When every panel is in the same frame, only the bottom axis carries the
+        wavelength label ("rest-frame" or "observed-frame"); when frames differ (some
+        redshifts missing) every panel carries its own.
     """
     if hasattr(wavelength, "flux") and hasattr(wavelength, "wavelength"):
         sp = wavelength
@@ -107,16 +114,24 @@ def plot_spectrum_gallery(wavelength, flux=None, mask=None, *, ids=None, z=None,
                        gridspec_kw={"height_ratios": ratios})
     axes = axes[:, 0]
     spec_axes = []
+    # per object: the frame drawn and where the rest-frame lines go (None: unknown, not drawn)
+    frames, shifts = [], []
+    for i in range(n):
+        known = bool(np.isfinite(zz[i]))
+        if input_frame == "rest":
+            frames.append("rest"), shifts.append(1.0)
+        elif not known:  # observed input, no redshift: neither the rest frame nor the lines are known
+            frames.append("observed"), shifts.append(None)
+        elif rest_frame:
+            frames.append("rest"), shifts.append(1.0)
+        else:
+            frames.append("observed"), shifts.append(1.0 + zz[i])
+    mixed = len(set(frames)) > 1
     for i in range(n):
         ax = axes[i * per]
         spec_axes.append(ax)
-        zi = 0.0 if not np.isfinite(zz[i]) else zz[i]
-        if input_frame == "observed" and rest_frame:
-            x, line_shift, frame = wave / (1 + zi), 1.0, "rest"
-        elif input_frame == "observed":
-            x, line_shift, frame = wave, 1 + zi, "observed"
-        else:
-            x, line_shift, frame = wave, 1.0, "rest"
+        frame, line_shift = frames[i], shifts[i]
+        x = wave / (1 + zz[i]) if (input_frame == "observed" and frame == "rest") else wave
         f = np.where(mask[i], np.nan, flux[i])
         ax.plot(x, f, color="k", lw=0.6, label="flux")
         if mask[i].any():
@@ -129,7 +144,7 @@ def plot_spectrum_gallery(wavelength, flux=None, mask=None, *, ids=None, z=None,
             lo, hi = np.percentile(f[good], [0.5, 99.5])
             pad = 0.1 * (hi - lo if hi > lo else abs(hi) + 1)
             ax.set_ylim(lo - pad, hi + 2.5 * pad)
-        for name in lines:
+        for name in (lines if line_shift is not None else ()):
             lam = LINES[name] * line_shift
             if x[0] <= lam <= x[-1]:
                 ax.axvline(lam, color=COLORS["line"], lw=0.5, ls=":")
@@ -138,6 +153,8 @@ def plot_spectrum_gallery(wavelength, flux=None, mask=None, *, ids=None, z=None,
         title = f"{ids[i]}"
         if np.isfinite(zz[i]):
             title += f"   z = {zz[i]:.4f}"
+        elif input_frame == "observed":
+            title += "   z unknown (observed frame, no lines)"
         for k, v in score_dict.items():
             title += f"   {k} = {v[i]:.3g}"
         ax.set_title(title, loc="left", fontsize=8)
@@ -151,5 +168,8 @@ def plot_spectrum_gallery(wavelength, flux=None, mask=None, *, ids=None, z=None,
             rax.set_ylabel("resid.", fontsize=7)
             rax.sharex(ax)
         ax.set_xlim(x[0], x[-1])
-    axes[-1].set_xlabel(f"{frame}-frame wavelength [Å]")
+        if mixed:  # frames differ between panels: each says its own
+            axes[i * per + per - 1].set_xlabel(f"{frame}-frame wavelength [Å]", fontsize=7)
+    if not mixed:
+        axes[-1].set_xlabel(f"{frames[0]}-frame wavelength [Å]")
     return fig, np.asarray(spec_axes)

@@ -153,11 +153,20 @@ def _label(row, faithful: bool) -> str:
     return f"#{int(row['rank'])}  {_str(row['id'])}\n" + "  ".join(bits)
 
 
+def _gallery_size(c: _Ctx) -> int | None:
+    """Objects the weirdest gallery shows (``min(top_n, rows of tables/weirdest)``), None without that table."""
+    tab = c.table("weirdest")
+    return None if tab is None or len(tab) == 0 else min(c.top_n, len(tab))
+
+
 def _weirdest_section(c: _Ctx) -> Section:
     s = Section("weirdest", "The weirdest objects")
     tab = c.table("weirdest")
     if tab is None:
         s.add(c.stage_note("weirdness", "The weirdness ranking"))
+        return s
+    if len(tab) == 0:
+        s.add(Note("The weirdness stage listed no weirdest objects (its weirdest table is empty).", kind="missing"))
         return s
     tab = tab[np.argsort(np.asarray(tab["rank"]), kind="stable")][: c.top_n]
     rec = c.records.get("weirdness", {})
@@ -191,13 +200,17 @@ def _distribution_section(c: _Ctx) -> Section:
         s.add(c.stage_note("weirdness", "The weirdness distribution"))
         return s
     w = _col(tab, "weirdness").astype(float)
-    top = min(c.top_n, len(w))
-    threshold = float(np.sort(w)[::-1][top - 1]) if len(w) else np.nan
+    finite = np.sort(w[np.isfinite(w)])[::-1]  # missing weirdness never counts as the weirdest
+    gallery_n = _gallery_size(c)
+    # the same N as the gallery above, so the caption's "shown above" is true
+    top = min(gallery_n if gallery_n is not None else c.top_n, finite.size)
+    threshold = float(finite[top - 1]) if top else np.nan
     faithful = _col(tab, "weirdness_faithful").astype(float) if "weirdness_faithful" in tab.colnames else None
     fig, _ = F.weirdness_distribution(w, threshold, top)
-    s.add(c.figure(fig, "weirdness_distribution",
-                   f"Weirdness of every object; objects right of the dashed line (w ≥ {threshold:.4g}) "
-                   f"are the top {top} shown above."))
+    where = " shown above" if gallery_n else ""
+    caption = (f"Weirdness of every object; objects right of the dashed line (w ≥ {threshold:.4g}) "
+               f"are the top {top}{where}." if top else "Weirdness of every object (no finite values).")
+    s.add(c.figure(fig, "weirdness_distribution", caption))
     snr = _col(tab, "snr").astype(float)
     if np.isfinite(snr).sum() > 2:
         fig, _ = F.weirdness_vs_snr(snr, w, faithful=faithful)
@@ -218,10 +231,13 @@ def _sequence_section(c: _Ctx) -> Section:
         return s
     info = c.records.get("sequence", {}).get("info", {})
     elong = seq.meta.get("elongation", info.get("elongation"))
-    s.add(Paragraph(
-        f"The Sequencer ({info.get('mode', '')} mode) ordered {len(seq)} normal objects (the least weird) "
-        f"along their main one-dimensional trend. Final elongation η = "
-        f"{float(elong):.2f}." if elong is not None else ""))
+    mode = info.get("mode") or seq.meta.get("mode")
+    text = (f"The Sequencer{f' ({mode} mode)' if mode else ''} ordered {len(seq)} normal objects (the least "
+            "weird) along their main one-dimensional trend.")
+    # only the elongation sentence depends on the elongation being known
+    text += f" Final elongation η = {float(elong):.2f}." if elong is not None else \
+        " The final elongation η was not recorded."
+    s.add(Paragraph(text))
     wave = np.asarray(grid["wavelength"], dtype=float)
     flux = np.asarray(seq["flux"], dtype=float)
     pos = np.asarray(seq["position"])
