@@ -354,6 +354,36 @@ def test_sequence_reads_an_ingest_store(tmp_path):
     assert (tmp_path / "seq.csv").exists()
 
 
+def test_sequence_of_noisy_store_clips_at_a_floor(tmp_path, capsys):
+    """Ingested spectra have noise at or below zero; `serendip sequence` must work on them by default."""
+    import astropy.units as u
+    from astropy.table import Table
+
+    from serendip.cli import main
+    from serendip.sequencer import sequence
+    from serendip.spectra.container import Spectra
+    from serendip.spectra.store import SpectraStore
+
+    grid, flux, t = moving_line(40)
+    noisy = flux - np.median(flux) + 0.05 * np.random.default_rng(3).standard_normal(flux.shape)
+    assert (noisy <= 0).any()
+    path = tmp_path / "survey.h5"
+    store = SpectraStore.create(path, grid * u.AA)
+    store.append(Spectra(grid * u.AA, noisy.astype(np.float32), meta=Table({"id": [f"g{i}" for i in range(40)]})))
+    store.finalize()
+    assert main(["-q", "sequence", str(path), "-o", str(tmp_path / "seq.fits"), "--scales", "1,2"]) == 0
+    tab = sequence(path, scales=[1, 2], progress=False)
+    assert tab.meta["n_clipped"] > 0 and tab.meta["floor"] > 0
+    assert rho(t, np.array([int(str(i)[1:]) for i in tab["id"]])) >= 0.95
+    with pytest.raises(ValueError, match="--floor auto"):
+        sequence(path, scales=[1, 2], floor=None, progress=False)
+    # positive input is left exactly as it is
+    plain = Sequencer(scales=[1, 2], progress=False).fit(flux)
+    tab2 = sequence(flux, scales=[1, 2], progress=False)
+    assert tab2.meta["floor"] is None and tab2.meta["n_clipped"] == 0
+    np.testing.assert_array_equal(tab2["index"], plain.order_)
+
+
 def _notebook_pulses(seed):
     """The Sequencer notebook's pulse set (benchmarks/sequencer_reference/datasets.py, shared with the benchmark)."""
     import importlib.util

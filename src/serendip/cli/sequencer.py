@@ -6,12 +6,22 @@ def _list(text, cast=str):
     return None if text is None else [cast(t.strip()) for t in text.split(",") if t.strip()]
 
 
+def _floor(text):
+    if text in ("auto", "none"):
+        return None if text == "none" else "auto"
+    try:
+        return float(text)
+    except ValueError:
+        raise ValueError(f"--floor must be 'auto', 'none' or a number, got {text!r}") from None
+
+
 def _sequence(args) -> int:
     from ..sequencer.api import sequence
 
     tab = sequence(args.input, args.output, metrics=_list(args.metrics), scales=_list(args.scales, int),
                    mode=args.mode, method=args.method, best_k=args.best_k, n_neighbors=args.n_neighbors,
-                   n_jobs=args.n_jobs, plot=args.plot, random_state=args.seed, progress=args.progress)
+                   n_jobs=args.n_jobs, plot=args.plot, random_state=args.seed, floor=_floor(args.floor),
+                   progress=args.progress)
     m = tab.meta
     print(f"sequenced {len(tab)} objects ({m['mode']}, {m['method']}, scales {m['scales']}) in {m['seconds']:.1f} s: "
           f"elongation {m['elongation']:.2f} (normalised {m['elongation_normalized']:.3f}) -> {args.output}"
@@ -38,6 +48,9 @@ def register(subparsers) -> None:
     p.add_argument("--best-k", type=int, default=None, help="combine only the K most elongated (metric, scale)")
     p.add_argument("--n-neighbors", type=int, default=15, help="neighbours per object for --method knn")
     p.add_argument("--n-jobs", type=int, default=None, help="threads (default all)")
+    p.add_argument("--floor", default="auto",
+                   help="EMD, energy and KL need positive flux: 'auto' (default) raises values below 1e-3 of the "
+                        "median |flux| to that floor when some are <= 0; a number clips there; 'none' never clips")
     p.add_argument("--seed", type=int, default=0, help="random seed of the kNN graph's PCA (default 0)")
     p.add_argument("--plot", default=None, metavar="PNG", help="also draw the classic Sequencer figure")
     p.set_defaults(func=_sequence)

@@ -308,6 +308,7 @@ def stage_sequence(ctx: StageContext) -> StageResult:
     from astropy.table import Table
 
     from ..sequencer import Sequencer
+    from ..sequencer.api import positive_floor
 
     cfg = ctx.params
     if not cfg["enabled"]:
@@ -326,7 +327,7 @@ def stage_sequence(ctx: StageContext) -> StageResult:
     spectra = load_spectra(ctx.run, ctx.config)
     X, wave = feature_matrix(spectra[normal], cfg["max_pixels"])
     # EMD, energy and KL compare distributions: flux must be positive. Clip the noise below a floor.
-    floor = 1e-3 * max(float(np.median(np.abs(X))), 1e-12)
+    floor = positive_floor(X)
     n_clipped = int((X < floor).sum())
     X = np.maximum(X, floor)
     scales = [s for s in cfg["scales"] if s < X.shape[1]]

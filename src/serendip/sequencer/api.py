@@ -8,7 +8,20 @@ import numpy as np
 
 from .._logging import get_logger
 
-__all__ = ["load_sequencer_input", "sequence"]
+__all__ = ["load_sequencer_input", "sequence", "positive_floor"]
+
+#: Metrics that compare distributions and so need strictly positive flux.
+_POSITIVE_METRICS = ("EMD", "energy", "KL")
+
+
+def positive_floor(X, relative: float = 1e-3) -> float:
+    """The flux floor used to make spectra positive: ``relative`` × the median of ``|X|``.
+
+    Real spectra go to zero or below in noisy or masked pixels, while EMD, energy
+    and KL compare distributions and need positive values. Clipping the noise at a
+    small fraction of the typical flux changes nothing where there is signal.
+    """
+    return float(relative * max(float(np.median(np.abs(np.asarray(X)))), 1e-12))
 
 log = get_logger(__name__)
 
@@ -36,7 +49,7 @@ def _default_ids(ids: np.ndarray) -> bool:
 
 def sequence(input, output=None, *, metrics=("EMD", "energy", "KL", "L2"), scales=None, mode="improved",
              method="auto", best_k=None, n_neighbors=15, n_jobs=None, plot=None, random_state=0,
-             progress=True):
+             floor="auto", progress=True):
     """Run the Sequencer on a file and return (and optionally write) the sequence table.
 
     Parameters
@@ -47,6 +60,13 @@ def sequence(input, output=None, *, metrics=("EMD", "energy", "KL", "L2"), scale
         ``.fits``, ``.parquet``, ``.csv`` or ``.ecsv`` (written atomically).
     plot : path, optional
         PNG of the classic Sequencer figure (:func:`~serendip.sequencer.plot_sequence`).
+    floor : "auto", float or None
+        EMD, energy and KL need strictly positive flux, and ingested spectra have
+        noisy pixels at or below zero. ``"auto"`` (default): when a metric needs it
+        and some value is not positive, values below :func:`positive_floor` (10⁻³ of
+        the median absolute flux) are raised to it. A number: clip at that value.
+        ``None``: no clipping (non-positive values are then an error). The value
+        used and the number of clipped pixels are in ``meta`` (``floor``, ``n_clipped``).
     Other parameters are those of :class:`~serendip.sequencer.Sequencer`.
 
     Returns
@@ -65,13 +85,42 @@ def sequence(input, output=None, *, metrics=("EMD", "energy", "KL", "L2"), scale
         source = str(input)
     else:
         X, source = input, "array"
+    metric_list = [metrics] if isinstance(metrics, str) else list(metrics)
+    floor_used, n_clipped = None, 0
+    if floor is not None and any(m in _POSITIVE_METRICS for m in metric_list):
+        from .sequencer import prepare_input
+
+        flux, g, fids = prepare_input(X, grid, metrics=["L2"])  # read once, no positivity check yet
+        if isinstance(floor, str):
+            if floor != "auto":
+                raise ValueError(f"floor must be 'auto', a number or None, got {floor!r}")
+            value = positive_floor(flux) if np.any(flux <= 0) else None
+        else:
+            value = float(floor)
+        if value is not None:
+            n_clipped = int(np.count_nonzero(flux < value))
+            flux = np.maximum(flux, value)
+            floor_used = value
+            log.info("sequence: %d of %d flux values raised to the floor %.3g (EMD, energy and KL need positive "
+                     "flux; floor=None turns this off)", n_clipped, flux.size, value)
+        X, grid = flux, g
+        if ids is None and fids is not None and not _default_ids(np.asarray(fids).astype(str)):
+            ids = fids
     seq = Sequencer(metrics=metrics, scales=scales, mode=mode, method=method, best_k=best_k,
                     n_neighbors=n_neighbors, n_jobs=n_jobs, random_state=random_state, progress=progress)
-    seq.fit(X, grid)
+    try:
+        seq.fit(X, grid)
+    except ValueError as exc:
+        if floor is None and "non-positive" in str(exc):
+            raise ValueError(f"{exc}; or let serendip clip at a floor: floor='auto' "
+                             "(serendip sequence --floor auto, the default)") from exc
+        raise
     if ids is not None and len(ids) == len(seq.ids_):
         seq.ids_ = np.asarray(ids).astype(str)
     tab = seq.to_table()
     tab.meta["input"] = source
+    tab.meta["floor"] = floor_used
+    tab.meta["n_clipped"] = n_clipped
     tab.meta["seconds"] = round(seq.timings_["total_s"], 3)
     if output is not None:
         from .._io import write_table
