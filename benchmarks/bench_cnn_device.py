@@ -34,7 +34,10 @@ def main():
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--devices", nargs="+", default=["cpu", "cuda"])
+    ap.add_argument("--quick", action="store_true", help="smoke run: 2,000 spectra x 500 pixels, 1 epoch")
     args = ap.parse_args()
+    if args.quick:
+        args.n, args.pixels, args.epochs = 2000, 500, 1
 
     import torch
 
