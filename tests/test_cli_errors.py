@@ -73,3 +73,31 @@ def test_missing_optional_extra_is_a_one_line_error_with_the_install_hint(tmp_pa
     err = capsys.readouterr().err
     assert rc == 2 and "Traceback" not in err
     assert "serendip[umap]" in err
+
+
+@pytest.mark.parametrize("blocked,argv,extra", [
+    ("pandas", ["learn", "recommend", "{csv}", "--target", "y"], "serendip[learn]"),
+    ("skops.io", ["learn", "train", "{csv}", "--target", "y", "-o", "{tmp}/m.skops"], "serendip[learn]"),
+])
+def test_missing_extras_are_named_before_any_work(blocked, argv, extra, tmp_path, capsys, monkeypatch):
+    import sys
+
+    rng = np.random.default_rng(0)
+    csv = tmp_path / "t.csv"
+    csv.write_text("a,b,y\n" + "\n".join(f"{a:.3f},{b:.3f},{int(a > 0)}" for a, b in rng.normal(size=(40, 2))) + "\n")
+    np.save(tmp_path / "x.npy", rng.normal(size=(30, 4)))
+    monkeypatch.setitem(sys.modules, blocked, None)
+    args = [a.format(csv=csv, npy=tmp_path / "x.npy", tmp=tmp_path) for a in argv]
+    assert main(["-q", *args]) == 2
+    err = capsys.readouterr().err
+    assert extra in err and "Traceback" not in err
+    assert not any(p.suffix in (".skops", ".parquet") for p in tmp_path.iterdir())
+
+
+def test_require_names_the_extra():
+    from serendip._io import require
+
+    assert require("numpy", "learn", "x").__name__ == "numpy"
+    with pytest.raises(ImportError, match=r"writing t.parquet needs the optional package no_such_pkg_xyz: "
+                                          r"pip install 'serendip\[parquet\]'"):
+        require("no_such_pkg_xyz", "parquet", "writing t.parquet")

@@ -132,6 +132,22 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
+def require(module: str, extra: str, purpose: str):
+    """Import ``module`` or raise ImportError saying which serendip extra provides it.
+
+    >>> require("numpy", "learn", "this")  # doctest: +ELLIPSIS
+    <module 'numpy' ...>
+    """
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        package = {"skops.io": "skops", "pyarrow": "pyarrow", "pandas": "pandas"}.get(module, module)
+        raise ImportError(f"{purpose} needs the optional package {package}: "
+                          f"pip install 'serendip[{extra}]'") from exc
+
+
 def write_table(table, path: str | os.PathLike, *, overwrite: bool = True) -> Path:
     """Write an astropy Table atomically, format chosen by the extension.
 
@@ -146,6 +162,8 @@ def write_table(table, path: str | os.PathLike, *, overwrite: bool = True) -> Pa
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path} exists; pass overwrite=True to replace it")
     fmt = _table_format(path)
+    if fmt == "parquet":
+        require("pyarrow", "parquet", f"writing {path.name}")
     out = Table(table, copy=False)
     meta = _jsonable(dict(out.meta))
     out = out.copy(copy_data=False)
@@ -172,6 +190,8 @@ def read_table(path: str | os.PathLike):
     if not path.exists():
         raise FileNotFoundError(f"no such table: {path}")
     fmt = _table_format(path)
+    if fmt == "parquet":
+        require("pyarrow", "parquet", f"reading {path.name}")
     try:
         return _read_table_as(path, fmt)
     except (OSError, ValueError, UnicodeDecodeError) as exc:

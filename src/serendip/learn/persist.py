@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from .._io import _jsonable, atomic_path, atomic_write_text
+from .._io import _jsonable, atomic_path, atomic_write_text, require
 from .._logging import get_logger
 
 __all__ = ["save_model", "load_model", "SavedModel", "UntrustedModelError", "ModelVersionWarning",
@@ -117,7 +117,7 @@ def save_model(obj, path, *, metadata: dict | None = None, sidecar: bool = True)
     payload = {"format": FORMAT, "format_version": FORMAT_VERSION, "metadata_json": meta_json, "model": model}
     with atomic_path(path) as tmp:
         if ext == ".skops":
-            import skops.io as sio
+            sio = require("skops.io", "learn", ".skops model files")
 
             sio.dump(payload, tmp)
         else:
@@ -215,7 +215,7 @@ def load_model(path, trusted: bool | list = False) -> SavedModel:
     if ext not in EXTENSIONS:
         raise ValueError(f"model files end in .skops or .joblib; got {path.name!r}")
     if ext == ".skops":
-        import skops.io as sio
+        sio = require("skops.io", "learn", ".skops model files")
 
         try:
             untrusted = sio.get_untrusted_types(file=path)

@@ -28,14 +28,17 @@ ID_LIKE = {"id", "objid", "specobjid", "ra", "dec", "run", "rerun", "camcol", "f
 def _read_by_suffix(path: Path, name: str):
     from astropy.table import Table
 
+    from .._io import require
+
     if name.endswith((".csv", ".csv.gz", ".csv.bz2", ".tsv", ".txt")):
-        import pandas as pd
+        pd = require("pandas", "learn", f"reading {path.name}")
 
         sep = "\t" if ".tsv" in name else ","
         df = pd.read_csv(path, sep=sep, comment="#")
         tab = Table.from_pandas(df)
     elif name.endswith((".parquet", ".pq")):
-        import pandas as pd
+        pd = require("pandas", "learn", f"reading {path.name}")
+        require("pyarrow", "parquet", f"reading {path.name}")
 
         tab = Table.from_pandas(pd.read_parquet(path))
     elif name.endswith((".fits", ".fit", ".fits.gz", ".fts")):
@@ -386,6 +389,10 @@ def train_table(path, target: str, output=None, *, features=None, colors: str | 
     """
     from .train import train
 
+    if output is not None and str(output).endswith(".skops"):  # fail before training, not after
+        from .._io import require
+
+        require("skops.io", "learn", "saving a .skops model")
     tab = read_any_table(path, query=query)
     if group is not None and group not in tab.colnames:
         raise ValueError(f"no group column {group!r} in the table; columns are {tab.colnames}")
