@@ -105,3 +105,18 @@ def test_detect_and_embed_read_an_ingested_store(tmp_path, rng):
     assert main(["-q", "embed", str(tmp_path / "survey.h5"), "-o", str(tmp_path / "e.ecsv"), "--color-by", "z"]) == 0
     assert len(read_table(tmp_path / "e.ecsv")) == 60
     assert main(["detect", str(tmp_path), "-o", str(out)]) == 2
+
+
+def test_detect_does_not_copy_a_feature_named_z_as_the_redshift(tmp_path):
+    """A z-band magnitude used as a feature is not a redshift column of the output."""
+    from serendip.explore import run_detect
+
+    rng = np.random.default_rng(2)
+    mags = rng.normal(18, 1, (60, 5))
+    lines = ["u,g,r,i,z,redshift"] + [",".join(f"{v:.4f}" for v in row) + f",{0.1 + 0.001 * k:.4f}"
+                                      for k, row in enumerate(mags)]
+    (tmp_path / "cat.csv").write_text("\n".join(lines) + "\n")
+    tab = run_detect(tmp_path / "cat.csv", tmp_path / "out.csv", detector="iforest",
+                     columns=["u", "g", "r", "i", "z"], progress=False)
+    assert "z" not in tab.colnames
+    np.testing.assert_allclose(np.sort(np.asarray(tab["redshift"], float)), 0.1 + 0.001 * np.arange(60), atol=1e-6)

@@ -379,8 +379,9 @@ def run_detect(source, output, *, detector: str = "iforest", columns=None, scale
     det = make_detector(detector, **kw)
     det.fit(inp.features)
     tab = det.to_table(ids=inp.ids)
-    for col in ("snr", "z", "class"):
-        if col in inp.meta.colnames:
+    features = set(inp.columns or [])
+    for col in ("snr", "z", "redshift", "class"):  # context columns; a feature (e.g. the z-band magnitude) is not one
+        if col in inp.meta.colnames and col not in features:
             tab[col] = inp.meta[col]
     tab.meta.update({"step": "detect", "input": inp.source, "n_objects": int(len(tab)),
                      "n_features": int(inp.features.shape[1]), "rank_convention": "1 = weirdest",
