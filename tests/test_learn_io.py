@@ -111,8 +111,14 @@ def test_colors_recipe_train_and_predict_tables(tmp_path, mags_table):
     html = written["report"].read_text()
     assert "data:image/png;base64," in html and "confusion" in html
     out = predict_table(written["model"], mags_table, tmp_path / "pred.parquet", trusted=True)
-    assert list(out["objid"]) == list(tab["objid"])
+    assert list(out["objid"]) == list(tab["objid"]) and "row" not in out.colnames
     assert np.mean(np.asarray(out["class_pred"]) == np.asarray(tab["class"])) > 0.9
+    # without an identifier column the output says which input row each prediction is for
+    anon = tab.copy()
+    anon.remove_column("objid")
+    anon.write(tmp_path / "anon.csv")
+    out3 = predict_table(written["model"], tmp_path / "anon.csv", tmp_path / "p3.csv", trusted=True)
+    assert list(out3["row"]) == list(range(len(tab)))
     # a table without the z band cannot be predicted
     tab2 = tab.copy()
     tab2.remove_column("z")

@@ -5,8 +5,11 @@ from __future__ import annotations
 def _browse(args) -> int:
     from ..web import browse
 
+    def ready(url, n):  # the address must be seen even with -q
+        print(f"serving {n} objects at {url} (Ctrl-C to stop); labels -> {args.labels}", flush=True)
+
     browse(args.table, args.input, labels=args.labels, top=args.top or None, host=args.host, port=args.port,
-           open_browser=not args.no_open)
+           open_browser=not args.no_open, on_ready=ready)
     return 0
 
 

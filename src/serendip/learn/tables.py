@@ -423,7 +423,8 @@ def predict_table(model_path, table_path, output, *, trusted: bool | list = Fals
                   keep_columns=None):
     """Apply a saved model to a table and write the predictions atomically.
 
-    The output holds identifier-like columns of the input (or ``keep_columns``), the prediction
+    The output holds identifier-like columns of the input (or ``keep_columns``; when there are
+    none, a ``row`` column with the input row, counted after ``query``), the prediction
     ``<target>_pred`` and, for classifiers with probabilities, one ``proba_<class>`` column per class.
     Its ``meta`` records the model file, its SHA-256 and the algorithm.
 
@@ -452,6 +453,8 @@ def predict_table(model_path, table_path, output, *, trusted: bool | list = Fals
         if c not in tab.colnames:
             raise ValueError(f"no column {c!r} to keep; columns are {tab.colnames}")
         out[c] = tab[c]
+    if not keep:  # nothing to join on: give the row of the input (after any --where filter)
+        out["row"] = np.arange(len(tab))
     target = saved.metadata.get("target_name") or "target"
     out[f"{target}_pred"] = pred
     model = saved.model

@@ -928,7 +928,8 @@ def _train(X, y, algorithm, task, *, test_size, groups, cv, random_state, n_jobs
                          summary=summary, y_test=yte, y_pred=np.asarray(y_pred), proba=proba,
                          learning_curve=lc, importances=imps, recommendations=recs,
                          test_index=np.flatnonzero(keep)[te])
-    log.info("trained %s in %.1f s\n%s", algo, time.time() - t0, result.summary_text())
+    log.info("trained %s in %.1f s", algo, time.time() - t0)
+    log.debug("%s", result.summary_text())
     return result
 
 

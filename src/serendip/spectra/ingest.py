@@ -311,9 +311,10 @@ def default_grid(files, *, kind: str = "log", wmin=None, wmax=None, npix=None, r
     count = np.searchsorted(lo, probe, side="right") - np.searchsorted(hi, probe, side="left")
     need = coverage_fraction * n
     if count.max() < need:
-        log.warning("no wavelength is covered by %.0f%% of the spectra (best: %.0f%%); the default grid covers "
-                    "the range where at least %.0f%% of the best coverage is reached",
-                    100 * coverage_fraction, 100 * count.max() / n, 100 * coverage_fraction)
+        if wmin is None or wmax is None:  # only worth a warning when the range is being chosen here
+            log.warning("no wavelength is covered by %.0f%% of the spectra (best: %.0f%%); the default grid covers "
+                        "the range where at least %.0f%% of the best coverage is reached",
+                        100 * coverage_fraction, 100 * count.max() / n, 100 * coverage_fraction)
         need = coverage_fraction * count.max()
     ok = count >= need
     # widest contiguous run of ok

@@ -534,14 +534,18 @@ def make_server(table, data=None, *, labels="labels.csv", top=200, host="127.0.0
 
 
 def browse(table, data=None, *, labels="labels.csv", top=200, host="127.0.0.1", port=8765, open_browser=True,
-           order="auto"):
+           order="auto", on_ready=None):
     """Serve the page until interrupted (Ctrl-C); returns the labels file path.
 
-    See :func:`make_server` for the parameters.
+    See :func:`make_server` for the parameters. ``on_ready(url, n_objects)`` is
+    called once the server listens (the CLI prints the address with it); the
+    address is also logged at INFO level.
     """
     server = make_server(table, data, labels=labels, top=top, host=host, port=port, order=order)
     url = f"http://{server.server_address[0]}:{server.server_address[1]}/"
-    log.warning("serving %d objects at %s (Ctrl-C to stop); labels -> %s", len(server.state.ids), url, labels)
+    log.info("serving %d objects at %s (Ctrl-C to stop); labels -> %s", len(server.state.ids), url, labels)
+    if on_ready is not None:
+        on_ready(url, len(server.state.ids))
     if open_browser:
         import webbrowser
 
