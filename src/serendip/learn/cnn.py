@@ -128,8 +128,12 @@ class _CNN1DBase(BaseEstimator):
     def _loss(self, torch, y_enc):
         raise NotImplementedError
 
-    def fit(self, X, y, sample_weight=None):
-        """Train with Adam and early stopping on an internal validation split; returns self."""
+    def fit(self, X, y):
+        """Train with Adam and early stopping on an internal validation split; returns self.
+
+        There is no ``sample_weight`` (it used to be accepted and ignored); class
+        imbalance is handled by ``class_weight``.
+        """
         from .._logging import progress as _progress
         from .._validation import check_matrix
 
