@@ -34,8 +34,13 @@ def test_detect_and_sequence_read_the_same_store(store, capsys):
 
 
 def test_errors_name_objects_plainly(store, capsys):
-    # KL on spectra with non-positive pixels (seed 3 plants a dead run) is refused, naming the object plainly
+    # KL on spectra with non-positive pixels (seed 3 plants a dead run) is refused when clipping is off,
+    # naming the object plainly and the option that fixes it
     code = main(["-q", "sequence", str(store), "-o", str(store.with_name("bad.csv")), "--metrics", "KL",
-                 "--scales", "1"])
+                 "--scales", "1", "--floor", "none"])
     err = capsys.readouterr().err
-    assert code == 2 and "np.str_" not in err and "(id 'spec-" in err
+    assert code == 2 and "np.str_" not in err and "(id 'spec-" in err and "--floor auto" in err
+    assert not store.with_name("bad.csv").exists()
+    # by default the same store sequences: the dead pixels are raised to the floor
+    assert main(["-q", "sequence", str(store), "-o", str(store.with_name("ok.csv")), "--metrics", "KL",
+                 "--scales", "1"]) == 0
