@@ -191,3 +191,16 @@ def test_unknown_model_params_warn():
     with warnings.catch_warnings():
         warnings.simplefilter("error", UserWarning)
         train(X, y, **FAST)
+
+
+def test_masked_magnitudes_become_nan_colours_not_their_fill_values():
+    from astropy.table import MaskedColumn, Table
+
+    from serendip.learn.tables import color_features
+
+    tab = Table({b: MaskedColumn([18.0, 19.0, 20.0], mask=[False, b == "g", False], fill_value=-9999.0)
+                 for b in "ugriz"})
+    names, arrays = color_features(tab, "ugriz")
+    cols = dict(zip(names, arrays))
+    assert np.isnan(cols["u-g"][1]) and np.isnan(cols["g-r"][1])
+    assert cols["u-g"][0] == 0.0 and cols["r-i"][1] == 0.0

@@ -184,7 +184,10 @@ def color_features(tab, bands: str = "ugriz", reference: str | None = "r", *, co
         if name not in tab.colnames:
             raise ValueError(f"the table lacks column {name!r}, the magnitude in band {b!r} used by the model; "
                              f"columns are {tab.colnames}")
-        cols[b] = np.asarray(tab[name], dtype=np.float64)
+        try:
+            cols[b] = np.asarray(_column(tab, name), dtype=np.float64)  # masked magnitudes become NaN
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"column {name!r} (band {b!r}) is not numeric: {exc}") from exc
     names, arrays = [], []
     for a, b in zip(bands[:-1], bands[1:]):
         names.append(f"{a}-{b}")
