@@ -143,8 +143,7 @@ def require(module: str, extra: str, purpose: str):
     try:
         return importlib.import_module(module)
     except ImportError as exc:
-        package = {"skops.io": "skops", "pyarrow": "pyarrow", "pandas": "pandas"}.get(module, module)
-        raise ImportError(f"{purpose} needs the optional package {package}: "
+        raise ImportError(f"{purpose} needs the optional package {module.split('.')[0]}: "
                           f"pip install 'serendip[{extra}]'") from exc
 
 

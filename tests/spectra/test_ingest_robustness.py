@@ -146,22 +146,13 @@ def test_append_with_other_settings_is_refused(sdss_fits_dir, tmp_path, capsys):
     assert code == 2 and "sky_lines: False in the store, True now" in capsys.readouterr().err
 
 
-def test_resume_with_other_settings_is_refused(sdss_fits_dir, tmp_path, monkeypatch):
+def test_resume_with_other_settings_is_refused(sdss_fits_dir, tmp_path, interrupt_reading):
     d = _copy(sdss_fits_dir, A1 + A2, tmp_path / "in")
     out = tmp_path / "s.h5"
-    real = ing.read_spectra
-    calls = {"n": 0}
-
-    def flaky(path, format=None):
-        calls["n"] += 1
-        if calls["n"] == 3:
-            raise KeyboardInterrupt
-        return real(path, format=format)
-
-    monkeypatch.setattr(ing, "read_spectra", flaky)
+    restore = interrupt_reading(3)
     with pytest.raises(KeyboardInterrupt):
         ingest([d], out, progress=False, block_size=1, **SDSS_GRID)
-    monkeypatch.setattr(ing, "read_spectra", real)
+    restore()
     assert partial_path(out).exists()
     with pytest.raises(ValueError, match=r"cannot resume.*normalize: 'median' in the store, 'l2' now"):
         ingest([d], out, progress=False, block_size=1, normalize="l2", **SDSS_GRID)
@@ -242,19 +233,10 @@ def test_same_named_tables_without_ids_get_a_hint(tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------- bug 6
-def test_interrupt_keeps_the_partial_store_and_says_so(sdss_fits_dir, tmp_path, monkeypatch, caplog):
+def test_interrupt_keeps_the_partial_store_and_says_so(sdss_fits_dir, tmp_path, interrupt_reading, caplog):
     d = _copy(sdss_fits_dir, A1 + A2, tmp_path / "in")
     out = tmp_path / "s.h5"
-    real = ing.read_spectra
-    calls = {"n": 0}
-
-    def flaky(path, format=None):
-        calls["n"] += 1
-        if calls["n"] == 3:
-            raise KeyboardInterrupt
-        return real(path, format=format)
-
-    monkeypatch.setattr(ing, "read_spectra", flaky)
+    interrupt_reading(3)
     with caplog.at_level(logging.WARNING, logger="serendip"), pytest.raises(KeyboardInterrupt):
         ingest([d], out, progress=False, block_size=1, **SDSS_GRID)
     text = caplog.text
@@ -265,13 +247,6 @@ def test_interrupt_keeps_the_partial_store_and_says_so(sdss_fits_dir, tmp_path, 
 
 def test_a_file_that_fails_to_resample_is_rejected_alone(tmp_path, monkeypatch):
     """Files are resampled in blocks; one failing file must not take its block (or the batch) down."""
-    import importlib
-
-    import numpy as np
-
-    from serendip.spectra import Spectra, SpectraStore, ingest
-
-    ingest_module = importlib.import_module("serendip.spectra.ingest")  # the package exports a function of this name
     from serendip.spectra.tables import write_wide_table
 
     rng = np.random.default_rng(1)
@@ -280,14 +255,14 @@ def test_a_file_that_fails_to_resample_is_rejected_alone(tmp_path, monkeypatch):
     for name in ("a", "bad", "b", "c"):
         s = Spectra(w, 1 + 0.1 * rng.random((2, 120)), meta={"id": [f"{name}1", f"{name}2"], "z": [0.05, 0.1]})
         files.append(write_wide_table(s, tmp_path / f"{name}.csv"))
-    real = ingest_module.resample_many
+    real = ing.resample_many
 
     def failing(items, *args, **kwargs):
         if any("bad.csv" in str(it.meta["source_path"][0]) for it in items):
             raise ValueError("simulated resampling failure")
         return real(items, *args, **kwargs)
 
-    monkeypatch.setattr(ingest_module, "resample_many", failing)
+    monkeypatch.setattr(ing, "resample_many", failing)
     res = ingest(files, tmp_path / "s.h5", progress=False, grid="linear", wmin=3700, wmax=5500, npix=80)
     with SpectraStore(res.path) as store:
         assert sorted(store.load().ids) == ["a1", "a2", "b1", "b2", "c1", "c2"]

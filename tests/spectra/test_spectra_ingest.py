@@ -131,27 +131,14 @@ def test_rerun_refuses_append_skips_overwrite_rebuilds(sdss_fits_dir, tmp_path):
     assert grown.n_read == 1 and grown.grid["npix"] == GRID["npix"]
 
 
-def test_interrupted_ingest_resumes_without_duplicates(sdss_fits_dir, tmp_path, monkeypatch):
-    import importlib
-
-    ing = importlib.import_module("serendip.spectra.ingest")  # the module (the package attribute is the function)
-
+def test_interrupted_ingest_resumes_without_duplicates(sdss_fits_dir, tmp_path, interrupt_reading):
     d = _copy_good(sdss_fits_dir, tmp_path / "in")
     out = tmp_path / "s.h5"
-    real = ing.read_spectra
-    calls = {"n": 0}
-
-    def flaky(path, format=None):
-        calls["n"] += 1
-        if calls["n"] == 4:
-            raise KeyboardInterrupt
-        return real(path, format=format)
-
-    monkeypatch.setattr(ing, "read_spectra", flaky)
+    restore = interrupt_reading(4)
     with pytest.raises(KeyboardInterrupt):
         ingest([d], out, progress=False, block_size=2, **GRID)
     assert not out.exists() and partial_path(out).exists()  # never looks complete
-    monkeypatch.setattr(ing, "read_spectra", real)
+    restore()
     res = ingest([d], out, progress=False, block_size=2, **GRID)
     assert res.n_skipped == 2 and res.n_total == len(GOOD)
     ids = list(SpectraStore(out).meta["id"])

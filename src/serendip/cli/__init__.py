@@ -63,11 +63,9 @@ def main(argv: list[str] | None = None) -> int:
     args.progress = not args.quiet
     try:
         return int(args.func(args) or 0)
-    except (CLIError, OSError, ValueError) as exc:
-        # OSError covers missing, unreadable or not-a-FITS files, directories given as files and busy ports
-        print(f"serendip {args.verb}: error: {exc}", file=sys.stderr)
-        return 2
-    except ImportError as exc:  # an optional extra that is not installed; the message carries the pip hint
+    except (CLIError, OSError, ValueError, ImportError) as exc:
+        # OSError: missing, unreadable or not-a-FITS files, directories given as files, busy ports;
+        # ImportError: an optional extra that is not installed (the message carries the pip hint)
         print(f"serendip {args.verb}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

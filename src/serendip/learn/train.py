@@ -10,6 +10,7 @@ split is touched once, at the end, to report the scores of the chosen model.
 from __future__ import annotations
 
 import contextlib
+import logging
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -929,7 +930,8 @@ def _train(X, y, algorithm, task, *, test_size, groups, cv, random_state, n_jobs
                          learning_curve=lc, importances=imps, recommendations=recs,
                          test_index=np.flatnonzero(keep)[te])
     log.info("trained %s in %.1f s", algo, time.time() - t0)
-    log.debug("%s", result.summary_text())
+    if log.isEnabledFor(logging.DEBUG):
+        log.debug("%s", result.summary_text())
     return result
 
 

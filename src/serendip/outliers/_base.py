@@ -10,9 +10,8 @@ from __future__ import annotations
 import numpy as np
 from sklearn.base import BaseEstimator
 
-from .._validation import sklearn_random_state
 
-__all__ = ["WeirdnessDetector", "sklearn_random_state"]
+__all__ = ["WeirdnessDetector"]
 
 
 class WeirdnessDetector(BaseEstimator):

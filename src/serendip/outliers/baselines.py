@@ -32,8 +32,8 @@ import numpy as np
 from sklearn.base import clone
 
 from .._logging import get_logger
-from .._validation import as_feature_matrix
-from ._base import WeirdnessDetector, sklearn_random_state
+from .._validation import as_feature_matrix, sklearn_random_state
+from ._base import WeirdnessDetector
 
 __all__ = ["IsolationForestDetector", "LocalOutlierFactorDetector", "KNNDistanceDetector",
            "PCAReconstructionDetector", "RankAverageEnsemble", "make_detector", "DETECTORS",

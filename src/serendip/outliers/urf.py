@@ -95,8 +95,8 @@ import numpy as np
 from sklearn.utils import check_random_state
 
 from .._logging import get_logger, progress
-from .._validation import describe_positions, iter_row_blocks, n_rows, object_ids
-from ._base import WeirdnessDetector, sklearn_random_state
+from .._validation import describe_positions, iter_row_blocks, n_rows, object_ids, sklearn_random_state
+from ._base import WeirdnessDetector
 from ._leaves import (LeafIndex, MergedForest, apply_block, effective_n_jobs, good_counts, leaf_populations,
                       similarity_sums)
 from .similarity import ForestSimilarity, topk_rows

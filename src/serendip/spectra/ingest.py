@@ -55,7 +55,7 @@ from .._version import __version__
 from .container import Spectra
 from .io import SpectraReadError, read_spectra, supported_formats
 from .lines import SKY_LINES
-from .preprocess import (DEFAULT_AND_MASK_BITS, _mask_core, _snr_core, and_mask_value, fill_masked,
+from .preprocess import (DEFAULT_AND_MASK_BITS, _has_step, _mask_core, _snr_core, and_mask_value, fill_masked,
                          normalize as _normalize)
 from .resample import _describe_grid, _grid_values, make_grid, resample_many
 from .store import MetaSchema, MetaTypeError, SpectraStore, partial_path
@@ -201,11 +201,6 @@ def _usable(s: Spectra) -> np.ndarray:
 _Z_SHIFT = "_serendip_z_shift"
 
 
-def _already_rest_frame(s) -> bool:
-    """True when the spectra's history says they were de-redshifted already."""
-    return any(h.get("step") == "deredshift" for h in s.history)
-
-
 def _redshifts(meta: Table, z_column: str) -> np.ndarray:
     """The redshifts as floats (NaN where missing or blank).
 
@@ -280,9 +275,9 @@ def default_grid(files, *, kind: str = "log", wmin=None, wmax=None, npix=None, r
         try:
             s = read_spectra(f, format=format)
             s.mask, s.ivar, _ = _mask_core(s, mask_bits, False, 4.0, SKY_LINES)
-            z = _redshifts(s.meta, z_column) if rest_frame else np.zeros(len(s))
-            if rest_frame and _already_rest_frame(s):
-                z = np.zeros(len(s))
+            # spectra whose history has a deredshift step are already in the rest frame: no shift
+            shift = rest_frame and not _has_step(s, "deredshift")
+            z = _redshifts(s.meta, z_column) if shift else np.zeros(len(s))
         except (SpectraReadError, ValueError, OSError) as exc:
             failures.append(f"{Path(f).name}: {getattr(exc, 'reason', exc)}")
             continue
@@ -599,7 +594,7 @@ def ingest(inputs, output, grid="log", wmin=None, wmax=None, npix=None, rest_fra
             ok = frac >= min_good_fraction
             reasons = [f"only {100 * f:.1f}% of pixels usable after masking (minimum "
                        f"{100 * min_good_fraction:.0f}%)" for f in frac]
-            already_rest = _already_rest_frame(s)
+            already_rest = _has_step(s, "deredshift")
             if rest_frame:
                 z = _redshifts(s.meta, z_column)  # a non-numeric z rejects the file, naming the values
                 no_z = ~(np.isfinite(z) & (z > -1)) & (not already_rest)

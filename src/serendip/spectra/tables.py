@@ -250,7 +250,7 @@ def _table_meta_info(path: Path, tab: Table, kind: str) -> dict:
     return _decode_info(path, dict(tab.meta), "the Parquet table metadata")  # stored natively
 
 
-def _apply_info(path: Path, info: dict, meta: Table, n: int) -> tuple[list[dict], str | None, dict]:
+def _apply_info(info: dict) -> tuple[list[dict], str | None, dict]:
     """Restore history and flux unit, and say whether the table is in the rest frame.
 
     Returns
@@ -263,9 +263,10 @@ def _apply_info(path: Path, info: dict, meta: Table, n: int) -> tuple[list[dict]
     """
     history = [copy.deepcopy(h) for h in info.get("history", []) or []
                if isinstance(h, dict) and isinstance(h.get("step"), str)]
-    rest = bool(info["rest_frame"]) if "rest_frame" in info else any(h["step"] == "deredshift" for h in history)
+    shifted = any(h["step"] == "deredshift" for h in history)
+    rest = bool(info["rest_frame"]) if "rest_frame" in info else shifted
     flux_unit = info.get("flux_unit") if isinstance(info.get("flux_unit"), str) else None
-    if rest and not any(h["step"] == "deredshift" for h in history):
+    if rest and not shifted:
         history.append({"step": "deredshift", "params": {"note": "recorded as rest-frame by the table's writer"}})
     return history, flux_unit, ({"frame": "rest"} if rest else {})
 
@@ -320,7 +321,7 @@ def _read_npz(path: Path) -> Spectra:
         v = np.asarray(v)
         if v.ndim == 1 and v.size == n and k not in ("wavelength", "loglam"):
             meta[k] = np.char.decode(v, "utf-8", "replace") if v.dtype.kind == "S" else v
-    history, flux_unit, extra = _apply_info(path, info, meta, n)
+    history, flux_unit, extra = _apply_info(info)
     return _finish(path, wave, flux, ivar, mask, meta, "npz", history=history, flux_unit=flux_unit,
                    read_params=extra)
 
@@ -441,7 +442,7 @@ def _read_columns(path: Path, kind: str) -> Spectra:
     meta = Table(meta, copy=True)
     meta.meta = {}
     meta = _float_meta_for_blanks(meta)
-    history, flux_unit, extra = _apply_info(path, info, meta, flux.shape[0])
+    history, flux_unit, extra = _apply_info(info)
     return _finish(path, wave, flux, ivar, mask, meta, kind, history=history, flux_unit=flux_unit,
                    read_params=extra)
 
