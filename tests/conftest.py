@@ -1,6 +1,7 @@
 """Shared fixtures. Real survey data are read from ``../shared/data`` and never copied here."""
 from __future__ import annotations
 
+import importlib
 import os
 from pathlib import Path
 
@@ -43,3 +44,27 @@ def sdss_fits_dir(shared_data) -> Path:
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(12345)
+
+
+@pytest.fixture
+def interrupt_reading(monkeypatch):
+    """``arm(n)``: make ingest's n-th file read raise KeyboardInterrupt (as Ctrl-C would).
+
+    ``arm`` returns ``restore()``, which puts the real reader back.
+    """
+    ing = importlib.import_module("serendip.spectra.ingest")  # the module (the package attribute is the function)
+    real = ing.read_spectra
+
+    def arm(n: int):
+        calls = {"n": 0}
+
+        def flaky(path, format=None):
+            calls["n"] += 1
+            if calls["n"] == n:
+                raise KeyboardInterrupt
+            return real(path, format=format)
+
+        monkeypatch.setattr(ing, "read_spectra", flaky)
+        return lambda: monkeypatch.setattr(ing, "read_spectra", real)
+
+    return arm
