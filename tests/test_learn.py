@@ -342,7 +342,7 @@ def test_vote_of_two_best_candidates_matches_plain_average_and_is_kept_only_if_b
     from sklearn.model_selection import StratifiedKFold
 
     from serendip.learn import load_model, save_model
-    from serendip.learn.train import _try_vote, build_pipeline
+    from serendip.learn.train import GBT_BAGS, _try_vote, build_pipeline, one_booster
 
     X, y = _blobs(rng, n=300, sep=1.2)
     cv = StratifiedKFold(3, shuffle=True, random_state=0)
@@ -361,10 +361,15 @@ def test_vote_of_two_best_candidates_matches_plain_average_and_is_kept_only_if_b
     assert members == ["gbt", "rf"]
     plain = []
     for tr, te in cv.split(X, y):
-        probs = [clone(p).set_params(**pr).fit(X[tr], y[tr]).predict_proba(X[te])
+        # validated as the search was: one booster for the boosted trees
+        probs = [one_booster(p).set_params(**pr).fit(X[tr], y[tr]).predict_proba(X[te])
                  for a, p, pr, _ in tuned if a in members]
         plain.append(balanced_accuracy_score(y[te], np.unique(y)[np.mean(probs, axis=0).argmax(1)]))
     np.testing.assert_allclose(folds, plain, atol=1e-12)
+    # ... and returned with the whole average of boosters, with the tuned parameters
+    gbt = dict(model.estimators)["gbt"].named_steps["model"]
+    assert gbt.n_estimators == GBT_BAGS and gbt.estimator.max_iter == 30
+    assert dict(model.estimators)["rf"].named_steps["model"].n_estimators == 30
     # a fitted vote saves and loads like any model
     model.fit(X, y)
     path = save_model(model, tmp_path / "vote.skops")
@@ -386,3 +391,61 @@ def test_train_auto_reports_the_vote_as_a_candidate(rng):
     plain = train(X, y, cv=3, n_iter=2, progress=False, max_candidates=3, learning_curve=False,
                   importances=False, model_params={"n_estimators": 30}, vote=False)
     assert not any(n.startswith("vote(") for n in plain.candidates["algorithm"])
+
+
+def test_one_booster_cuts_only_the_average_of_boosters():
+    from sklearn.ensemble import VotingRegressor
+
+    from serendip.learn.train import GBT_BAGS, build_pipeline, one_booster
+
+    gbt, _ = build_pipeline("gbt", "regression", n_features=4, n_train=200)
+    rf, _ = build_pipeline("rf", "regression", n_features=4, n_train=200)
+    assert gbt.named_steps["model"].n_estimators == GBT_BAGS
+    one = one_booster(gbt)
+    assert one.named_steps["model"].n_estimators == 1
+    assert gbt.named_steps["model"].n_estimators == GBT_BAGS  # a clone: the original is untouched
+    assert one_booster(rf).named_steps["model"].n_estimators == rf.named_steps["model"].n_estimators
+    vote = one_booster(VotingRegressor([("gbt", gbt), ("rf", rf)]))
+    members = dict(vote.estimators)
+    assert members["gbt"].named_steps["model"].n_estimators == 1
+    assert members["rf"].named_steps["model"].n_estimators == 200
+
+
+def test_gbt_search_ranks_one_booster_and_refits_the_average(rng, monkeypatch):
+    import importlib
+
+    T = importlib.import_module("serendip.learn.train")  # the package re-exports the function train
+
+    seen = []
+    real = T._search
+
+    def spy(pipe, space, *args, **kwargs):
+        seen.append(pipe.named_steps["model"].n_estimators)
+        return real(pipe, space, *args, **kwargs)
+
+    monkeypatch.setattr(T, "_search", spy)
+    X = rng.normal(size=(300, 4))
+    y = X[:, 0] + 0.1 * rng.normal(size=300)
+    res = train(X, y, algorithm="gbt", cv=3, n_iter=2, progress=False, learning_curve=False,
+                importances=False, model_params={"max_iter": 40})
+    assert seen == [1]
+    bag = res.model.named_steps["model"]
+    assert bag.n_estimators == T.GBT_BAGS and len(bag.estimators_) == T.GBT_BAGS
+
+
+def test_svr_search_does_not_depend_on_the_target_units(rng):
+    from serendip.learn.train import build_pipeline
+
+    _, space1 = build_pipeline("svm", "regression", n_features=3, n_train=200, y_std=1.0)
+    _, space1000 = build_pipeline("svm", "regression", n_features=3, n_train=200, y_std=1000.0)
+    np.testing.assert_allclose(np.array(space1000["model__C"]), 1000 * np.array(space1["model__C"]))
+    np.testing.assert_allclose(np.array(space1000["model__epsilon"]), 1000 * np.array(space1["model__epsilon"]))
+    # the same data in other units: the same choice, and predictions in the new units
+    X = rng.normal(size=(240, 3))
+    y = np.sin(X[:, 0]) + 0.5 * X[:, 1] + 0.1 * rng.normal(size=240)
+    kw = dict(algorithm="svm", cv=3, n_iter=4, progress=False, learning_curve=False, importances=False)
+    a = train(X, y, **kw)
+    b = train(X, 1000 * y, **kw)
+    assert b.best_params["model__C"] == pytest.approx(1000 * a.best_params["model__C"], rel=1e-9)
+    # equal up to libsvm's stopping tolerance, which is absolute (not scaled with the target)
+    np.testing.assert_allclose(b.y_pred, 1000 * a.y_pred, atol=0.01 * 1000 * np.std(y))
