@@ -449,3 +449,23 @@ def test_svr_search_does_not_depend_on_the_target_units(rng):
     assert b.best_params["model__C"] == pytest.approx(1000 * a.best_params["model__C"], rel=1e-9)
     # equal up to libsvm's stopping tolerance, which is absolute (not scaled with the target)
     np.testing.assert_allclose(b.y_pred, 1000 * a.y_pred, atol=0.01 * 1000 * np.std(y))
+
+
+def test_auto_leaves_out_what_the_recommendation_advises_against(rng, monkeypatch):
+    import importlib
+
+    from serendip.learn import recommend
+
+    T = importlib.import_module("serendip.learn.train")
+    # 80 "spectra" of 400 pixels: boosting every pixel of so few examples is advised against
+    y = rng.uniform(0, 1, 80)
+    X = np.sin(np.linspace(0, 6, 400)[None, :] * (1 + y[:, None])) + 0.05 * rng.normal(size=(80, 400))
+    scores = {r.algorithm: r.score for r in recommend(X, y, raw=True)}
+    assert scores["gbt"] < T.AUTO_MIN_SCORE <= min(scores["svm"], scores["rf"])
+    kw = dict(raw=True, cv=3, n_iter=2, progress=False, learning_curve=False, importances=False, vote=False)
+    res = train(X, y, **kw)
+    assert sorted(res.candidates["algorithm"]) == ["rf", "svm"]
+    # ... but auto always compares two algorithms, even when it advises against all but one
+    monkeypatch.setattr(T, "AUTO_MIN_SCORE", 0.8)
+    res = train(X, y, **kw)
+    assert list(res.candidates["algorithm"]) == ["svm", "rf"]

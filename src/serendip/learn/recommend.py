@@ -240,6 +240,10 @@ def recommend(X, y, task: str | None = None, raw: bool = False) -> list[Recommen
     if small:
         r.score -= 0.15
         r.caveats.append("with few examples boosting overfits easily")
+    if raw and n < p:
+        r.score -= 0.1
+        r.caveats.append(f"every boosting round scans all {p} pixels, and with fewer examples ({n}) than "
+                         "pixels it has little to learn from per round: slow and no better than a forest")
     r.caveats.append("overfitting: maybe; several interacting hyper-parameters")
 
     # --- CNN -------------------------------------------------------------------------------

@@ -316,6 +316,9 @@ def build_pipeline(algorithm: str, task: str, *, n_features: int, n_train: int, 
 #: Gradient-boosted trees on at most this many features get the rotation features (see build_pipeline).
 ROTATE_MAX_FEATURES = 30
 
+#: algorithm="auto" leaves out recommendations scored below this (0.5 is neutral), keeping at least two.
+AUTO_MIN_SCORE = 0.4
+
 #: Boosted models averaged by algorithm="gbt" (seeds and feature draws differ).
 GBT_BAGS = 5
 
@@ -685,6 +688,8 @@ def train(X, y, algorithm: str = "auto", task: str | None = None, *, test_size: 
     algorithm : {"auto", "svm", "rf", "ann", "gbt", "cnn"}
         ``"auto"`` searches the ``max_candidates`` best recommended algorithms (see
         :func:`serendip.learn.recommend`) and keeps the best mean **validation** score.
+        Algorithms the recommendation advises against (score below ``AUTO_MIN_SCORE``) are
+        left out, as long as two remain.
     task : {"classification", "regression"}, optional
         Inferred from ``y`` when not given.
     test_size : float
@@ -840,7 +845,10 @@ def _train(X, y, algorithm, task, *, test_size, groups, cv, random_state, n_jobs
 
         has_torch = importlib.util.find_spec("torch") is not None
         pool = [r for r in recs if (r.algorithm != "cnn" or (raw and has_torch and r.score >= 0.5))]
-        chosen = pool[:max_candidates]
+        # skip what the recommendation advises against (e.g. boosting 4,000 pixels of 200 spectra),
+        # but always compare at least two algorithms
+        advised = [r for r in pool if r.score >= AUTO_MIN_SCORE]
+        chosen = (advised if len(advised) >= 2 else pool[:2])[:max_candidates]
     elif algorithm in ALGORITHMS:
         chosen = [next(r for r in recs if r.algorithm == algorithm)]
     else:
