@@ -156,6 +156,21 @@ def test_cli_recommend_train_predict(tmp_path, mags_table, capsys):
     assert main(["learn", "train", str(mags_table), "--target", "nope", "-o", str(tmp_path / "x.skops")]) == 2
 
 
+def test_cli_train_search_max_rows(tmp_path, mags_table, capsys):
+    from serendip.cli import main
+    from serendip.learn import load_model
+
+    base = ["-q", "learn", "train", str(mags_table), "--target", "class", "--colors", "ugriz", "--algorithm",
+            "svm", "--cv", "3", "--n-iter", "2", "--no-report"]
+    for rows, expected in (("60", 60), ("0", 240)):  # 0 = every training row (300 rows, 20 % held out)
+        model = tmp_path / f"m{rows}.skops"
+        assert main(base + ["--search-max-rows", rows, "-o", str(model)]) == 0
+        saved = load_model(model, trusted=True)
+        assert saved.metadata["summary"]["n_search_rows"] == expected
+    assert main(base + ["--search-max-rows", "4", "-o", str(tmp_path / "bad.skops")]) == 2
+    assert "search_max_rows=4" in capsys.readouterr().err
+
+
 def test_figures_on_demand(trained):
     res, _ = trained
     figs = res.figures()

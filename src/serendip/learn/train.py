@@ -794,6 +794,9 @@ def _train(X, y, algorithm, task, *, test_size, groups, cv, random_state, n_jobs
         raise ValueError(f"test_size must be between 0 and 1, got {test_size}")
     if cv < 2:
         raise ValueError(f"cv must be at least 2 folds, got {cv}")
+    if search_max_rows is not None and search_max_rows < 2 * cv:
+        raise ValueError(f"search_max_rows={search_max_rows} leaves too few rows for a {cv}-fold search; "
+                         f"give at least {2 * cv}, or None for all training rows")
     n = Xa.shape[0]
     if n < cv:
         raise ValueError(f"only {n} row(s) with a target, fewer than the cv={cv} cross-validation folds; "
