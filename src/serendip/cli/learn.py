@@ -30,7 +30,7 @@ def register(subparsers) -> None:
     p.add_argument("--cv", type=int, default=5, help="cross-validation folds (default 5)")
     p.add_argument("--group", metavar="COL", help="group column: no group is split across train/test or folds")
     p.add_argument("--n-iter", type=int, default=6, help="configurations tried per algorithm (default 6)")
-    p.add_argument("--search-max-rows", type=int, default=5000, metavar="N",
+    p.add_argument("--search-max-rows", type=int, default=None, metavar="N",
                    help="the hyper-parameter search sees at most N training rows (default 5000; 0 = all); "
                         "the chosen model is always refitted on the whole training split")
     p.add_argument("--redshift", action="store_true", default=None,
@@ -71,7 +71,9 @@ def _train(args) -> int:
                                   colors=args.colors, algorithm=args.algorithm, query=args.where,
                                   group=args.group, report=not args.no_report, task=args.task, raw=args.raw,
                                   test_size=args.test_size, cv=args.cv, n_iter=args.n_iter,
-                                  search_max_rows=args.search_max_rows or None,
+                                  # not given: train's own default; 0: every row
+                                  **({} if args.search_max_rows is None
+                                     else {"search_max_rows": args.search_max_rows or None}),
                                   redshift=args.redshift, random_state=args.seed, n_jobs=args.n_jobs,
                                   progress=args.progress,
                                   cnn_params={"device": args.device} if args.device else None)

@@ -555,29 +555,29 @@ def _try_vote(tuned, task, X, y, groups, splitter, scoring, n_jobs, best_folds):
     from sklearn.ensemble import VotingClassifier, VotingRegressor
     from sklearn.model_selection import cross_val_score
 
-    # (name, configured estimator, validation scores) of the candidates a vote can average
-    usable = [(a, one_booster(p).set_params(**pr), f) for a, p, pr, f in tuned
-              if a != "cnn" and not _fit_params(a, task, y)]
+    # the candidates a vote can average: (name, pipeline, tuned parameters, validation scores)
+    usable = [t for t in tuned if t[0] != "cnn" and not _fit_params(t[0], task, y)]
     if task == "classification":
-        usable = [u for u in usable if hasattr(u[1], "predict_proba")]
+        usable = [t for t in usable if hasattr(t[1], "predict_proba")]
     if len(usable) < 2:
         return None
-    usable.sort(key=lambda u: -u[2].mean())
-    members = [(a, est) for a, est, _ in usable[:2]]
-    names = [a for a, _ in members]
-    model = (VotingClassifier(members, voting="soft") if task == "classification"
-             else VotingRegressor(members))
+    top = sorted(usable, key=lambda t: -t[3].mean())[:2]
+    names = [t[0] for t in top]
+
+    def vote_of(make):
+        members = [(a, make(p).set_params(**pr)) for a, p, pr, _ in top]
+        return (VotingClassifier(members, voting="soft") if task == "classification"
+                else VotingRegressor(members))
+
+    # validated with one booster per boosted member (as the search was); returned with all of them
     with _quiet_convergence():
-        folds = cross_val_score(clone(model), X, y, groups=groups, cv=splitter, scoring=scoring, n_jobs=n_jobs,
-                                error_score="raise")
+        folds = cross_val_score(vote_of(one_booster), X, y, groups=groups, cv=splitter, scoring=scoring,
+                                n_jobs=n_jobs, error_score="raise")
     if folds.mean() <= best_folds.mean():
         log.info("vote of %s: CV %.4f does not beat the best single candidate (%.4f); not used",
                  names, folds.mean(), best_folds.mean())
         return None
-    # validated with one booster per boosted member (as the search was); fitted with all of them
-    full = [(a, clone(p).set_params(**pr)) for a, p, pr, _ in tuned if a in names]
-    full.sort(key=lambda m: names.index(m[0]))
-    model = (VotingClassifier(full, voting="soft") if task == "classification" else VotingRegressor(full))
+    model = vote_of(clone)
     return model, folds, names
 
 

@@ -188,24 +188,22 @@ class BrowseState:
                      else "weirdness" if "weirdness" in table.colnames else "table")
         if order != "table" and order not in table.colnames:
             raise ValueError(f"order={order!r} needs a {order!r} column; the table has {table.colnames}")
+        self.score_name = None if order == "table" else order
+        values = _as_float(table[order], order) if self.score_name else None
         if order == "weirdness":
             # -NaN is NaN, which argsort puts last: missing weirdness ranks below every real value
-            rows = np.argsort(-_as_float(table["weirdness"], "weirdness"), kind="stable")
+            rows = np.argsort(-values, kind="stable")
         elif order == "position":
-            rows = np.argsort(_as_float(table["position"], "position"), kind="stable")
+            rows = np.argsort(values, kind="stable")
         else:
             rows = np.arange(len(table))
-        self.score_name = None if order == "table" else order
         if top is not None:
             rows = rows[:top]
         self.table = table[rows]
         self.ids = np.asarray(self.table["id"]).astype(str)
         self.id_set = frozenset(self.ids)
-        self.scores = None
-        self._integer_scores = False
-        if self.score_name:
-            self.scores = _as_float(self.table[self.score_name], self.score_name)
-            self._integer_scores = np.asarray(self.table[self.score_name]).dtype.kind in "iu"
+        self.scores = None if values is None else values[rows]
+        self._integer_scores = bool(self.score_name) and np.asarray(table[order]).dtype.kind in "iu"
         self.data = data
         self.row_of = None
         if data is not None:
