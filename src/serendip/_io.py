@@ -175,9 +175,27 @@ def write_table(table, path: str | os.PathLike, *, overwrite: bool = True) -> Pa
     with atomic_path(path) as tmp:
         if fmt == "ascii.csv":
             out.write(tmp, format="ascii.csv", comment="# ")
+            _quote_hash_rows(tmp)
         else:
             out.write(tmp, format=fmt)
     return path
+
+
+def _quote_hash_rows(path: Path) -> None:
+    """Quote a data row's first field when it starts with ``#``, so CSV readers do not skip the row as a comment."""
+    with open(path, encoding="utf-8", newline="") as fh:
+        lines = fh.readlines()
+    body = next((k for k, line in enumerate(lines) if not line.startswith("#")), len(lines)) + 1  # after the header
+    changed = False
+    for k in range(body, len(lines)):
+        if lines[k].startswith("#"):
+            first, sep, rest = lines[k].partition(",")
+            end = first.rstrip("\r\n")
+            lines[k] = f'"{end}"' + first[len(end):] + sep + rest
+            changed = True
+    if changed:
+        with open(path, "w", encoding="utf-8", newline="") as fh:
+            fh.writelines(lines)
 
 
 def read_table(path: str | os.PathLike):

@@ -10,6 +10,10 @@ from typing import Any
 
 import numpy as np
 
+from ._logging import get_logger
+
+log = get_logger(__name__)
+
 __all__ = ["check_matrix", "describe_positions", "as_feature_matrix", "iter_row_blocks", "n_rows",
            "object_ids"]
 
@@ -61,6 +65,7 @@ def check_matrix(
         The suggestion appended to the non-finite message.
     """
     if hasattr(X, "flux") and hasattr(X, "wavelength"):
+        _warn_unfilled(X, name)
         X = X.flux
     try:
         arr = np.asarray(X)
@@ -91,6 +96,21 @@ def check_matrix(
                 f"{describe_positions(r, c, ids)}; {fix}"
             )
     return arr
+
+
+def _warn_unfilled(spectra, name: str) -> None:
+    """Log a warning when masked pixels of a Spectra container were never filled (their flux is used as data)."""
+    mask = getattr(spectra, "mask", None)
+    if mask is None:
+        return
+    unfilled = np.asarray(mask, bool)
+    if getattr(spectra, "filled", None) is not None:
+        unfilled = unfilled & ~np.asarray(spectra.filled, bool)
+    if unfilled.any():
+        rows = unfilled.any(axis=1)
+        log.warning("%s: %d masked pixel(s) in %d of %d spectra were never filled, so their stored flux (0 where "
+                    "resampling found no data) is used as data; call serendip.spectra.fill_masked first",
+                    name, int(unfilled.sum()), int(rows.sum()), rows.size)
 
 
 def n_rows(X: Any) -> int:

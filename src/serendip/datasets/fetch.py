@@ -47,6 +47,7 @@ from .._io import read_table
 from .._logging import get_logger
 from .._logging import progress as _progress_bar
 from .._version import __version__
+from ..spectra.io import SpectraReadError, scan_fits
 
 __all__ = ["fetch_sdss", "DEFAULT_BASE_URL", "SDSS_TEMPLATE", "EBOSS_TEMPLATE", "TEMPLATE_FIELDS", "spectrum_url",
            "check_template", "default_run2d", "verify_spec_file"]
@@ -195,8 +196,12 @@ def verify_spec_file(path: str | os.PathLike) -> str | None:
         with open(path, "rb") as fh:
             if not fh.read(30).startswith(b"SIMPLE  ="):
                 return "not a FITS file (no SIMPLE card)"
-        with warnings.catch_warnings():
-            warnings.simplefilter("error")
+        try:  # the structure first: every HDU's data must fit in the file (catches cut-off downloads)
+            scan_fits(path)
+        except SpectraReadError as exc:
+            return exc.reason
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
             with fits.open(path, memmap=False) as hdul:
                 names = [h.name.upper() for h in hdul]
                 if "COADD" not in names:
@@ -204,9 +209,30 @@ def verify_spec_file(path: str | os.PathLike) -> str | None:
                 data = hdul["COADD"].data
                 if data is None or len(data) == 0 or "flux" not in [c.lower() for c in data.columns.names]:
                     return "COADD HDU holds no flux"
+        # astropy only warns about a cut-off file; harmless warnings (extra zero padding) pass
+        cut = [str(w.message) for w in caught if "truncat" in str(w.message).lower()]
+        if cut:
+            return f"truncated: {cut[0]}"
     except Exception as exc:  # astropy raises many types for damaged files
         return f"not a valid FITS file: {type(exc).__name__}: {exc}"
     return None
+
+
+def _positive_ints(col) -> tuple[np.ndarray, np.ndarray]:
+    """A column as int64 (0 where unusable) and, per row, why it is unusable ("" when it is fine)."""
+    masked = np.ma.getmaskarray(col)
+    x = np.full(len(col), np.nan)
+    for i, v in enumerate(np.asarray(col)):
+        if not masked[i]:
+            try:
+                x[i] = float(v.decode() if isinstance(v, bytes) else v)
+            except (TypeError, ValueError):
+                pass
+    why = np.full(x.shape, "", dtype=object)
+    why[~np.isfinite(x)] = "is missing or not a number"
+    fin = np.isfinite(x)
+    why[fin & ((x <= 0) | (x != np.round(x)))] = "is not a positive whole number"
+    return np.where(why == "", x, 0).astype(np.int64), why
 
 
 def _find_columns(table: Table) -> dict[str, str]:
@@ -370,9 +396,12 @@ def fetch_sdss(table_or_path, out_dir, base_url: str = DEFAULT_BASE_URL, run2d: 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     n = len(table)
-    plates = np.asarray(table[cols["plate"]], dtype=np.int64)
-    mjds = np.asarray(table[cols["mjd"]], dtype=np.int64)
-    fibers = np.asarray(table[cols["fiberid"]], dtype=np.int64)
+    ids, bad_rows = {}, {}
+    for key in ("plate", "mjd", "fiberid"):
+        ids[key], why = _positive_ints(table[cols[key]])
+        for i in np.flatnonzero(why != ""):
+            bad_rows.setdefault(int(i), f"row {int(i)}: {cols[key]} {why[i]}; not fetched")
+    plates, mjds, fibers = ids["plate"], ids["mjd"], ids["fiberid"]
     run2ds = []
     for i in range(n):
         r = None
@@ -385,6 +414,8 @@ def fetch_sdss(table_or_path, out_dir, base_url: str = DEFAULT_BASE_URL, run2d: 
     dests = [out_dir / f"spec-{p:04d}-{m:05d}-{f:04d}.fits" for p, m, f in zip(plates, mjds, fibers)]
 
     def work(i):
+        if i in bad_rows:
+            return "failed", bad_rows[i], 0, 0
         dest = dests[i]
         if dest.exists():
             problem = verify_spec_file(dest)

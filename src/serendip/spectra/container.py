@@ -43,6 +43,29 @@ def _as_grid(wavelength: Any) -> u.Quantity:
     return grid
 
 
+def _has_step(spectra: Spectra, step: str) -> bool:
+    """Whether ``step`` (e.g. ``"deredshift"``) is in the spectra's processing history."""
+    return any(h.get("step") == step for h in spectra.history)
+
+
+def _z_column(spectra: Spectra, z) -> np.ndarray:
+    """Each row's redshift from a metadata column name (default ``"z"``) or an array; masked or NaN is an error."""
+    if z is None:
+        z = "z"
+    if isinstance(z, str):
+        if z not in spectra.meta.colnames:
+            raise ValueError(f"no redshift column {z!r} in the metadata (columns: {', '.join(spectra.meta.colnames)})")
+        vals = spectra.meta[z]
+        vals = np.asarray(vals.filled(np.nan) if hasattr(vals, "filled") else vals, dtype=np.float64)
+    else:
+        vals = np.broadcast_to(np.asarray(z, dtype=np.float64), (spectra.n_objects,)).copy()
+    bad = ~np.isfinite(vals) | (vals <= -1)
+    if bad.any():
+        ids = [str(i) for i in spectra.ids[bad][:5]]
+        raise ValueError(f"{int(bad.sum())} spectra have no usable redshift (missing, NaN or <= -1): ids {ids}")
+    return vals
+
+
 class Spectra:
     """Many spectra sampled on one shared wavelength grid.
 
@@ -104,7 +127,7 @@ class Spectra:
         self.ivar = (np.ones_like(flux) if ivar is None
                      else self._check_same_shape(np.asarray(ivar, dtype=np.float32), "ivar"))
         if mask is None:
-            mask = (self.ivar <= 0) | ~np.isfinite(self.flux)
+            mask = ~(self.ivar > 0) | ~np.isfinite(self.ivar) | ~np.isfinite(self.flux)
         self.mask = self._check_same_shape(np.asarray(mask, dtype=bool), "mask")
         self.filled = None if filled is None else self._check_same_shape(np.asarray(filled, dtype=bool), "filled")
         self.flags = None if flags is None else self._check_same_shape(np.asarray(flags, dtype=np.int64), "flags")
@@ -224,13 +247,21 @@ class Spectra:
         Raises
         ------
         ValueError
-            If the grids differ (resample onto a common grid first) or the list is empty.
+            If the grids differ (resample onto a common grid first), the flux units,
+            frames (rest or observed) or normalisation differ, or the list is empty.
         """
         items = list(items)
         if not items:
             raise ValueError("nothing to concatenate: the list of Spectra is empty")
         first = items[0]
         for k, s in enumerate(items[1:], start=1):
+            for what, mine, theirs in (("flux unit", s.flux_unit, first.flux_unit),
+                                       ("frame (rest or observed)", _has_step(s, "deredshift"),
+                                        _has_step(first, "deredshift")),
+                                       ("normalisation", _has_step(s, "normalize"), _has_step(first, "normalize"))):
+                if mine != theirs:
+                    raise ValueError(f"cannot concatenate: item {k} differs from item 0 in its {what} "
+                                     f"({mine!r} against {theirs!r}); bring them to the same state first")
             if s.n_pixels != first.n_pixels or not np.allclose(
                     s.wavelength.value, first.wavelength.value, rtol=1e-10, atol=0):
                 raise ValueError(

@@ -153,12 +153,17 @@ def _known_extensions() -> tuple[str, ...]:
 def expand_inputs(inputs, exclude=()) -> tuple[list[Path], list[dict]]:
     """Turn files, folders (searched recursively for known extensions) and glob patterns into a file list.
 
+    A folder that holds FITS spectra gives only its FITS files: tables and arrays
+    (``.csv``, ``.parquet``, ``.npz``) found beside them are listed as rejected with
+    the reason, since they usually repeat the same objects; name them explicitly to
+    ingest them.
+
     Returns
     -------
     files : list of Path
         Sorted, without duplicates.
     missing : list of dict
-        Rejection rows for inputs that match nothing.
+        Rejection rows for inputs that match nothing, and for files a folder search skipped.
     """
     if isinstance(inputs, (str, os.PathLike)):
         inputs = [inputs]
@@ -169,10 +174,19 @@ def expand_inputs(inputs, exclude=()) -> tuple[list[Path], list[dict]]:
     for item in inputs:
         p = Path(item)
         if p.is_dir():
-            for q in sorted(p.rglob("*")):
-                if (q.is_file() and not q.name.startswith(".") and q.name.lower().endswith(exts)
-                        and not q.name.endswith(".rejected.csv")):  # our own sidecar lists are not inputs
-                    found.append(q)
+            hits = [q for q in sorted(p.rglob("*"))
+                    if (q.is_file() and not q.name.startswith(".") and q.name.lower().endswith(exts)
+                        and not q.name.endswith(".rejected.csv"))]  # our own sidecar lists are not inputs
+            fits_files = [q for q in hits if ".fit" in q.name.lower()]
+            if fits_files and len(fits_files) < len(hits):
+                # a table or array beside per-object FITS files is usually the same objects in another form
+                for q in hits:
+                    if ".fit" not in q.name.lower():
+                        missing.append({"file": str(q), "id": "", "sha256": "", "reason": (
+                            f"skipped: the folder {p} also holds FITS spectra, and a table or array beside them "
+                            "usually repeats them; name this file explicitly to ingest it")})
+                hits = fits_files
+            found.extend(hits)
         elif p.exists():
             found.append(p)
         elif any(ch in str(item) for ch in "*?["):
@@ -477,7 +491,7 @@ def ingest(inputs, output, grid="log", wmin=None, wmax=None, npix=None, rest_fra
         if rejected_rows:
             store.add_rejected(rejected_rows)
         state = {"pending": [], "pending_inputs": [], "pending_rows": 0, "pending_rejects": [], "steps": None,
-                 "files_used": 0}
+                 "files_used": 0, "unit": store.provenance_without_inputs().get("input_flux_unit")}
         new_rejected = list(rejected_rows)
         seen_hash: dict[str, str] = {}
         duplicate_ids: list[str] = []
@@ -669,6 +683,12 @@ def ingest(inputs, output, grid="log", wmin=None, wmax=None, npix=None, rest_fra
                     notes.append(f"{Path(path).name}: {note}")
                 if s is None:
                     continue
+                if state["unit"] is None:
+                    state["unit"] = s.flux_unit
+                elif s.flux_unit != state["unit"]:
+                    reject([{"file": str(path), "id": "", "sha256": sha,
+                             "reason": f"flux unit {s.flux_unit!r} differs from the other inputs' {state['unit']!r}"}])
+                    continue
                 state["pending"].append(s)
                 state["pending_inputs"].append({"path": str(path), "sha256": sha, "n_spectra": len(s)})
                 state["pending_rows"] += len(s)
@@ -690,7 +710,7 @@ def ingest(inputs, output, grid="log", wmin=None, wmax=None, npix=None, rest_fra
                         len(duplicate_ids), ", ".join(duplicate_ids[:10]), ", …" if len(duplicate_ids) > 10 else "")
         prov = store.provenance_without_inputs()
         steps = state["steps"] or prov.get("steps", [])
-        store.update_provenance(steps=steps, grid=grid_info, created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        store.update_provenance(steps=steps, grid=grid_info, input_flux_unit=state["unit"], created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                                 n_rejected=len(store.rejected))
         store.finalize()
     except KeyboardInterrupt:

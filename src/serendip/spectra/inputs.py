@@ -148,6 +148,9 @@ def _from_npz(path: Path) -> OpenedInput:
             wave = 10.0 ** np.asarray(arrays["loglam"], dtype=float)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"{path}: the wavelength grid array is not numeric ({exc})") from exc
+    if wave is not None and wave.shape != (data.shape[1],):
+        raise ValueError(f"{path}: the wavelength grid has shape {wave.shape} but {key!r} has {data.shape[1]} "
+                         "columns; they must match (one wavelength per pixel)")
     return OpenedInput(data, ids, meta, wave, str(path))
 
 
@@ -194,6 +197,8 @@ def open_input(source) -> OpenedInput:
             data = np.load(path, mmap_mode="r", allow_pickle=False)
         except Exception as exc:
             raise ValueError(f"{path}: not a readable .npy array ({type(exc).__name__}: {exc})") from exc
+        if data.ndim != 2:
+            raise ValueError(f"{path}: the array must be 2-D (objects × features); it has shape {data.shape}")
         ids = np.arange(len(data)).astype(str)
         return OpenedInput(data, ids, Table({"id": ids}), None, str(path))
     if name.endswith(".npz"):

@@ -400,6 +400,17 @@ def _card_value(text: str):
         return value
 
 
+def _zeros_to_end(fh) -> bool:
+    """Whether everything from the file position to the end is zero bytes (read in 1 MiB pieces)."""
+    first = fh.read(_BLOCK)
+    if not first or first.strip(b"\0"):
+        return False
+    while piece := fh.read(1 << 20):
+        if piece.strip(b"\0"):
+            return False
+    return True
+
+
 def scan_fits(path: Path, max_hdus: int | None = None, *, data: bytes | None = None) -> list[FitsHDUInfo]:
     """Walk the HDUs of an uncompressed FITS file by reading its headers only.
 
@@ -437,6 +448,9 @@ def scan_fits(path: Path, max_hdus: int | None = None, *, data: bytes | None = N
                                          "FITS block")
         pos = 0
         while pos < size and (max_hdus is None or len(out) < max_hdus):
+            fh.seek(pos)
+            if out and _zeros_to_end(fh):  # trailing zero padding after the last HDU (astropy accepts it)
+                break
             fh.seek(pos)
             header = _LazyHeader()
             ended = False

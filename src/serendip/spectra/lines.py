@@ -22,7 +22,7 @@ LINES: dict[str, float] = {
     "[O III] 4959": 4960.30,
     "[O III] 5007": 5008.24,
     "Mg b": 5176.7,
-    "Na D": 5895.6,
+    "Na D": 5894.6,  # mean of D2 5891.58 and D1 5897.56 (vacuum)
     "[O I]": 6302.05,
     "[N II] 6548": 6549.86,
     "Hα": 6564.61,
@@ -35,5 +35,6 @@ LINES: dict[str, float] = {
 PLOT_LINES = ("Lyα", "Mg II", "[O II] 3727", "Ca K", "Ca H", "Hβ", "[O III] 4959", "[O III] 5007",
               "Na D", "[N II] 6548", "Hα", "[N II] 6583", "[S II] 6716", "[S II] 6731")
 
-#: Strong night-sky emission lines (observed frame, air→vacuum approximate), Å.
-SKY_LINES: tuple[float, ...] = (5578.5, 5891.6, 5897.6, 6301.7, 6365.5)
+#: Strong night-sky emission lines, vacuum, observed frame, Å: [O I] 5577.34/6300.30/6363.78 and
+#: Na D 5889.95/5895.92 (air) converted to vacuum.
+SKY_LINES: tuple[float, ...] = (5578.89, 5891.58, 5897.56, 6302.05, 6365.54)

@@ -20,7 +20,7 @@ from collections.abc import Iterable
 import numpy as np
 
 from .._logging import get_logger
-from .container import Spectra
+from .container import Spectra, _has_step, _z_column
 from .lines import SKY_LINES
 from .resample import make_grid, resample, resample_many
 
@@ -87,10 +87,6 @@ def _bit_names(value: int) -> list[str]:
     return [inv.get(b, str(b)) for b in range(63) if value >> b & 1]
 
 
-def _has_step(spectra: Spectra, step: str) -> bool:
-    return any(h.get("step") == step for h in spectra.history)
-
-
 def mask_pixels(spectra: Spectra, and_mask_bits=DEFAULT_AND_MASK_BITS, sky_lines: bool = False, *,
                 sky_halfwidth: float = 4.0, sky_line_list: Iterable[float] = SKY_LINES) -> Spectra:
     """Mask bad pixels: ``ivar <= 0`` always, chosen SDSS ``and_mask`` bits, optionally sky lines.
@@ -106,8 +102,8 @@ def mask_pixels(spectra: Spectra, and_mask_bits=DEFAULT_AND_MASK_BITS, sky_lines
         without flags (for example MaNGA, whose own bits are applied when read).
     sky_lines : bool
         Also mask ``±sky_halfwidth`` Å around the strong night-sky lines
-        ``sky_line_list`` (default :data:`serendip.spectra.SKY_LINES`: 5578.5,
-        5891.6, 5897.6, 6301.7, 6365.5 Å, vacuum, observed frame).
+        ``sky_line_list`` (default :data:`serendip.spectra.SKY_LINES`: 5578.89,
+        5891.58, 5897.56, 6302.05, 6365.54 Å, vacuum, observed frame).
     sky_halfwidth : float
         Half-width of each sky-line window, Å.
 
@@ -136,6 +132,9 @@ def _mask_core(spectra: Spectra, and_mask_bits, sky_lines, sky_halfwidth, sky_li
         by_bits = (spectra.flags & value) != 0
         n_bits = int((by_bits & ~mask).sum())
         mask |= by_bits
+    elif value and _has_step(spectra, "resample"):
+        log.warning("the and_mask bits cannot be applied: resampling dropped the per-pixel flags "
+                    "(apply mask_pixels before resample); only ivar <= 0 and non-finite pixels are masked")
     if sky_lines:
         if _has_step(spectra, "deredshift"):
             raise ValueError("sky lines are at fixed observed wavelengths: mask them before deredshift")
@@ -146,25 +145,9 @@ def _mask_core(spectra: Spectra, and_mask_bits, sky_lines, sky_halfwidth, sky_li
         mask = mask | sky[None, :]
     ivar = np.where(mask, 0.0, spectra.ivar).astype(np.float32)
     params = {"and_mask_bits": _bit_names(value), "and_mask_value": value, "sky_lines": bool(sky_lines),
-              "sky_halfwidth": float(sky_halfwidth) if sky_lines else None, "pixels_masked_by_bits": n_bits}
+              "sky_halfwidth": float(sky_halfwidth) if sky_lines else None, "pixels_masked_by_bits": n_bits,
+              "and_mask_applied": bool(value and spectra.flags is not None)}
     return mask, ivar, params
-
-
-def _z_column(spectra: Spectra, z) -> np.ndarray:
-    if z is None:
-        z = "z"
-    if isinstance(z, str):
-        if z not in spectra.meta.colnames:
-            raise ValueError(f"no redshift column {z!r} in the metadata (columns: {', '.join(spectra.meta.colnames)})")
-        vals = spectra.meta[z]
-        vals = np.asarray(vals.filled(np.nan) if hasattr(vals, "filled") else vals, dtype=np.float64)
-    else:
-        vals = np.broadcast_to(np.asarray(z, dtype=np.float64), (spectra.n_objects,)).copy()
-    bad = ~np.isfinite(vals) | (vals <= -1)
-    if bad.any():
-        ids = list(spectra.ids[bad][:5])
-        raise ValueError(f"{int(bad.sum())} spectra have no usable redshift (NaN or <= -1): ids {ids}")
-    return vals
 
 
 def deredshift(spectra: Spectra, z=None) -> Spectra:
@@ -226,7 +209,8 @@ def normalize(spectra: Spectra, method: str = "median", window: tuple[float, flo
     -------
     Spectra
         Flux divided and ivar multiplied by the squared scale;
-        ``meta['norm']`` holds each scale. A spectrum whose scale is not
+        ``meta['norm']`` holds each scale, in the input's flux unit, and the
+        result's ``flux_unit`` is ``""`` (a ratio). A spectrum whose scale is not
         positive and finite (for example a negative median, or no kept pixel
         in the window) is fully masked and gets ``norm = NaN``; a warning is
         logged.
@@ -265,8 +249,11 @@ def normalize(spectra: Spectra, method: str = "median", window: tuple[float, flo
     new_mask = spectra.mask | ~ok[:, None]
     meta = spectra.meta.copy()
     meta["norm"] = np.where(ok, scale, np.nan)
-    params = {"method": method, "window": None if window is None else [float(window[0]), float(window[1])]}
-    return spectra.with_step("normalize", params, flux=new_flux, ivar=new_ivar, mask=new_mask, meta=meta)
+    params = {"method": method, "window": None if window is None else [float(window[0]), float(window[1])],
+              "flux_unit_before": spectra.flux_unit}
+    # the normalised flux is a ratio; meta['norm'] keeps the scale in the original unit
+    return spectra.with_step("normalize", params, flux=new_flux, ivar=new_ivar, mask=new_mask, meta=meta,
+                             flux_unit="")
 
 
 def fill_masked(spectra: Spectra) -> Spectra:

@@ -33,7 +33,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from .container import Spectra
+from .._logging import get_logger
+from .container import Spectra, _has_step, _z_column
+
+log = get_logger(__name__)
 
 __all__ = ["make_grid", "pixel_edges", "resample", "resample_many", "resample_arrays"]
 
@@ -395,17 +398,10 @@ def _describe_grid(w: np.ndarray) -> dict:
     return {"kind": kind, "wmin": float(w[0]), "wmax": float(w[-1]), "npix": int(w.size)}
 
 
-def _z_values(spectra: Spectra, z) -> np.ndarray:
-    if isinstance(z, str):
-        if z not in spectra.meta.colnames:
-            raise ValueError(f"no redshift column {z!r} in the metadata (columns: {', '.join(spectra.meta.colnames)})")
-        z = np.asarray(spectra.meta[z], dtype=np.float64)
-    z = np.broadcast_to(np.asarray(z, dtype=np.float64), (spectra.n_objects,)).copy()
-    bad = ~np.isfinite(z) | (z <= -1)
-    if bad.any():
-        ids = spectra.ids[bad][:5]
-        raise ValueError(f"{int(bad.sum())} spectra have no usable redshift (NaN or <= -1), e.g. ids {list(ids)}")
-    return z
+def _refuse_second_shift(spectra: Spectra, z: np.ndarray) -> None:
+    if _has_step(spectra, "deredshift") and np.any(z != 0):
+        raise ValueError("these spectra are already in the rest frame (their history has a deredshift step); "
+                         "resampling with z= would divide the wavelengths by 1+z a second time: leave z out")
 
 
 def resample(spectra: Spectra, grid, *, min_coverage: float = 0.5, z=None) -> Spectra:
@@ -441,13 +437,23 @@ def resample(spectra: Spectra, grid, *, min_coverage: float = 0.5, z=None) -> Sp
     params = {"grid": _describe_grid(out_w), "min_coverage": float(min_coverage), "flux_conserving": True}
     history_extra = []
     if z is not None:
-        zz = _z_values(spectra, z)
+        zz = _z_column(spectra, z)
+        _refuse_second_shift(spectra, zz)
         scale = 1.0 + zz
         e_in = e_in[None, :] / scale[:, None]
         flux = flux * scale[:, None]
         ivar = ivar / (scale * scale)[:, None]
         history_extra.append({"step": "deredshift", "params": {"z": z if isinstance(z, str) else "array"}})
     f, iv, msk, _ = resample_arrays(e_in, flux, ivar, ~spectra.mask, e_out, min_coverage=min_coverage)
+    empty = msk.all(axis=1) & ~spectra.mask.all(axis=1)
+    if empty.any() and empty.sum() == spectra.n_objects:
+        lo, hi = (float(e_in.min()), float(e_in.max()))
+        raise ValueError(f"the output grid ({out_w[0]:.1f}–{out_w[-1]:.1f} Å) does not overlap the spectra's good "
+                         f"pixels ({lo:.1f}–{hi:.1f} Å{' after the redshift shift' if z is not None else ''}): "
+                         "every resampled pixel would be masked")
+    if empty.any():
+        log.warning("%d of %d spectra have no good pixel on the output grid (%.1f–%.1f Å), e.g. ids %s",
+                    int(empty.sum()), spectra.n_objects, out_w[0], out_w[-1], [str(i) for i in spectra.ids[empty][:5]])
     out = spectra._replace(wavelength=out_w, flux=f, ivar=iv, mask=msk, filled=None, flags=None)
     out.history.extend(history_extra)
     out.history.append({"step": "resample", "params": params})
@@ -493,7 +499,11 @@ def resample_many(items, grid, *, min_coverage: float = 0.5, z: str | None = Non
     for s in items:  # one iteration per input container (array copies only), not per pixel
         k, mm = s.n_objects, s.n_pixels
         e = pixel_edges(s.wavelength.value)
-        scale = _z_values(s, z) + 1.0 if z is not None else np.ones(k)
+        scale = np.ones(k)
+        if z is not None:
+            zz = _z_column(s, z)
+            _refuse_second_shift(s, zz)
+            scale = zz + 1.0
         edges[r:r + k, :mm + 1] = e[None, :] / scale[:, None]
         if mm < m:  # pad with masked pixels that continue the last step
             step = e[-1] - e[-2]

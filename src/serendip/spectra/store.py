@@ -621,7 +621,8 @@ class SpectraStore:
         Raises
         ------
         ValueError
-            Wrong grid or an input already stored; :class:`MetaTypeError` (a
+            Wrong grid, a flux unit other than the stored rows', or an input
+            already stored; :class:`MetaTypeError` (a
             ValueError) if a metadata column cannot be stored. Nothing is
             written in these cases.
         """
@@ -631,6 +632,11 @@ class SpectraStore:
         if w.shape != grid.shape or not np.allclose(w, grid, rtol=1e-10, atol=0):
             raise ValueError(f"these spectra are on a different grid ({w.size} px, {w[0]:.2f}-{w[-1]:.2f} Å) from "
                              f"the store ({grid.size} px, {grid[0]:.2f}-{grid[-1]:.2f} Å); resample them first")
+        n_stored = int(self._f.attrs["n_committed"])
+        stored_unit = str(self._f.attrs.get("flux_unit", ""))
+        if n_stored and spectra.flux_unit != stored_unit:
+            raise ValueError(f"these spectra's flux unit {spectra.flux_unit!r} differs from the store's "
+                             f"{stored_unit!r} ({self.path}); convert or normalise them the same way first")
         if inputs:
             have = self.input_hashes
             seen = set()
@@ -651,6 +657,8 @@ class SpectraStore:
             ds.resize(n1, axis=0)
             ds[n0:n1] = arr
         self._write_meta(plan, n0, n1)
+        if not n_stored:  # the first rows set the unit (a normalised flux has none)
+            self._f.attrs["flux_unit"] = spectra.flux_unit
         if inputs:
             self._append_rows("inputs", [{"path": str(i["path"]), "sha256": i["sha256"],
                                           "n_spectra": int(i.get("n_spectra", 0))} for i in inputs])
