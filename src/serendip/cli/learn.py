@@ -1,6 +1,15 @@
 """`serendip learn recommend|train|predict`: supervised learning on tables (thin handlers)."""
 from __future__ import annotations
 
+import argparse
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
 
 def _add_feature_args(p) -> None:
     p.add_argument("table", help="FITS, CSV(.gz), ECSV or Parquet table")
@@ -29,12 +38,13 @@ def register(subparsers) -> None:
     p.add_argument("--test-size", type=float, default=0.2, help="held-out fraction (default 0.2)")
     p.add_argument("--cv", type=int, default=5, help="cross-validation folds (default 5)")
     p.add_argument("--group", metavar="COL", help="group column: no group is split across train/test or folds")
-    p.add_argument("--n-iter", type=int, default=6, help="configurations tried per algorithm (default 6)")
+    p.add_argument("--n-iter", type=_positive_int, default=6, help="configurations tried per algorithm (default 6)")
     p.add_argument("--search-max-rows", type=int, default=None, metavar="N",
                    help="the hyper-parameter search sees at most N training rows (default 5000; 0 = all); "
                         "the chosen model is always refitted on the whole training split")
-    p.add_argument("--redshift", action="store_true", default=None,
-                   help="the target is a redshift (σ_NMAD etc.; default: guessed from the name)")
+    p.add_argument("--redshift", action=argparse.BooleanOptionalAction, default=None,
+                   help="the target is (--redshift) or is not (--no-redshift) a redshift: σ_NMAD etc. "
+                        "(default: guessed from the name, e.g. 'z' or 'redshift')")
     p.add_argument("--seed", type=int, default=0, help="random seed")
     p.add_argument("--n-jobs", type=int, default=None, help="parallel jobs")
     p.add_argument("--device", choices=("cpu", "cuda", "auto"), default=None,

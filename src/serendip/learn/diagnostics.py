@@ -37,6 +37,9 @@ def learning_curve_verdict(train_scores, val_scores, *, gap_tol: float = 0.05,
         va = va.mean(axis=1)
     if tr.size == 0 or tr.shape != va.shape:
         raise ValueError("train and validation scores must be non-empty and of the same length")
+    if not (np.isfinite(tr[-1]) and np.isfinite(va[-1])):
+        return "not computed", ("the scores at the largest training size could not be computed (too few "
+                                "rows per validation fold, or every fit failed), so there is no verdict")
     gap = tr[-1] - va[-1]
     rising = va.size > 1 and va[-1] - va[-2] > 0.25 * gap_tol
     more = " Validation still improves with more data, so more examples should help." if rising else ""
@@ -53,22 +56,30 @@ def learning_curve_verdict(train_scores, val_scores, *, gap_tol: float = 0.05,
 
 
 def compute_learning_curve(estimator, X, y, *, cv, scoring, train_sizes=(0.1, 0.25, 0.5, 0.75, 1.0),
-                           groups=None, n_jobs=None, random_state=0) -> dict:
+                           groups=None, n_jobs=None, random_state=0, fit_params=None) -> dict:
     """Train-versus-validation scores at increasing training sizes (scikit-learn's ``learning_curve``).
 
+    ``fit_params`` (per-row arrays such as ``sample_weight`` are cut to each fit's rows) are
+    passed to every fit, so the curve trains the same model as the search and the refit.
+
     Returns a dict with ``train_sizes``, ``train_mean``, ``train_std``, ``val_mean``, ``val_std``,
-    ``verdict`` and ``explanation``.
+    ``scoring``, ``verdict`` and ``explanation``.
     """
     from sklearn.model_selection import learning_curve
 
+    kw = {}
+    if fit_params:
+        import inspect
+
+        kw = {"params" if "params" in inspect.signature(learning_curve).parameters else "fit_params": fit_params}
     sizes, tr, va = learning_curve(estimator, X, y, groups=groups, cv=cv, scoring=scoring,
                                    train_sizes=np.asarray(train_sizes), n_jobs=n_jobs, shuffle=True,
-                                   random_state=random_state, error_score=np.nan)
+                                   random_state=random_state, error_score=np.nan, **kw)
     trm, vam = np.nanmean(tr, axis=1), np.nanmean(va, axis=1)
     verdict, why = learning_curve_verdict(trm, vam)
     return {"train_sizes": sizes.tolist(), "train_mean": trm.tolist(), "train_std": np.nanstd(tr, axis=1).tolist(),
-            "val_mean": vam.tolist(), "val_std": np.nanstd(va, axis=1).tolist(), "verdict": verdict,
-            "explanation": why}
+            "val_mean": vam.tolist(), "val_std": np.nanstd(va, axis=1).tolist(), "scoring": str(scoring),
+            "verdict": verdict, "explanation": f"scored by {scoring}: {why}"}
 
 
 def contiguous_groups(n_features: int, n_groups: int) -> list[np.ndarray]:

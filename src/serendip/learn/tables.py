@@ -264,7 +264,9 @@ def _column(tab, name: str):
         arr = np.ma.asarray(col)
         if arr.dtype.kind in "iuf":
             return arr.astype(np.float64).filled(np.nan)
-        return np.asarray(arr.filled("")) if arr.dtype.kind in "US" else np.asarray(arr)
+        if arr.dtype.kind in "US":
+            return np.asarray(arr.filled(""))
+        return arr if np.ma.is_masked(arr) else np.asarray(arr)  # booleans/objects keep their mask (missing)
     return np.asarray(col)
 
 
@@ -392,6 +394,8 @@ def train_table(path, target: str, output=None, *, features=None, colors: str | 
     """
     from .train import train
 
+    if output is not None and not str(output).endswith((".skops", ".joblib")):  # fail before training
+        raise ValueError(f"model files end in .skops (preferred) or .joblib; got {Path(output).name!r}")
     if output is not None and str(output).endswith(".skops"):  # fail before training, not after
         from .._io import require
 
@@ -428,7 +432,8 @@ def predict_table(model_path, table_path, output, *, trusted: bool | list = Fals
 
     The output holds identifier-like columns of the input (or ``keep_columns``; when there are
     none, a ``row`` column with the input row, counted after ``query``), the prediction
-    ``<target>_pred`` and, for classifiers with probabilities, one ``proba_<class>`` column per class.
+    ``<target>_pred``, ``n_features_imputed`` (features missing in that row and filled with the
+    training medians) and, for classifiers with probabilities, one ``proba_<class>`` column per class.
     Its ``meta`` records the model file, its SHA-256 and the algorithm.
 
     Returns
@@ -460,6 +465,15 @@ def predict_table(model_path, table_path, output, *, trusted: bool | list = Fals
         out["row"] = np.arange(len(tab))
     target = saved.metadata.get("target_name") or "target"
     out[f"{target}_pred"] = pred
+    # missing features are imputed (training medians); say how many per row so no guess passes as a measurement
+    n_missing = np.zeros(len(tab), dtype=np.int32)
+    for c in X.colnames:
+        n_missing += ~np.isfinite(np.asarray(_column(X, c), dtype=float))
+    out["n_features_imputed"] = n_missing
+    if n_missing.any():
+        log.warning("%d of %d rows had missing features that were imputed (%d with every feature missing); "
+                    "see the n_features_imputed column", int((n_missing > 0).sum()), len(tab),
+                    int((n_missing == len(X.colnames)).sum()))
     model = saved.model
     if saved.task == "classification" and hasattr(model, "predict_proba"):
         try:

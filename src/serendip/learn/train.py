@@ -797,7 +797,7 @@ def _train(X, y, algorithm, task, *, test_size, groups, cv, random_state, n_jobs
         raise ValueError(f"cv must be at least 2 folds, got {cv}")
     if search_max_rows is not None and search_max_rows < 2 * cv:
         raise ValueError(f"search_max_rows={search_max_rows} leaves too few rows for a {cv}-fold search; "
-                         f"give at least {2 * cv}, or None for all training rows")
+                         f"give at least {2 * cv}, or None for all training rows (0 on the command line)")
     n = Xa.shape[0]
     if n < cv:
         raise ValueError(f"only {n} row(s) with a target, fewer than the cv={cv} cross-validation folds; "
@@ -806,19 +806,26 @@ def _train(X, y, algorithm, task, *, test_size, groups, cv, random_state, n_jobs
     if task == "classification":
         classes, counts = np.unique(ya, return_counts=True)
         if classes.size < 2:
-            raise ValueError(f"the target has only one class ({classes[0]!r}); a classifier needs at least two")
+            raise ValueError(f"the target has only one class ({str(classes[0])!r}); a classifier needs at least two")
+        if classes.size > max(50, n // 2):
+            raise ValueError(f"task='classification' but the target has {classes.size} distinct values in {n} rows "
+                             "(it looks continuous); use task='regression', or bin the target into classes")
         rare = classes[counts < 2]
         if rare.size:
-            raise ValueError(f"class(es) {list(rare)} have a single example; a stratified split needs at "
+            raise ValueError(f"{rare.size} class(es) {[str(c) for c in rare[:10]]} have a single example; a stratified split needs at "
                              "least 2 per class (drop or merge them)")
         n_train_min = counts * (1 - test_size)
         if np.floor(n_train_min.min()) < cv:
             bad = classes[np.floor(n_train_min) < cv]
-            raise ValueError(f"class(es) {list(bad)} have too few examples for cv={cv} folds after holding out "
+            raise ValueError(f"class(es) {[str(c) for c in bad]} have too few examples for cv={cv} folds after holding out "
                              f"{test_size:.0%} for testing ({dict(zip(classes.tolist(), counts.tolist()))}); "
                              "lower cv, merge rare classes or drop them")
     else:
-        ya = ya.astype(np.float64)
+        try:
+            ya = ya.astype(np.float64)
+        except ValueError as exc:
+            raise ValueError(f"task='regression' needs a numeric target, but the target has non-numeric values "
+                             f"such as {str(ya[0])!r}; use task='classification' for classes") from None
         if np.ptp(ya) == 0:
             where = f" {target_name!r}" if target_name else ""
             raise ValueError(f"the target{where} is constant: all {n} rows with a target have the value "
@@ -829,8 +836,10 @@ def _train(X, y, algorithm, task, *, test_size, groups, cv, random_state, n_jobs
     n_jobs_model = n_jobs
 
     tr, te, split_kind = _split(ya, task, test_size, groups, random_state, cv=cv)
-    if tr.size < cv:
-        raise ValueError(f"the training split has {tr.size} rows, fewer than cv={cv} folds")
+    if tr.size < 2 * cv or te.size < 2:
+        raise ValueError(f"the split leaves {tr.size} training and {te.size} test row(s): each of the cv={cv} "
+                         "validation folds and the test split need at least 2 rows for a score to mean anything "
+                         f"(one row gives a perfect sigma_NMAD or R² of nothing); add data, lower cv or raise test_size")
     test_fraction = te.size / n
     if groups is not None and abs(test_fraction - test_size) > 0.1:
         msg = (f"the grouped split holds out {test_fraction:.0%} of the rows ({te.size} of {n}), not the "
@@ -948,9 +957,10 @@ def _train(X, y, algorithm, task, *, test_size, groups, cv, random_state, n_jobs
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                lc = _learning_curve(clone(model), Xtr[lc_idx], ytr[lc_idx], lc_cv, lc_score,
+                # boosted averages are cut to one booster (5× cheaper), as in the search
+                lc = _learning_curve(one_booster(model), Xtr[lc_idx], ytr[lc_idx], lc_cv, lc_score,
                                      gtr[lc_idx] if gtr is not None else None, n_jobs, random_state,
-                                     task)
+                                     task, _fit_params(algo, task, ytr[lc_idx]))
         except ValueError as exc:  # e.g. a class absent from the smallest training size
             log.warning("learning curve skipped: %s", exc)
         log.info("learning curve (%.1f s)", time.time() - t1)
@@ -1006,7 +1016,7 @@ def _uncertainty(task, redshift, y_true, y_pred, random_state) -> dict:
     return out
 
 
-def _learning_curve(model, X, y, cv, scoring, groups, n_jobs, random_state, task):
+def _learning_curve(model, X, y, cv, scoring, groups, n_jobs, random_state, task, fit_params=None):
     from .diagnostics import compute_learning_curve
 
     sizes = (0.2, 0.4, 0.7, 1.0)
@@ -1017,7 +1027,7 @@ def _learning_curve(model, X, y, cv, scoring, groups, n_jobs, random_state, task
         min_frac = min(1.0, 3 * y.size / (counts.min() * n_fold_train))
         sizes = tuple(s for s in sizes if s >= min(min_frac, 1.0)) or (1.0,)
     return compute_learning_curve(model, X, y, cv=cv, scoring=scoring, train_sizes=sizes, groups=groups,
-                                  n_jobs=n_jobs, random_state=random_state)
+                                  n_jobs=n_jobs, random_state=random_state, fit_params=fit_params)
 
 
 def _data_summary(Xtr, ytr, Xte, names, task, target_name, split_kind, classes, test_size, cv, random_state,
