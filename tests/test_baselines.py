@@ -198,3 +198,17 @@ def test_htru2_every_detector_auc(shared_data):
     assert aucs["iforest"] > 0.85
     for name, auc in aucs.items():
         assert auc > 0.5, f"{name} ranks pulsars below random on HTRU2 (AUC {auc:.3f})"
+
+
+@pytest.mark.parametrize("bad", [[1.0, np.nan], [1.0, np.inf]])
+def test_ensemble_refuses_non_finite_weights(rng, bad):
+    X = rng.normal(size=(40, 3))
+    with pytest.raises(ValueError, match="finite non-negative"):
+        RankAverageEnsemble(detectors=("knn", "pca"), weights=bad, random_state=0).fit(X)
+
+
+def test_complex_features_are_refused_not_truncated(rng):
+    X = rng.normal(size=(40, 3)) + 0j
+    X[0, 0] = 100j
+    with pytest.raises(ValueError, match="complex"):
+        KNNDistanceDetector().fit(X)

@@ -384,3 +384,14 @@ def test_score_correlations_flags_noise(rng):
     assert set(tab.meta["skipped_columns"]) == {"class", "nope"}
     with pytest.raises(ValueError, match="has 5 values but the metadata has 300"):
         score_correlations(np.zeros(5), meta)
+
+
+def test_run_cluster_keeps_dots_in_the_output_stem(tmp_path, rng):
+    from serendip.explore import run_cluster
+
+    X = np.vstack([rng.normal(0, 0.3, (40, 3)), rng.normal(5, 0.3, (40, 3))])
+    _, written = run_cluster(X, tmp_path / "run.v2.fits", method="kmeans", n_clusters=2, png=False)
+    assert written["summary"].name == "run.v2_summary.fits"
+    from serendip._io import read_table
+
+    assert "typical_index" in read_table(written["summary"]).colnames  # FITS keeps the 2-D column

@@ -76,6 +76,9 @@ def check_matrix(
             f"{name} must be numeric; found dtype {arr.dtype} (strings or objects). "
             "Encode categorical columns or drop them."
         )
+    if arr.dtype.kind == "c":
+        raise ValueError(f"{name} is complex ({arr.dtype}); give real features (e.g. the modulus and phase "
+                         "as two columns)")
     if arr.ndim != 2:
         raise ValueError(f"{name} must be 2-D (n_objects, n_features); found shape {arr.shape}")
     if arr.shape[0] == 0:

@@ -335,7 +335,8 @@ def run_cluster(source, output, *, method: str = "hdbscan", n_clusters: int = 8,
     labels = res.to_table()
     write_table(labels, output)
     summary = res.summary.copy()
-    suffix = "".join(output.suffixes) or ".fits"
+    # only .fits.gz counts as a double suffix: 'run.v2.fits' keeps its dots in the stem
+    suffix = ".fits.gz" if output.name.lower().endswith(".fits.gz") else (output.suffix or ".fits")
     if not suffix.lower().startswith((".fits", ".fit", ".ecsv")):
         summary.remove_column("typical_index")  # multidimensional columns need FITS or ECSV
     stem = output.name[: len(output.name) - len(suffix)]

@@ -417,8 +417,8 @@ class RankAverageEnsemble(WeirdnessDetector):
         X = as_feature_matrix(X, name="X", min_rows=2)
         members = self._members(sklearn_random_state(self.random_state))
         w = np.ones(len(members)) if self.weights is None else np.asarray(self.weights, dtype=float)
-        if w.shape != (len(members),) or np.any(w < 0) or w.sum() <= 0:
-            raise ValueError(f"weights must be {len(members)} non-negative numbers with a positive sum; "
+        if w.shape != (len(members),) or not np.all(np.isfinite(w)) or np.any(w < 0) or w.sum() <= 0:
+            raise ValueError(f"weights must be {len(members)} finite non-negative numbers with a positive sum; "
                              f"got {self.weights!r}")
         self.weights_ = w / w.sum()
         self.n_features_in_ = X.shape[1]
