@@ -214,3 +214,27 @@ def test_config_errors_name_section_and_key(tmp_path):
 def test_dump_toml_round_trip():
     cfg = load_config({"run": {"output": 'odd "name"\\x'}, "sequencer": {"scales": [1, 3]}})
     assert loads_toml(dump_toml(cfg)) == cfg
+
+
+def test_ingest_stage_describes_an_adopted_store_as_it_is(tmp_path):
+    """[data] store: the report's grid, frame and normalisation come from the store, not the config."""
+    import copy
+
+    from serendip.pipeline.runner import StageContext
+    from serendip.pipeline.stages import stage_ingest
+    from serendip.spectra import Spectra
+    from serendip.spectra.store import SpectraStore
+
+    w = np.geomspace(4000.0, 6000.0, 321)
+    s = Spectra(w, np.ones((3, w.size)), meta={"id": ["a", "b", "c"]})
+    store = SpectraStore.create(tmp_path / "given.h5", w, provenance={"rest_frame": False})
+    store.append(s)
+    store.finalize()
+    config = copy.deepcopy(DEFAULTS)
+    config["data"]["store"] = str(tmp_path / "given.h5")
+    config["data"]["rest_frame"] = True  # the config says otherwise; the store wins
+    ctx = StageContext(run=RunFolder(tmp_path / "run"), stage=Stage("ingest", stage_ingest, params={}),
+                       config=config, progress=False)
+    info = stage_ingest(ctx).info
+    assert info["grid"] == "log 4000-6000 Å, 321 px"
+    assert info["rest_frame"] is False and info["normalize"] == "none"

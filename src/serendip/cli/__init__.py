@@ -69,8 +69,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"serendip {args.verb}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        kept = ("; the unfinished store is kept, and re-running the same command resumes it"
-                if args.verb == "ingest" else "; partial ones removed")
+        kept = {"ingest": "; the unfinished store is kept, and re-running the same command resumes it",
+                "demo": "; finished stages are reused and an unfinished ingest resumes when the same command is "
+                        "run again",
+                "run": "; finished stages are reused and an unfinished ingest resumes when the same command is "
+                       "run again"}.get(args.verb, "; partial ones removed")
         print(f"serendip {args.verb}: interrupted; finished outputs are kept{kept}", file=sys.stderr)
         return 130
 

@@ -139,7 +139,7 @@ def stage_simulate(ctx: StageContext) -> StageResult:
     kinds, counts = np.unique(np.asarray(truth["anomaly_kind"]).astype(str), return_counts=True)
     planted = {k: int(c) for k, c in zip(kinds, counts) if k != "normal"}
     return StageResult(f"{n} synthetic spectra written as SDSS spec-*.fits, {sum(planted.values())} planted "
-                       f"anomalies", _outs(ctx.run, folder, p), info={"n": n, "seed": seed, "planted": planted})
+                       f"anomal{'y' if sum(planted.values()) == 1 else 'ies'}", _outs(ctx.run, folder, p), info={"n": n, "seed": seed, "planted": planted})
 
 
 def stage_ingest(ctx: StageContext) -> StageResult:
@@ -188,6 +188,15 @@ def stage_ingest(ctx: StageContext) -> StageResult:
         raise ValueError(f"only {n} spectrum could be ingested; the pipeline needs at least 2 "
                          f"({len(rejected)} inputs rejected, see {p2})")
     info.update(n_objects=n, n_rejected=len(rejected), n_pixels=spectra.n_pixels)
+    # describe the data as the store holds them (an adopted store need not match the config's [data] values)
+    from ..spectra.resample import _describe_grid
+
+    g = _describe_grid(spectra.wavelength.value)
+    info["grid"] = f"{g['kind']} {g['wmin']:.0f}-{g['wmax']:.0f} Å, {g['npix']} px"
+    steps = [h.get("step") for h in spectra.history] + [h.get("step") for h in prov.get("steps", [])]
+    info["rest_frame"] = bool(prov.get("rest_frame", "deredshift" in steps))
+    norm = (prov.get("ingest") or {}).get("normalize", "normalize" in steps or None)
+    info["normalize"] = "none" if norm in (None, False) else ("yes" if norm is True else norm)
     return StageResult(f"{n} spectra on a {spectra.n_pixels}-pixel grid, {len(rejected)} inputs rejected",
                        _outs(run, *outputs, p1, p2), info=info)
 

@@ -56,7 +56,8 @@ class _Ctx:
         self.records = records
         self.config = config
         self.top_n = top_n
-        self.rest_frame = bool(config.get("data", {}).get("rest_frame", True))
+        ingest_info = (records.get("ingest") or {}).get("info") or {}  # what the store holds, else the config
+        self.rest_frame = bool(ingest_info.get("rest_frame", config.get("data", {}).get("rest_frame", True)))
         self.saved: list[Path] = []
 
     def table(self, name: str):
