@@ -59,9 +59,26 @@ def test_similarity_lists_become_one_minus_s(rng):
     sim_s = np.hstack([np.ones((len(X), 1)), sim])
     sim_s[0, -1], idx_s[0, -1] = 0.0, -1
     i2, d2 = knn_from_precomputed((idx_s, sim_s))
-    assert i2.shape == (len(X), 5)  # self dropped everywhere, row 0 lost one entry -> common k = 5
-    np.testing.assert_array_equal(i2, idx[:, :5])
-    np.testing.assert_allclose(d2, 1.0 - sim[:, :5])
+    # self dropped everywhere; row 0 lost one entry and is padded, so the others keep all 6
+    assert i2.shape == (len(X), 6)
+    np.testing.assert_array_equal(i2[1:], idx[1:])
+    np.testing.assert_allclose(d2[1:], 1.0 - sim[1:])
+    np.testing.assert_array_equal(i2[0, :5], idx[0, :5])
+    assert d2[0, 5] == 1.0 and i2[0, 5] not in set(idx[0, :5]) | {0}  # padding: no similarity
+
+
+def test_one_sparse_row_does_not_shrink_every_neighbourhood(rng, caplog):
+    X, _ = _blobs(rng, n_per=20)
+    dist, idx = NearestNeighbors(n_neighbors=8).fit(X).kneighbors()
+    sim = 1.0 - dist / (dist.max() * 1.01)
+    idx[7, 2:], sim[7, 2:] = -1, 0.0  # a weird object with only 2 similar objects
+    with caplog.at_level("WARNING"):
+        i2, d2 = knn_from_precomputed((idx, sim))
+    assert i2.shape == (len(X), 8)
+    assert "padded" in caplog.text
+    assert len(set(i2[7].tolist())) == 8 and 7 not in i2[7]
+    emb = embed(X, method="tsne", precomputed=(idx, sim), random_state=0, perplexity=2)
+    assert np.all(np.isfinite(emb.embedding_ if hasattr(emb, "embedding_") else np.asarray(emb)))
 
 
 class _FakeForest:

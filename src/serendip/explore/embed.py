@@ -128,10 +128,13 @@ def _knn_from_sparse(graph, n_objects):
     return _knn_from_triplets(graph.row, graph.col, data, n)
 
 
-def _knn_from_triplets(row, col, dist, n):
+def _knn_from_triplets(row, col, dist, n, fill=None):
     """Neighbour lists from (row, col, distance) entries: self entries dropped, nearest first.
 
-    Rows may hold different numbers of entries; every row keeps the smallest count.
+    Rows may hold different numbers of entries. Every row gets the most common count ``k``:
+    longer rows keep their nearest ``k``; shorter ones (a URF outlier may have few similar
+    objects) are padded with other objects at distance ``fill`` (default: the largest
+    distance given), so one sparse row does not shrink every object's neighbourhood.
     """
     keep = row != col
     row, col, dist = row[keep], col[keep], dist[keep]
@@ -140,14 +143,28 @@ def _knn_from_triplets(row, col, dist, n):
         empty = np.flatnonzero(counts == 0)
         raise ValueError(f"{empty.size} object(s) have no neighbours in the precomputed graph "
                          f"(rows {empty[:5].tolist()}); every object needs at least one")
-    k = int(counts.min())
-    if k < counts.max():
-        log.info("precomputed neighbours: rows hold %d to %d entries; keeping the nearest %d of each",
-                 k, int(counts.max()), k)
+    freq = np.bincount(counts)
+    k = int(np.flatnonzero(freq == freq.max())[-1])  # the most common count (the larger on ties)
+    k = min(k, n - 1)
     order = np.lexsort((dist, row))
     starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
-    take = order[starts[:, None] + np.arange(k)[None, :]]
-    return col[take].astype(np.int64), dist[take]
+    take = order[starts[:, None] + np.minimum(np.arange(k)[None, :], counts[:, None] - 1)]
+    idx, dd = col[take].astype(np.int64), dist[take].astype(np.float64)
+    short = np.flatnonzero(counts < k)
+    if short.size:
+        fill = float(dist.max()) if fill is None else float(fill)
+        for i in short:  # few rows: pad each with objects it does not list yet
+            have = set(idx[i, :counts[i]].tolist()) | {int(i)}
+            extra = [j for j in ((i + 1 + np.arange(k + counts[i] + 1)) % n) if int(j) not in have]
+            idx[i, counts[i]:] = extra[:k - counts[i]]
+            dd[i, counts[i]:] = fill
+        log.warning("precomputed neighbours: %d object(s) have fewer than %d neighbours (fewest %d, e.g. row %d); "
+                    "they were padded with other objects at distance %.3g (no similarity)",
+                    short.size, k, int(counts.min()), int(short[0]), fill)
+    if k < counts.max():
+        log.info("precomputed neighbours: rows hold %d to %d entries; keeping the nearest %d of each",
+                 int(counts.min()), int(counts.max()), k)
+    return idx, dd
 
 
 def _knn_from_lists(indices, values, n_objects, kind):
@@ -172,7 +189,8 @@ def _knn_from_lists(indices, values, n_objects, kind):
         kind = _detect_kind(values[full] if full.any() else values)
     dist = np.clip(1.0 - values if kind == "similarity" else values, 0.0, None)
     rows = np.broadcast_to(np.arange(n)[:, None], indices.shape)
-    return _knn_from_triplets(rows[present], indices[present], dist[present], n)
+    fill = 1.0 if kind == "similarity" else None  # similarity 0 for a missing neighbour
+    return _knn_from_triplets(rows[present], indices[present], dist[present], n, fill=fill)
 
 
 def _knn_from_dense(dist, n_objects, k):
