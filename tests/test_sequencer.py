@@ -265,6 +265,126 @@ def test_bad_inputs_are_explained():
         Sequencer(method="knn", n_neighbors=0, progress=False).fit(flux, grid)
 
 
+def test_scales_and_metrics_are_checked_with_clear_messages():
+    grid, flux, _ = moving_line(12, m=50)
+    for scales, msg in (([], "scales is empty"), (4, r"list of numbers of chunks, got 4"),
+                        ("1,2", "list of numbers of chunks"), ([0, 1], r"at least 1.*got \[0\]"),
+                        ([1, 2, 1.0], r"scales lists \[1\] more than once"),
+                        ([np.float64(2.5)], r"whole numbers; got \[2.5\]")):
+        with pytest.raises(ValueError, match=msg) as info:
+            Sequencer(metrics=["L2"], scales=scales, progress=False).fit(flux, grid)
+        assert "scales=[1, 2, 4]" in str(info.value) or "more than once" in str(info.value)
+    with pytest.raises(ValueError, match=r"metrics lists 'L2' more than once.*double its weight"):
+        Sequencer(metrics=["L2", "EMD", "L2"], scales=[1], progress=False).fit(flux, grid)
+    # messages show plain numbers, not numpy reprs; EMD "needs" (grammar)
+    g2 = grid.copy()
+    g2[10] = g2[9]
+    with pytest.raises(ValueError, match=r"grid\[9\]=\d+\.\d+ >= grid\[10\]=\d+\.\d+\. Sort") as info:
+        Sequencer(scales=[1], progress=False).fit(flux, g2)
+    assert "np.float64" not in str(info.value)
+    bad = flux.copy()
+    bad[0, 0] = -1.0
+    with pytest.raises(ValueError, match="EMD needs non-negative"):
+        Sequencer(metrics=["EMD"], scales=[1], progress=False).fit(bad, grid)
+
+
+def test_cli_scales_must_be_whole_numbers(tmp_path, capsys):
+    from serendip.cli import main
+
+    grid, flux, _ = moving_line(12, m=50)
+    src = tmp_path / "lines.npz"
+    np.savez(src, flux=flux, grid=grid)
+    out = tmp_path / "seq.csv"
+    assert main(["-q", "sequence", str(src), "-o", str(out), "--scales", "1.5"]) == 2
+    err = capsys.readouterr().err
+    assert "--scales must be a comma list of positive whole numbers" in err and "'1.5'" in err
+    assert "invalid literal" not in err
+    assert main(["-q", "sequence", str(src), "-o", str(out), "--scales", "1,1", "--metrics", "L2"]) == 2
+    assert "more than once" in capsys.readouterr().err
+    assert main(["-q", "sequence", str(src), "-o", str(out), "--scales", "1,2.0", "--metrics", "L2"]) == 0
+    assert out.exists()
+
+
+def test_knn_accepts_negative_values_with_l2_only():
+    """L2 allows negative flux; the kNN features must stay finite (no NaN from sqrt)."""
+    grid, flux, t = moving_line(200, m=100, seed=4)
+    flux = flux - 1.1  # continuum around zero: many negative pixels, positive row sums (the line)
+    assert (flux < 0).mean() > 0.3
+    kw = dict(metrics=("L2",), scales=[1], progress=False)
+    knn = Sequencer(method="knn", random_state=0, **kw).fit(flux, grid)
+    exact = Sequencer(method="exact", **kw).fit(flux, grid)
+    assert knn.method_ == "knn"
+    np.testing.assert_array_equal(np.sort(knn.order_), np.arange(200))
+    assert abs(spearmanr(knn.position_, exact.position_)[0]) > 0.9
+    assert rho(t, knn.order_) > 0.9
+
+
+def test_knn_features_unchanged_for_non_negative_data():
+    from serendip.sequencer import knn_candidate_pairs
+
+    grid, flux, _ = moving_line(120, m=60, seed=2)
+    rows, cols = knn_candidate_pairs(flux, grid, n_neighbors=6, random_state=0)
+    # the features of the published kNN graph: CDF * sqrt(dx) and sqrt(p), PCA on their stack
+    from sklearn.decomposition import PCA
+    from sklearn.neighbors import NearestNeighbors
+
+    p = flux / flux.sum(axis=1, keepdims=True)
+    dx = np.diff(grid) / (grid[-1] - grid[0])
+    feats = []
+    for f in (np.cumsum(p, axis=1)[:, :-1] * np.sqrt(dx), np.sqrt(p)):
+        f = f - f.mean(axis=0)
+        feats.append(f / np.sqrt((f ** 2).sum() / len(f)))
+    Z = PCA(n_components=32, svd_solver="randomized", random_state=0).fit_transform(np.hstack(feats))
+    idx = NearestNeighbors(n_neighbors=7).fit(Z).kneighbors(Z)[1]
+    ref = {(min(i, j), max(i, j)) for i in range(120) for j in idx[i] if i != j}
+    assert set(zip(rows.tolist(), cols.tolist())) >= ref
+
+
+@pytest.mark.parametrize("metric", ["EMD", "energy", "KL", "L2"])
+def test_pair_distances_do_not_depend_on_the_block_size(metric, monkeypatch):
+    import serendip.sequencer.distances as dist
+    from serendip.sequencer.distances import pair_distances, prepare
+
+    rng = np.random.default_rng(1)
+    p = rng.uniform(0.1, 1.0, (40, 25))
+    p /= p.sum(axis=1, keepdims=True)
+    rep = prepare(metric, p, np.sort(rng.uniform(0, 10, 25)))
+    rows, cols = rng.integers(0, 40, 300), rng.integers(0, 40, 300)
+    ref = pair_distances(rep, rows, cols)
+    for block in (1, 7, 299, 10_000):
+        np.testing.assert_array_equal(pair_distances(rep, rows, cols, block=block), ref)
+    with pytest.raises(ValueError, match="block must be a positive number of edges"):
+        pair_distances(rep, rows, cols, block=0)
+    # the default block is sized from a byte budget and the pixel count: a tiny budget gives many blocks
+    monkeypatch.setattr(dist, "PAIR_BLOCK_BYTES", 8 * rep.a.shape[1] * 3)
+    np.testing.assert_array_equal(pair_distances(rep, rows, cols), ref)
+    monkeypatch.setattr(dist, "PAIR_BLOCK_BYTES", 1)  # below one edge: still one edge per block
+    np.testing.assert_array_equal(pair_distances(rep, rows, cols), ref)
+
+
+def test_sequence_floor_clips_before_the_chunk_check():
+    """A dead fibre (all values <= 0) is raised to the floor, not rejected as a zero-sum chunk."""
+    from serendip.sequencer import sequence
+
+    grid, flux, t = moving_line(40, m=60)
+    bad = flux.copy()
+    bad[5] = -0.01  # dead fibre: negative everywhere, negative row sum
+    bad[9, 40:] = 0.0  # a zero-sum chunk at scale 2
+    for floor in ("auto", 0.01):
+        tab = sequence(bad, scales=[1, 2], floor=floor, progress=False)
+        assert tab.meta["n_clipped"] >= 60 + 20 and tab.meta["floor"] > 0
+        assert sorted(tab["index"]) == list(range(40))
+    # without a floor, the EMD/energy "negative" errors also point to floor='auto'
+    with pytest.raises(ValueError, match=r"EMD/energy needs non-negative.*floor='auto'"):
+        sequence(bad, metrics=["EMD", "energy"], scales=[1], floor=None, progress=False)
+    with pytest.raises(ValueError, match=r"zero or negative sum.*floor='auto'"):
+        sequence(np.where(bad < 0, 0.0, bad), metrics=["EMD"], scales=[1, 2], floor=None, progress=False)
+    # L2 alone is never clipped, so no floor hint there
+    with pytest.raises(ValueError, match="zero or negative sum") as info:
+        sequence(bad, metrics=["L2"], scales=[1], floor=None, progress=False)
+    assert "floor" not in str(info.value)
+
+
 # ----------------------------------------------------------------------------- real data
 def test_pyhammer_dwarfs_ordered_by_spectral_type(shared_data):
     import pandas as pd

@@ -6,6 +6,25 @@ def _list(text, cast=str):
     return None if text is None else [cast(t.strip()) for t in text.split(",") if t.strip()]
 
 
+def _scales(text):
+    """``--scales`` as a list of ints; a clear ``ValueError`` for anything but whole numbers."""
+    if text is None:
+        return None
+    out = []
+    for tok in (t.strip() for t in text.split(",")):
+        if not tok:
+            continue
+        try:
+            value = float(tok)
+        except ValueError:
+            value = float("nan")
+        if not value.is_integer():
+            raise ValueError(f"--scales must be a comma list of positive whole numbers of chunks, e.g. 1,2,4; "
+                             f"got {tok!r} in {text!r}")
+        out.append(int(value))
+    return out
+
+
 def _floor(text):
     if text in ("auto", "none"):
         return None if text == "none" else "auto"
@@ -18,7 +37,7 @@ def _floor(text):
 def _sequence(args) -> int:
     from ..sequencer.api import sequence
 
-    tab = sequence(args.input, args.output, metrics=_list(args.metrics), scales=_list(args.scales, int),
+    tab = sequence(args.input, args.output, metrics=_list(args.metrics), scales=_scales(args.scales),
                    mode=args.mode, method=args.method, best_k=args.best_k, n_neighbors=args.n_neighbors,
                    n_jobs=args.n_jobs, plot=args.plot, random_state=args.seed, floor=_floor(args.floor),
                    progress=args.progress)

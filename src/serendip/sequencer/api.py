@@ -90,7 +90,8 @@ def sequence(input, output=None, *, metrics=("EMD", "energy", "KL", "L2"), scale
     if floor is not None and any(m in _POSITIVE_METRICS for m in metric_list):
         from .sequencer import prepare_input
 
-        flux, g, fids = prepare_input(X, grid, metrics=["L2"])  # read once, no positivity check yet
+        # read once with no positivity or chunk-sum check: the clipping below fixes those values
+        flux, g, fids = prepare_input(X, grid, metrics=["L2"], check_chunks=False)
         if isinstance(floor, str):
             if floor != "auto":
                 raise ValueError(f"floor must be 'auto', a number or None, got {floor!r}")
@@ -111,7 +112,9 @@ def sequence(input, output=None, *, metrics=("EMD", "energy", "KL", "L2"), scale
     try:
         seq.fit(X, grid)
     except ValueError as exc:
-        if floor is None and "non-positive" in str(exc):
+        # KL's "non-positive", EMD/energy's "negative" values and "zero or negative sum" chunks
+        if floor is None and any(m in _POSITIVE_METRICS for m in metric_list) and \
+                ("non-positive" in str(exc) or "negative" in str(exc)):
             raise ValueError(f"{exc}; or let serendip clip at a floor: floor='auto' "
                              "(serendip sequence --floor auto, the default)") from exc
         raise
@@ -131,7 +134,7 @@ def sequence(input, output=None, *, metrics=("EMD", "energy", "KL", "L2"), scale
         from .plot import plot_sequence
         from .sequencer import prepare_input
 
-        flux, g, _ = prepare_input(X, grid, metrics=["L2"])
+        flux, g, _ = prepare_input(X, grid, metrics=["L2"], check_chunks=False)  # checked by the fit
         fig, _ = plot_sequence(flux, seq.order_, seq.results_, g, elongation=seq.elongation_)
         save_png(fig, plot)
     return tab

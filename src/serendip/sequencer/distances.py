@@ -199,10 +199,37 @@ def dense_distances(rep: ChunkRep, out: np.ndarray | None = None, n_jobs: int | 
     return out
 
 
-def pair_distances(rep: ChunkRep, rows: np.ndarray, cols: np.ndarray, block: int = 65536) -> np.ndarray:
-    """Distances ``d(rows[e], cols[e])`` for an edge list, in blocks (memory O(block x m))."""
+#: Bytes of one float64 temporary (edges x pixels) in :func:`pair_distances`.
+PAIR_BLOCK_BYTES = 64 << 20
+
+
+def pair_distances(rep: ChunkRep, rows: np.ndarray, cols: np.ndarray, block: int | None = None) -> np.ndarray:
+    """Distances ``d(rows[e], cols[e])`` for an edge list, computed in blocks of edges.
+
+    Parameters
+    ----------
+    rep : ChunkRep
+        The chunk's representation (from :func:`prepare`).
+    rows, cols : array-like of int
+        The edges' end points.
+    block : int, optional
+        Edges per block. Default: as many as keep one ``block x m`` float64
+        temporary within :data:`PAIR_BLOCK_BYTES` (64 MiB; a block makes a few such
+        temporaries), whatever the number of pixels ``m``. The result does not
+        depend on it.
+
+    Returns
+    -------
+    ndarray of float64
+        One distance per edge.
+    """
     rows = np.asarray(rows, dtype=np.int64)
     cols = np.asarray(cols, dtype=np.int64)
+    if block is None:
+        block = max(1, PAIR_BLOCK_BYTES // (8 * max(1, rep.a.shape[1])))
+    elif int(block) < 1:
+        raise ValueError(f"block must be a positive number of edges, got {block!r}; pass None for the default")
+    block = int(block)
     res = np.empty(rows.size, dtype=np.float64)
     for s in range(0, rows.size, block):
         r = rows[s:s + block]
