@@ -115,3 +115,14 @@ def test_cli_can_say_the_target_is_not_a_redshift(tmp_path, rng):
 
     meta = json.loads((tmp_path / "m.joblib.json").read_text())
     assert "sigma_nmad" not in json.dumps(meta.get("test_scores", meta))
+
+
+def test_a_feature_that_codes_the_class_is_flagged(rng):
+    n = 200
+    y = np.where(rng.random(n) > 0.5, "RR Lyrae", "EB")
+    X = np.column_stack([rng.normal(size=n), (y == "EB").astype(float)])  # the class as a number
+    with pytest.warns(UserWarning, match="'code' alone names the class"):
+        train(X, y, feature_names=["period", "code"], algorithm="rf", model_params={"n_estimators": 10}, **FAST)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        train(X[:, :1], y, feature_names=["period"], algorithm="rf", model_params={"n_estimators": 10}, **FAST)

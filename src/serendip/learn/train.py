@@ -402,6 +402,28 @@ def _fit_params(algorithm: str, task: str, y) -> dict:
     return {}
 
 
+def _warn_target_in_disguise(X, y, names) -> None:
+    """Warn when one feature alone names the class (a code of the target, say): likely leakage."""
+    codes = np.unique(y, return_inverse=True)[1].ravel()
+    n_classes = int(codes.max()) + 1
+    for j, name in enumerate(names):
+        col = X[:, j]
+        ok = np.isfinite(col)
+        if ok.sum() < 2 * n_classes:
+            continue
+        values, inv = np.unique(col[ok], return_inverse=True)
+        if values.size > 4 * n_classes:  # a measured quantity, not a label code
+            continue
+        # each value of the feature belongs to a single class
+        pairs = np.unique(np.column_stack([inv.ravel(), codes[ok]]), axis=0)
+        if pairs.shape[0] == values.size:
+            msg = (f"feature {name!r} alone names the class of every row ({values.size} values, each with a "
+                   "single class): it is probably the target in another form; drop it unless it is really "
+                   "known before the class")
+            warnings.warn(msg, UserWarning, stacklevel=4)
+            log.warning(msg)
+
+
 def _positive_score(model, X):
     if hasattr(model, "predict_proba"):
         try:
@@ -835,6 +857,8 @@ def _train(X, y, algorithm, task, *, test_size, groups, cv, random_state, n_jobs
     redshift = bool(redshift and task == "regression")
     n_jobs_model = n_jobs
 
+    if task == "classification":
+        _warn_target_in_disguise(Xa, ya, names)
     tr, te, split_kind = _split(ya, task, test_size, groups, random_state, cv=cv)
     if tr.size < 2 * cv or te.size < 2:
         raise ValueError(f"the split leaves {tr.size} training and {te.size} test row(s): each of the cv={cv} "
