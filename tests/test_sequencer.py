@@ -94,7 +94,7 @@ def test_faithful_equals_plain_reimplementation(scales, best_k):
     grid = np.sort(rng.uniform(0, 50, 40))  # non-uniform grid
     metrics = ["EMD", "energy", "KL", "L2"]
     eta, order, etas = _plain_sequencer(flux, grid, metrics, scales, best_k)
-    s = Sequencer(metrics=metrics, scales=scales, mode="faithful", best_k=best_k, progress=False).fit(flux, grid)
+    s = Sequencer(metrics=metrics, scales=scales, mode="faithful", best_k=best_k, progress=False).fit(flux, grid=grid)
     np.testing.assert_allclose(s.results_["elongation"], etas, rtol=1e-12)
     assert s.elongation_ == pytest.approx(eta, rel=1e-12)
     np.testing.assert_array_equal(s.order_, order)
@@ -105,7 +105,7 @@ def test_faithful_equals_plain_reimplementation(scales, best_k):
 @pytest.mark.parametrize("mode", ["faithful", "improved"])
 def test_moving_line_recovered(mode):
     grid, flux, t = moving_line(150)
-    s = Sequencer(mode=mode, scales=[1, 2], progress=False).fit(flux, grid)
+    s = Sequencer(mode=mode, scales=[1, 2], progress=False).fit(flux, grid=grid)
     assert rho(t, s.order_) >= 0.99
     assert len(s.results_) == 8 and len(s.chunk_results_) == 12
     assert s.results_["order"].shape == (8, 150)
@@ -116,7 +116,7 @@ def test_moving_line_recovered(mode):
 
 def test_knn_method_matches_exact_on_small_sequence():
     grid, flux, t = moving_line(300)
-    s = Sequencer(scales=[1, 2], method="knn", n_neighbors=10, random_state=0, progress=False).fit(flux, grid)
+    s = Sequencer(scales=[1, 2], method="knn", n_neighbors=10, random_state=0, progress=False).fit(flux, grid=grid)
     assert s.method_ == "knn"
     assert rho(t, s.order_) >= 0.99
     assert s.n_candidate_edges_ < 300 * 20  # O(N k) edges, not N^2
@@ -133,7 +133,7 @@ def test_duplicated_rows_give_a_valid_order(mode, method):
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)  # no divide-by-zero / overflow noise either
         s = Sequencer(mode=mode, method=method, scales=[1, 2], n_neighbors=8, random_state=0,
-                      progress=False).fit(flux, grid)
+                      progress=False).fit(flux, grid=grid)
     np.testing.assert_array_equal(np.sort(s.order_), np.arange(63))
     assert s.tree_.nnz == 62
     assert rho(t, s.order_) >= 0.99
@@ -144,9 +144,9 @@ def test_duplicated_rows_give_a_valid_order(mode, method):
 def test_knn_accepts_a_generator_as_random_state():
     grid, flux, t = moving_line(80)
     a = Sequencer(scales=[1], method="knn", n_neighbors=8, random_state=np.random.default_rng(5),
-                  progress=False).fit(flux, grid)
+                  progress=False).fit(flux, grid=grid)
     b = Sequencer(scales=[1], method="knn", n_neighbors=8, random_state=np.random.default_rng(5),
-                  progress=False).fit(flux, grid)
+                  progress=False).fit(flux, grid=grid)
     np.testing.assert_array_equal(a.order_, b.order_)
     assert rho(t, a.order_) >= 0.99
 
@@ -175,7 +175,7 @@ def test_improved_is_unit_invariant_and_faithful_is_not():
     orders = {}
     for mode in ("improved", "faithful"):
         for unit in (1.0, 1e-4, 1e4):
-            orders[mode, unit] = Sequencer(mode=mode, **kw).fit(flux, grid * unit).order_
+            orders[mode, unit] = Sequencer(mode=mode, **kw).fit(flux, grid=grid * unit).order_
     assert np.array_equal(orders["improved", 1.0], orders["improved", 1e-4])
     assert np.array_equal(orders["improved", 1.0], orders["improved", 1e4])
     # the reference's raw 1/distance sum: the grid unit decides which metric wins
@@ -185,13 +185,13 @@ def test_improved_is_unit_invariant_and_faithful_is_not():
 def test_faithful_combination_is_decided_by_the_smallest_raw_numbers():
     # weakness 1 of the reference: with EMD in micro-units, L2's raw 1/distance swamps EMD's
     grid, flux, t = _mixed_units_data()
-    s = Sequencer(metrics=["EMD", "L2"], scales=[1], mode="faithful", progress=False).fit(flux, grid * 1e6)
+    s = Sequencer(metrics=["EMD", "L2"], scales=[1], mode="faithful", progress=False).fit(flux, grid=grid * 1e6)
     l2 = s.results_[s.results_["metric"] == "L2"][0]
     emd = s.results_[s.results_["metric"] == "EMD"][0]
     assert not np.array_equal(l2["order"], emd["order"])
     np.testing.assert_array_equal(s.order_, l2["order"])  # EMD had no say, whatever its elongation
-    imp = Sequencer(metrics=["EMD", "L2"], scales=[1], progress=False).fit(flux, grid * 1e6)
-    ref = Sequencer(metrics=["EMD", "L2"], scales=[1], progress=False).fit(flux, grid)
+    imp = Sequencer(metrics=["EMD", "L2"], scales=[1], progress=False).fit(flux, grid=grid * 1e6)
+    ref = Sequencer(metrics=["EMD", "L2"], scales=[1], progress=False).fit(flux, grid=grid)
     np.testing.assert_array_equal(imp.order_, ref.order_)
 
 
@@ -199,7 +199,7 @@ def test_improved_normalized_elongation_is_comparable_across_n():
     ratios, norms = [], []
     for n in (100, 400):
         grid, flux, t = moving_line(n, noise=0.15, seed=n)
-        s = Sequencer(metrics=["EMD", "L2"], scales=[1], progress=False).fit(flux, grid)
+        s = Sequencer(metrics=["EMD", "L2"], scales=[1], progress=False).fit(flux, grid=grid)
         ratios.append(s.elongation_ / n)
         norms.append(s.elongation_normalized_)
     assert 0 < norms[0] <= 1 and 0 < norms[1] <= 1
@@ -229,40 +229,40 @@ def test_bad_inputs_are_explained():
     bad = flux.copy()
     bad[3, 7] = np.nan
     with pytest.raises(ValueError, match=r"NaN or infinite.*row 3.*column 7"):
-        seq.fit(bad, grid)
+        seq.fit(bad, grid=grid)
     bad = flux.copy()
     bad[5, 9] = np.inf
     with pytest.raises(ValueError, match="NaN or infinite"):
-        seq.fit(bad, grid)
+        seq.fit(bad, grid=grid)
     bad = flux.copy()
     bad[2, 4] = -0.5
     with pytest.raises(ValueError, match=r"row 2.*column 4.*offset.*clip"):
-        Sequencer(metrics=["EMD"], scales=[1], progress=False).fit(bad, grid)
+        Sequencer(metrics=["EMD"], scales=[1], progress=False).fit(bad, grid=grid)
     # L2 alone accepts negative values
-    Sequencer(metrics=["L2"], scales=[1], progress=False).fit(flux - 1.5, grid)
+    Sequencer(metrics=["L2"], scales=[1], progress=False).fit(flux - 1.5, grid=grid)
     # KL needs strictly positive values
     bad = flux.copy()
     bad[1, 1] = 0.0
     with pytest.raises(ValueError, match="KL needs strictly positive"):
-        Sequencer(metrics=["KL"], scales=[1], progress=False).fit(bad, grid)
+        Sequencer(metrics=["KL"], scales=[1], progress=False).fit(bad, grid=grid)
     bad = flux.copy()
     bad[[4, 6], 25:] = 0.0
     with pytest.raises(ValueError, match=r"chunk 1 \(pixels 25-49\) at scale 2.*row 4.*row 6"):
-        Sequencer(metrics=["EMD", "L2"], scales=[1, 2], progress=False).fit(bad, grid)
+        Sequencer(metrics=["EMD", "L2"], scales=[1, 2], progress=False).fit(bad, grid=grid)
     g2 = grid.copy()
     g2[10] = g2[9]
     with pytest.raises(ValueError, match=r"strictly increasing; grid\[9\]"):
         seq.fit(flux, g2)
     with pytest.raises(ValueError, match="50 pixels, grid has shape"):
-        seq.fit(flux, grid[:-1])
+        seq.fit(flux, grid=grid[:-1])
     with pytest.raises(ValueError, match="unknown metric"):
-        Sequencer(metrics=["cosine"], progress=False).fit(flux, grid)
+        Sequencer(metrics=["cosine"], progress=False).fit(flux, grid=grid)
     with pytest.raises(ValueError, match="scale 60"):
-        Sequencer(scales=[60], progress=False).fit(flux, grid)
+        Sequencer(scales=[60], progress=False).fit(flux, grid=grid)
     with pytest.raises(ValueError, match=r"whole numbers; got \[2.7\]"):
-        Sequencer(scales=[1, 2.7], progress=False).fit(flux, grid)
+        Sequencer(scales=[1, 2.7], progress=False).fit(flux, grid=grid)
     with pytest.raises(ValueError, match="n_neighbors must be at least 1"):
-        Sequencer(method="knn", n_neighbors=0, progress=False).fit(flux, grid)
+        Sequencer(method="knn", n_neighbors=0, progress=False).fit(flux, grid=grid)
 
 
 def test_scales_and_metrics_are_checked_with_clear_messages():
@@ -272,10 +272,10 @@ def test_scales_and_metrics_are_checked_with_clear_messages():
                         ([1, 2, 1.0], r"scales lists \[1\] more than once"),
                         ([np.float64(2.5)], r"whole numbers; got \[2.5\]")):
         with pytest.raises(ValueError, match=msg) as info:
-            Sequencer(metrics=["L2"], scales=scales, progress=False).fit(flux, grid)
+            Sequencer(metrics=["L2"], scales=scales, progress=False).fit(flux, grid=grid)
         assert "scales=[1, 2, 4]" in str(info.value) or "more than once" in str(info.value)
     with pytest.raises(ValueError, match=r"metrics lists 'L2' more than once.*double its weight"):
-        Sequencer(metrics=["L2", "EMD", "L2"], scales=[1], progress=False).fit(flux, grid)
+        Sequencer(metrics=["L2", "EMD", "L2"], scales=[1], progress=False).fit(flux, grid=grid)
     # messages show plain numbers, not numpy reprs; EMD "needs" (grammar)
     g2 = grid.copy()
     g2[10] = g2[9]
@@ -285,7 +285,7 @@ def test_scales_and_metrics_are_checked_with_clear_messages():
     bad = flux.copy()
     bad[0, 0] = -1.0
     with pytest.raises(ValueError, match="EMD needs non-negative"):
-        Sequencer(metrics=["EMD"], scales=[1], progress=False).fit(bad, grid)
+        Sequencer(metrics=["EMD"], scales=[1], progress=False).fit(bad, grid=grid)
 
 
 def test_cli_scales_must_be_whole_numbers(tmp_path, capsys):
@@ -311,8 +311,8 @@ def test_knn_accepts_negative_values_with_l2_only():
     flux = flux - 1.1  # continuum around zero: many negative pixels, positive row sums (the line)
     assert (flux < 0).mean() > 0.3
     kw = dict(metrics=("L2",), scales=[1], progress=False)
-    knn = Sequencer(method="knn", random_state=0, **kw).fit(flux, grid)
-    exact = Sequencer(method="exact", **kw).fit(flux, grid)
+    knn = Sequencer(method="knn", random_state=0, **kw).fit(flux, grid=grid)
+    exact = Sequencer(method="exact", **kw).fit(flux, grid=grid)
     assert knn.method_ == "knn"
     np.testing.assert_array_equal(np.sort(knn.order_), np.arange(200))
     assert abs(spearmanr(knn.position_, exact.position_)[0]) > 0.9
@@ -410,7 +410,7 @@ def test_pyhammer_dwarfs_ordered_by_spectral_type(shared_data):
     grid = grid[:m].reshape(-1, 4).mean(axis=1)
     flux = np.clip(flux, 1e-3 * np.median(np.abs(flux), axis=1, keepdims=True), None)
     assert len(flux) >= 40
-    s = Sequencer(scales=[1, 2, 4], progress=False).fit(flux, grid)
+    s = Sequencer(scales=[1, 2, 4], progress=False).fit(flux, grid=grid)
     r = abs(spearmanr(sptype[s.order_], np.arange(len(sptype)))[0])
     assert r >= 0.98, r
 
@@ -444,7 +444,7 @@ def test_plot_sequence_returns_fig_and_axes():
     from serendip.sequencer import plot_sequence
 
     grid, flux, t = moving_line(40)
-    s = Sequencer(scales=[1, 2], metrics=["EMD", "KL"], progress=False).fit(flux, grid)
+    s = Sequencer(scales=[1, 2], metrics=["EMD", "KL"], progress=False).fit(flux, grid=grid)
     fig, axes = plot_sequence(flux, s.order_, s.results_, grid, elongation=s.elongation_)
     assert len(axes) == 3
     assert len(axes[2].lines) == 2  # one line per metric
@@ -526,12 +526,30 @@ def test_improved_mode_recovers_notebook_pulses_without_best_k(monkeypatch):
     rho = {}
     for power in (1.0, seqmod.IMPROVED_WEIGHT_POWER):
         monkeypatch.setattr(seqmod, "IMPROVED_WEIGHT_POWER", power)
-        s = Sequencer(progress=False).fit(flux, grid)
+        s = Sequencer(progress=False).fit(flux, grid=grid)
         rho[power] = abs(spearmanr(s.position_, t)[0])
     # the issue's bar, with no best-K; linear elongation weights (the reference's) lose the pulses here
     assert rho[seqmod.IMPROVED_WEIGHT_POWER] >= 0.99
     assert rho[1.0] < 0.9
     # faithful mode without best-K also misses them; with the reference's best-3 it finds them
-    f0 = Sequencer(mode="faithful", progress=False).fit(flux, grid)
-    f3 = Sequencer(mode="faithful", best_k=3, progress=False).fit(flux, grid)
+    f0 = Sequencer(mode="faithful", progress=False).fit(flux, grid=grid)
+    f3 = Sequencer(mode="faithful", best_k=3, progress=False).fit(flux, grid=grid)
     assert abs(spearmanr(f3.position_, t)[0]) >= 0.99 > abs(spearmanr(f0.position_, t)[0])
+
+
+def test_fit_follows_scikit_learn_y_then_keyword_grid(rng):
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import FunctionTransformer
+
+    grid = np.linspace(4000.0, 5000.0, 60)
+    t = np.sort(rng.random(30))
+    flux = np.exp(-0.5 * ((grid[None, :] - 4100 - 800 * t[:, None]) / 40.0) ** 2) + 0.01
+    ref = Sequencer(scales=[1], progress=False).fit(flux, grid=grid).order_
+    # a Pipeline passes y positionally: it is ignored, not taken as the grid
+    pipe = make_pipeline(FunctionTransformer(), Sequencer(scales=[1], progress=False))
+    pipe.fit(flux, np.arange(30))
+    assert len(pipe[-1].order_) == 30
+    # the old positional grid still works, with a FutureWarning
+    with pytest.warns(FutureWarning, match="grid="):
+        old = Sequencer(scales=[1], progress=False).fit(flux, grid).order_
+    np.testing.assert_array_equal(old, ref)

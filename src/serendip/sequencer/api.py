@@ -110,7 +110,7 @@ def sequence(input, output=None, *, metrics=("EMD", "energy", "KL", "L2"), scale
     seq = Sequencer(metrics=metrics, scales=scales, mode=mode, method=method, best_k=best_k,
                     n_neighbors=n_neighbors, n_jobs=n_jobs, random_state=random_state, progress=progress)
     try:
-        seq.fit(X, grid)
+        seq.fit(X, grid=grid)
     except ValueError as exc:
         # KL's "non-positive", EMD/energy's "negative" values and "zero or negative sum" chunks
         if floor is None and any(m in _POSITIVE_METRICS for m in metric_list) and \

@@ -54,6 +54,7 @@ from __future__ import annotations
 
 import numbers
 import time
+import warnings
 from typing import Any
 
 import numpy as np
@@ -272,6 +273,25 @@ class _KnnBackend:
         pass
 
 
+def _grid_or_y(grid, y, m_pix: int, n_objects: int):
+    """The grid, accepting (with a FutureWarning) one passed where scikit-learn passes ``y``.
+
+    ``fit(X, grid)`` was this class's first signature. A second positional argument as long
+    as a spectrum (and not as long as the list of objects) can only be such a grid.
+    """
+    if y is None or grid is not None:
+        return grid
+    arr = np.asarray(y)
+    if arr.ndim == 1 and arr.size == m_pix and arr.size != n_objects:
+        warnings.warn("the wavelength grid was passed as fit's second positional argument, which is y (ignored) "
+                      "in scikit-learn's convention; pass it as fit(X, grid=...)", FutureWarning, stacklevel=3)
+        return arr
+    if arr.ndim == 1 and arr.size == m_pix:
+        warnings.warn("fit's second argument is y and is ignored; if it was meant as the pixel grid, pass "
+                      "fit(X, grid=...)", UserWarning, stacklevel=3)
+    return None
+
+
 class Sequencer(BaseEstimator):
     """Order objects along the main one-dimensional trend of a dataset.
 
@@ -363,13 +383,28 @@ class Sequencer(BaseEstimator):
         return metrics, scales
 
     # ---------------------------------------------------------------------- fit
-    def fit(self, X, grid=None, y=None):
-        """Find the sequence. ``X``: array (N x M), Spectra or store; ``grid``: the M pixel positions."""
+    def fit(self, X, y=None, *, grid=None):
+        """Find the sequence.
+
+        Parameters
+        ----------
+        X : array (N x M), Spectra or store
+            The objects.
+        y : None
+            Ignored (scikit-learn's convention, so a Pipeline may pass its target here).
+        grid : array of M values, optional (keyword only)
+            The pixel positions (e.g. wavelengths); default: those of a Spectra/store, else 0..M-1.
+
+        Returns
+        -------
+        self
+        """
         t0 = time.perf_counter()
         shape = None if hasattr(X, "n_pixels") else np.shape(X.flux if hasattr(X, "flux") else X)
         if shape is not None and len(shape) != 2:
             raise ValueError(f"the Sequencer needs a 2-D array (objects x pixels); got shape {shape}")
         m_pix = X.n_pixels if shape is None else shape[1]
+        grid = _grid_or_y(grid, y, m_pix, X.n_objects if shape is None else shape[0])
         metrics, scales = self._check_params(m_pix)
         flux, x, ids = prepare_input(X, grid, metrics, scales)
         n, m = flux.shape
@@ -505,9 +540,9 @@ class Sequencer(BaseEstimator):
             "n_neighbors": int(self.n_neighbors), "serendip_version": __version__,
         }
 
-    def fit_transform(self, X, grid=None, y=None):
-        """Fit and return ``order_``."""
-        return self.fit(X, grid).order_
+    def fit_transform(self, X, y=None, *, grid=None):
+        """Fit and return ``order_`` (the object indices along the sequence, a 1-D array)."""
+        return self.fit(X, y, grid=grid).order_
 
     def to_table(self):
         """Table with ``id``, ``position`` (rank in the sequence) and ``index`` (row in the input), in sequence order.
