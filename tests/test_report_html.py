@@ -272,3 +272,25 @@ def test_provenance_json(synthetic_run):
     assert prov["input_hashes"] == {"a.fits": "ab" * 32}
     assert [s["stage"] for s in prov["stages"]][:2] == ["simulate", "ingest"]
     assert RunFolder(synthetic_run, create=False).read_record("weirdness")["status"] == "done"
+
+
+def test_figures_show_user_strings_literally():
+    # a "$" in an object id, a detector or a kind is text, not mathtext: it must not abort the report
+    from matplotlib import cbook
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    from serendip.report import figures as F
+
+    wave = np.linspace(4000.0, 6000.0, 60)
+    flux = np.ones((2, 60))
+    ids = [r"obj$\foo$", r"a\$b $x$"]
+    fig, axes = F.weirdest_gallery(wave, flux, flux, wave, np.zeros((2, 60)), ids)
+    FigureCanvasAgg(fig).draw()  # raises ParseFatalException when the titles are parsed as mathtext
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    assert_png_ok(buf.getvalue(), "gallery")
+    for (ax, _), name in zip(axes, ids):
+        title = ax.get_title(loc="left")  # plain text: matplotlib draws "\$" as "$"
+        assert not cbook.is_math_text(title) and title.replace(r"\$", "$") == name
+    fig, _ = F.planted_recall([r"k$\alpha$"], [r"det$\beta$"], np.array([[0.5]]), 10)
+    FigureCanvasAgg(fig).draw()

@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import csv
+import errno
 import io
 import json
 import threading
+from concurrent.futures import ThreadPoolExecutor
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -29,8 +31,8 @@ def served(tmp_path):
     servers = []
 
     def start(**kw):
-        server = make_server(tmp_path / "weird.ecsv", tmp_path / "data.npz", labels=tmp_path / "labels.csv",
-                             port=0, **kw)
+        kw.setdefault("labels", tmp_path / "labels.csv")
+        server = make_server(tmp_path / "weird.ecsv", tmp_path / "data.npz", port=0, **kw)
         threading.Thread(target=server.serve_forever, daemon=True).start()
         servers.append(server)
         return f"http://127.0.0.1:{server.server_address[1]}", server
@@ -131,3 +133,110 @@ def test_cli_browse_is_registered():
 
     args = build_parser().parse_args(["browse", "w.fits", "--port", "0", "--no-open"])
     assert args.port == 0 and args.no_open and args.func.__name__ == "_browse"
+
+
+def _export(base) -> dict:
+    body = _get(base + "/export.csv")[2].decode("utf-8")
+    return {r["id"]: (r["label"], r["note"]) for r in csv.DictReader(io.StringIO(body))}
+
+
+def test_failed_write_is_an_error_and_keeps_no_ghost_label(served):
+    start, tmp_path, ids, _ = served
+    (tmp_path / "afile").write_text("not a folder\n")
+    labels = tmp_path / "afile" / "labels.csv"  # its parent is a regular file: the write must fail
+    base, server = start(labels=labels)
+    code, body = _post(base + "/label", id=ids[0], label="interesting", note="n")
+    assert code == 500
+    assert str(labels) in body["error"] and "not saved" in body["error"]
+    assert ids[0] not in server.state.labels.labels
+    assert _export(base)[ids[0]] == ("", "")
+    assert f'class="on" data-id="{ids[0]}"' not in _get(base + "/")[2].decode()
+    # the page tells the user when a save fails instead of failing silently
+    page = _get(base + "/")[2].decode()
+    assert "not saved" in page and "r.ok" in page
+
+
+def test_failed_rewrite_keeps_the_previous_label(served, monkeypatch):
+    start, tmp_path, ids, _ = served
+    base, server = start()
+    assert _post(base + "/label", id=ids[1], label="normal", note="keep me")[0] == 200
+
+    def disk_full(self, labels):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(LabelBook, "_write", disk_full)
+    code, body = _post(base + "/label", id=ids[1], label="artefact", note="lost")
+    assert code == 500 and "No space left on device" in body["error"] and "labels.csv" in body["error"]
+    code, _ = _post(base + "/label", id=ids[1], label="")  # a failed removal keeps the entry too
+    assert code == 500
+    assert server.state.labels.labels[ids[1]]["label"] == "normal"
+    assert _export(base)[ids[1]] == ("normal", "keep me")
+    rows = list(csv.DictReader(open(tmp_path / "labels.csv", encoding="utf-8")))
+    assert [(r["id"], r["label"], r["note"]) for r in rows] == [(ids[1], "normal", "keep me")]
+
+
+def test_post_without_label_field_is_refused(served):
+    start, _, ids, _ = served
+    base, server = start()
+    assert _post(base + "/label", id=ids[2], label="unsure", note="look again")[0] == 200
+    code, body = _post(base + "/label", id=ids[2])
+    assert code == 400 and "'label'" in body["error"]
+    code, body = _post(base + "/label", id=ids[2], note="only a note")
+    assert code == 400
+    assert server.state.labels.labels[ids[2]]["note"] == "look again"
+    assert _post(base + "/label", id=ids[2], label="")[0] == 200  # an explicit empty label removes it
+    assert ids[2] not in server.state.labels.labels
+
+
+def test_labels_file_is_utf8_with_or_without_bom(tmp_path):
+    path = tmp_path / "labels.csv"
+    book = LabelBook(path)
+    book.set("obj01", "interesting", "café – Hα")
+    assert "café – Hα".encode("utf-8") in path.read_bytes()
+    assert LabelBook(path).labels["obj01"]["note"] == "café – Hα"
+    # as a spreadsheet saves it: with a UTF-8 byte-order mark
+    bom = tmp_path / "bom.csv"
+    bom.write_bytes(b"\xef\xbb\xbfid,label,note,time\r\nobj02,normal,caf\xc3\xa9,\r\n")
+    assert LabelBook(bom).labels == {"obj02": {"label": "normal", "note": "café", "time": ""}}
+    # a file in another encoding is a clear error naming the file
+    latin = tmp_path / "latin1.csv"
+    latin.write_bytes("id,label,note\nobj03,normal,café\n".encode("latin-1"))
+    with pytest.raises(ValueError, match="latin1.csv.*UTF-8"):
+        LabelBook(latin)
+
+
+def test_port_is_checked(tmp_path):
+    tab = Table({"id": ["a", "b"], "weirdness": [1.0, 2.0]})
+    for bad in (99999, 65536, -1, True, 1.5, "http"):
+        with pytest.raises(ValueError, match="port must be a whole number from 0 to 65535"):
+            make_server(tab, port=bad, labels=tmp_path / "l.csv")
+    from serendip.cli import build_parser
+
+    for bad in ("99999", "-1", "x"):
+        with pytest.raises(SystemExit):
+            build_parser().parse_args(["browse", "w.fits", "--port", bad])
+    assert build_parser().parse_args(["browse", "w.fits", "--port", "65535"]).port == 65535
+
+
+def test_busy_port_error_names_the_address(tmp_path):
+    tab = Table({"id": ["a", "b"], "weirdness": [1.0, 2.0]})
+    first = make_server(tab, port=0, labels=tmp_path / "l.csv")
+    try:
+        port = first.server_address[1]
+        with pytest.raises(OSError, match=f"cannot listen on 127.0.0.1:{port}: .*another port") as err:
+            make_server(tab, port=port, labels=tmp_path / "l.csv")
+        assert err.value.errno == errno.EADDRINUSE
+    finally:
+        first.server_close()
+
+
+def test_many_parallel_clients(served):
+    start, _, ids, _ = served
+    base, server = start()
+    assert server.request_queue_size >= 64
+
+    def fetch(k):
+        return _get(f"{base}/plot/{k % len(ids)}.png")[0]
+
+    with ThreadPoolExecutor(max_workers=24) as pool:
+        assert list(pool.map(fetch, range(48))) == [200] * 48

@@ -1,6 +1,7 @@
 """`serendip browse`: a local web page to look at, label and export the objects of a results table."""
 from __future__ import annotations
 
+import argparse
 
 def _browse(args) -> int:
     from ..web import browse
@@ -13,6 +14,17 @@ def _browse(args) -> int:
     return 0
 
 
+def _port(text: str) -> int:
+    """Argparse type of ``--port``: a whole number from 0 to 65535."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be a whole number from 0 to 65535 (0 = any free port); got {text!r}")
+    return value
+
+
 def register(subparsers) -> None:
     p = subparsers.add_parser(
         "browse", help="browse, label and export the objects of a weirdness or sequence table in a local web page",
@@ -20,13 +32,15 @@ def register(subparsers) -> None:
                     "sequence`, or the pipeline's tables/sequence.fits) in sequence order, otherwise one with "
                     "'weirdness' weirdest first (higher = weirder), with one plot per object "
                     "(when --input is given) and label buttons. Labels are saved atomically to --labels at "
-                    "every click; /export.csv gives the table with the labels.")
+                    "every click; the page's export link (/export.csv) downloads the shown rows as CSV with the "
+                    "columns rank, id, the ordering column (weirdness or position) when there is one, label and "
+                    "note; the table's other columns are not included.")
     p.add_argument("table", help="results table (.fits, .parquet, .csv, .ecsv) with an 'id' column")
     p.add_argument("--input", default=None, help="the objects the table was computed from (store, .npy/.npz, "
                                                  "spectra file), to plot them")
     p.add_argument("--labels", default="labels.csv", help="labels CSV, read if present (default labels.csv)")
     p.add_argument("--top", type=int, default=200, help="rows shown (default 200; 0 = all; negative is an error)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1, this machine only)")
-    p.add_argument("--port", type=int, default=8765, help="port (default 8765; 0 = any free port)")
+    p.add_argument("--port", type=_port, default=8765, help="port, 0-65535 (default 8765; 0 = any free port)")
     p.add_argument("--no-open", action="store_true", help="do not open a browser window")
     p.set_defaults(func=_browse)

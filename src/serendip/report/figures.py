@@ -21,6 +21,28 @@ WAVE_REST = "rest-frame wavelength [Å]"
 WAVE_OBS = "observed wavelength [Å]"
 
 
+def _literal(text) -> str:
+    """``text`` as a string matplotlib draws verbatim, never as mathtext.
+
+    Matplotlib reads a string with an even number of unescaped ``$`` as
+    mathtext, so an object id such as ``obj$\\foo$`` would be typeset (or make
+    the figure fail to draw). Escaping every ``$`` as ``\\$`` keeps the text
+    literal; matplotlib shows ``\\$`` as ``$`` in plain text.
+
+    Parameters
+    ----------
+    text : object
+        Any value; it is converted with ``str``.
+
+    Returns
+    -------
+    str
+        The escaped text, for titles, axis labels, tick labels and legend
+        entries that show user strings (object ids, column or detector names).
+    """
+    return str(text).replace("$", r"\$")
+
+
 def _finite(a) -> np.ndarray:
     a = np.asarray(a, dtype=float)
     return a[np.isfinite(a)]
@@ -77,7 +99,7 @@ def weirdest_gallery(wave, flux, similar_median, feature_wave, residual, labels:
     flux, similar_median : (K, M)
     feature_wave : (F,) grid of the explanation residual.
     residual : (K, F) explanation residual (object minus similar objects, in the features the forest saw).
-    labels : K titles (id, rank, z, S/N, weirdness).
+    labels : K titles (id, rank, z, S/N, weirdness); drawn literally (a ``$`` in an id is not mathtext).
     """
     flux = np.atleast_2d(np.asarray(flux, dtype=float))
     k = flux.shape[0]
@@ -104,7 +126,7 @@ def weirdest_gallery(wave, flux, similar_median, feature_wave, residual, labels:
                 lo, hi = np.percentile(finite, [0.5, 99.5])
                 pad = 0.15 * (hi - lo + 1e-12)
                 ax.set_ylim(lo - pad, hi + pad)
-            ax.set_title(labels[i], fontsize=8, loc="left")
+            ax.set_title(_literal(labels[i]), fontsize=8, loc="left")
             ax.set_ylabel(FLUX_LABEL, fontsize=7)
             ax.tick_params(labelbottom=False)
             res = np.asarray(residual[i], dtype=float)
@@ -188,7 +210,7 @@ def sequencer_classic(wave, flux, position, eta_labels: Sequence[str] = (), eta_
         ax = axes[2]
         y = np.arange(len(eta_values))
         ax.barh(y, eta_values, color=COLORS["accent"])
-        ax.set_yticks(y, labels=list(eta_labels), fontsize=7)
+        ax.set_yticks(y, labels=[_literal(t) for t in eta_labels], fontsize=7)
         ax.invert_yaxis()
         ax.set_xlabel("elongation η")
         ax.set_title("η per metric and scale")
@@ -320,10 +342,10 @@ def embedding_maps(xy, colourings: Sequence[tuple[str, np.ndarray, str]], *, met
             pts = xy[ok][order]
             sc = ax.scatter(pts[:, 0], pts[:, 1], c=values[ok][order], s=3, rasterized=True,
                             cmap=CMAP_WEIRDNESS if kind == "weirdness" else CMAP_SEQUENCE)
-            fig.colorbar(sc, ax=ax, shrink=0.8, label=title)
-        ax.set_title(title)
-        ax.set_xlabel(f"{method} 1".strip())
-        ax.set_ylabel(f"{method} 2".strip())
+            fig.colorbar(sc, ax=ax, shrink=0.8, label=_literal(title))
+        ax.set_title(_literal(title))
+        ax.set_xlabel(_literal(f"{method} 1".strip()))
+        ax.set_ylabel(_literal(f"{method} 2".strip()))
         if limits is not None:
             ax.set_xlim(*limits[0])
             ax.set_ylim(*limits[1])
@@ -358,8 +380,9 @@ def planted_recall(kinds: Sequence[str], detectors: Sequence[str], recall, k: in
 
     cmap = colormaps["tab10"]
     for j, det in enumerate(detectors):
-        ax.bar(x + (j - (len(detectors) - 1) / 2) * width, recall[:, j], width, label=det, color=cmap(j % 10))
-    ax.set_xticks(x, labels=list(kinds))
+        ax.bar(x + (j - (len(detectors) - 1) / 2) * width, recall[:, j], width, label=_literal(det),
+               color=cmap(j % 10))
+    ax.set_xticks(x, labels=[_literal(t) for t in kinds])
     ax.set_ylim(0, 1.05)
     ax.set_ylabel(f"recall in the top {k}")
     ax.set_xlabel("planted anomaly kind")

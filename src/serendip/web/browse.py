@@ -6,8 +6,13 @@ object gets a row with its rank, id and score, a plot of its spectrum or feature
 vector (when the input data are given), and label buttons. Labels are written to
 a CSV file at every click, atomically (temporary file, then rename), so stopping
 the server never loses or half-writes them; reopening the page with the same
-labels file picks them up again. ``/export.csv`` returns the table joined with the
-labels (as a download).
+labels file picks them up again; if a save fails (disk full, unwritable folder),
+the click gets an error and the label is not kept, so the page never shows a
+label that is not on disk. ``/export.csv`` downloads the shown rows (the same
+``top`` rows, in the page's order) as CSV with the columns ``rank``, ``id``, the
+score column when there is one (``weirdness`` or ``position``), ``label`` and
+``note``; the table's other columns are not included. The labels file is UTF-8
+(read with or without a byte-order mark).
 
 Row order (see :class:`BrowseState`): a table with a ``position`` column is a
 sequence table and is shown in sequence order (position ascending) even when it
@@ -19,7 +24,8 @@ The server listens on ``127.0.0.1`` by default. ``POST /label`` refuses
 cross-site requests: a request whose ``Origin`` (or, without one, ``Referer``)
 is not this server's own address gets ``403``; requests with neither header
 (``curl``, scripts) are accepted. Malformed requests get ``400`` with a JSON
-error.
+error, among them a request without a ``label`` field (removing a label takes an
+explicit empty ``label=``); a label that could not be written gets ``500``.
 
 Only the Python standard library is needed (``http.server``); the page has no
 external scripts, so it works offline.
@@ -27,6 +33,7 @@ external scripts, so it works offline.
 from __future__ import annotations
 
 import csv
+import errno
 import html
 import io
 import json
@@ -59,6 +66,10 @@ MAX_BODY = 64 * 1024
 #: Seconds a connection may stall (e.g. while sending its body) before it is dropped.
 REQUEST_TIMEOUT = 30
 
+#: Listen backlog: connections the kernel queues before the server accepts them
+#: (the standard library's 5 resets bursts of parallel requests, e.g. many plots at once).
+REQUEST_QUEUE_SIZE = 64
+
 _LOOPBACK = ("127.0.0.1", "localhost", "::1")
 _WILDCARD = ("", "0.0.0.0", "::")
 
@@ -83,8 +94,46 @@ def _check_top(top):
     return None if top == 0 else int(top)
 
 
+def _check_port(port) -> int:
+    """``port`` as an int in 0-65535 (0 = any free port); anything else is a ValueError."""
+    if isinstance(port, bool):
+        value = None
+    elif isinstance(port, numbers.Integral):
+        value = int(port)
+    else:
+        try:
+            value = int(str(port).strip())
+        except ValueError:
+            value = None
+    if value is None or not 0 <= value <= 65535:
+        raise ValueError(f"port must be a whole number from 0 to 65535 (0 = any free port); got {port!r}")
+    return value
+
+
+class _Server(ThreadingHTTPServer):
+    """The threading HTTP server with a longer listen backlog (:data:`REQUEST_QUEUE_SIZE`)."""
+
+    request_queue_size = REQUEST_QUEUE_SIZE
+
+
 class LabelBook:
-    """Labels by object id, kept in a CSV file (``id,label,note,time``) rewritten atomically on each change."""
+    """Labels by object id, kept in a CSV file (``id,label,note,time``) rewritten atomically on each change.
+
+    The file is written as UTF-8 and read as UTF-8 with or without a byte-order
+    mark (as spreadsheet programs save it).
+
+    Parameters
+    ----------
+    path : path-like
+        The labels CSV; read if it exists.
+    choices : sequence of str
+        The labels allowed.
+
+    Raises
+    ------
+    ValueError
+        When ``path`` exists but is not a UTF-8 CSV file with ``id`` and ``label`` columns.
+    """
 
     def __init__(self, path, choices=LABELS):
         self.path = Path(path)
@@ -92,14 +141,23 @@ class LabelBook:
         self._lock = threading.Lock()
         self.labels: dict[str, dict] = {}
         if self.path.exists():
-            with open(self.path, newline="") as fh:
+            self.labels = self._read()
+
+    def _read(self) -> dict[str, dict]:
+        labels: dict[str, dict] = {}
+        try:
+            with open(self.path, newline="", encoding="utf-8-sig") as fh:
                 reader = csv.DictReader(fh)
                 if reader.fieldnames is None or "id" not in reader.fieldnames or "label" not in reader.fieldnames:
                     raise ValueError(f"{self.path} is not a labels file: it needs 'id' and 'label' columns, "
                                      f"found {reader.fieldnames}")
                 for row in reader:
-                    self.labels[row["id"]] = {"label": row["label"], "note": row.get("note", "") or "",
-                                              "time": row.get("time", "") or ""}
+                    labels[row["id"]] = {"label": row["label"], "note": row.get("note", "") or "",
+                                         "time": row.get("time", "") or ""}
+        except UnicodeDecodeError as exc:
+            raise ValueError(f"{self.path} is not a UTF-8 text file (byte {exc.start}: {exc.reason}); "
+                             "save the labels file as UTF-8 CSV") from None
+        return labels
 
     def set(self, obj_id: str, label: str, note: str | None = None) -> dict:
         """Set (or, with ``label=""``, remove) the label of ``obj_id`` and rewrite the file.
@@ -117,26 +175,37 @@ class LabelBook:
         -------
         dict
             The saved entry (``label``, ``note``, ``time``; empty strings once removed).
+
+        Raises
+        ------
+        ValueError
+            For a label that is not one of ``choices``.
+        OSError
+            When the file cannot be written (disk full, unwritable folder, ...). The
+            labels in memory are then unchanged: a change is kept only once it is
+            on disk.
         """
         if label and label not in self.choices:
             raise ValueError(f"unknown label {label!r}; choose one of {', '.join(self.choices)}")
         with self._lock:
+            new = dict(self.labels)  # a new copy: self.labels changes only after the write succeeded
             if label:
                 if note is None:
-                    note = self.labels.get(obj_id, {}).get("note", "")
-                self.labels[obj_id] = {"label": label, "note": note,
-                                       "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
+                    note = new.get(obj_id, {}).get("note", "")
+                new[obj_id] = {"label": label, "note": note, "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
             else:
-                self.labels.pop(obj_id, None)
-            self._write()
-            return self.labels.get(obj_id, {"label": "", "note": "", "time": ""})
+                new.pop(obj_id, None)
+            self._write(new)
+            self.labels = new  # one reference swap: readers see the old or the new labels, never a mix
+            return new.get(obj_id, {"label": "", "note": "", "time": ""})
 
-    def _write(self):
+    def _write(self, labels: dict[str, dict]) -> None:
+        """Write ``labels`` to :attr:`path` atomically, as UTF-8."""
         with atomic_path(self.path) as tmp:
-            with open(tmp, "w", newline="") as fh:
+            with open(tmp, "w", newline="", encoding="utf-8") as fh:
                 w = csv.writer(fh)
                 w.writerow(["id", "label", "note", "time"])
-                for k, v in self.labels.items():
+                for k, v in labels.items():
                     w.writerow([k, v["label"], v["note"], v["time"]])
 
 
@@ -278,6 +347,7 @@ class BrowseState:
             rows.append(f"<tr><td>{k + 1}</td><td>{esc(obj_id)}</td><td>{esc(self.score_text(k))}</td>"
                         f'<td>{img}</td><td class="lab">{buttons}{note_box}</td></tr>')
         head = self.score_name or ""
+        export_cols = ", ".join(["rank", "id"] + ([head] if head else []) + ["label", "note"])
         how = {"weirdness": "weirdest first, higher = weirder",
                "position": "in sequence order (position ascending)"}.get(self.score_name, "in table order")
         return f"""<!doctype html><html><head><meta charset="utf-8"><title>{esc(str(self.title))}</title>
@@ -287,12 +357,19 @@ button{{margin:1px}}button.on{{background:#333;color:#fff}}input.note{{width:14e
 <h1>{esc(str(self.title))}</h1><p>{len(self.ids)} objects, {esc(how)}.
 Labels are saved at each click to <code>{esc(str(self.labels.path) if self.labels else '')}</code>;
 a note is saved with the object's label when you leave its box.
-<a href="/export.csv">Export table with labels (CSV)</a></p>
+<a href="/export.csv">Export these rows with their labels (CSV: {esc(export_cols)})</a></p>
 <table><tr><th>#</th><th>id</th><th>{esc(head)}</th><th></th><th>label</th></tr>{''.join(rows)}</table>
 <script>
+// resolves to the server's JSON answer, or to {{error: ...}} when the label was not saved
 function send(fields) {{
-  return fetch("/label", {{method: "POST", body: new URLSearchParams(fields)}})
-    .then(function (r) {{ return r.json(); }});
+  return fetch("/label", {{method: "POST", body: new URLSearchParams(fields)}}).then(function (r) {{
+    return r.json().catch(function () {{ return {{}}; }}).then(function (j) {{
+      if (!r.ok && !j.error) {{ j.error = "not saved: the server answered " + r.status + " " + r.statusText; }}
+      return j;
+    }});
+  }}, function (e) {{
+    return {{error: "not saved: the server could not be reached (" + e + ")"}};
+  }});
 }}
 function show(cell, j) {{
   cell.querySelectorAll("button").forEach(function (o) {{ o.classList.toggle("on", o.dataset.label === j.label); }});
@@ -452,7 +529,10 @@ def _handler(state: BrowseState):
                 self.close_connection = True  # the body may be unread or partly read
                 return self._json(exc.code, {"error": str(exc)})
             obj_id = (form.get("id") or [""])[0]
-            label = (form.get("label") or [""])[0]
+            if "label" not in form:  # an explicit empty "label=" removes; a missing field is a mistake
+                return self._json(400, {"error": "the request has no 'label' field; send label=<choice>, or an "
+                                                 "empty label= to remove the object's label and note"})
+            label = form["label"][0]
             note = form["note"][0] if "note" in form else None  # no note field: keep the current note
             if obj_id not in state.id_set:
                 return self._json(404, {"error": f"unknown object id {obj_id!r}"})
@@ -462,6 +542,11 @@ def _handler(state: BrowseState):
                 saved = state.labels.set(obj_id, label, note)
             except ValueError as exc:
                 return self._json(400, {"error": str(exc)})
+            except OSError as exc:
+                reason = exc.strerror or str(exc) or type(exc).__name__
+                log.error("web: could not save the label of %r to %s: %s", obj_id, state.labels.path, reason)
+                return self._json(500, {"error": f"not saved: could not write the labels file "
+                                                 f"{state.labels.path}: {reason}"})
             return self._json(200, {"id": obj_id, **saved})
 
     return Handler
@@ -492,7 +577,8 @@ def make_server(table, data=None, *, labels="labels.csv", top=200, host="127.0.0
     top : int or None
         Number of rows shown (default 200); ``None`` or ``0`` shows all. Negative is an error.
     host, port : str, int
-        Where to listen; ``port=0`` picks a free port (see ``server.server_address``).
+        Where to listen; ``port`` is 0-65535, and ``port=0`` picks a free port (see
+        ``server.server_address``).
     choices : sequence of str
         Label buttons.
     order : {"auto", "position", "weirdness", "table"}
@@ -506,12 +592,16 @@ def make_server(table, data=None, *, labels="labels.csv", top=200, host="127.0.0
     Raises
     ------
     ValueError
-        For a table without rows or ``id`` column, a bad ``top`` or ``order``, or ids
-        missing from ``data``.
+        For a table without rows or ``id`` column, a bad ``top``, ``order`` or ``port``,
+        ids missing from ``data``, or a ``labels`` file that is not a UTF-8 labels CSV.
+    OSError
+        When the server cannot listen on ``host:port`` (port in use, unknown host,
+        no permission); the message names the address.
     """
     from .._io import read_table
 
     top = _check_top(top)
+    port = _check_port(port)
     source = "the table"
     name = None
     if not hasattr(table, "colnames"):
@@ -526,7 +616,15 @@ def make_server(table, data=None, *, labels="labels.csv", top=200, host="127.0.0
         opened = open_input(data)
     state = BrowseState(table, opened, LabelBook(labels, choices), top=top, order=order,
                         export_name=_export_name(name))
-    server = ThreadingHTTPServer((host, int(port)), _handler(state))
+    try:
+        server = _Server((host, port), _handler(state))
+    except OSError as exc:  # the constructor closes its socket itself on failure
+        hint = ("; another program (or another serendip browse) is using it: choose another port, "
+                "or 0 for any free port" if exc.errno == errno.EADDRINUSE else "")
+        where = f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
+        err = OSError(f"cannot listen on {where}: {exc.strerror or exc}{hint}")
+        err.errno = exc.errno
+        raise err from exc
     server.state = state
     return server
 
