@@ -286,3 +286,127 @@ def test_popcount_fallback_matches_numpy():
     expected = np.unpackbits(bits, axis=1).sum(axis=1)
     assert np.array_equal(simmod._popcount_rows(bits), expected)
     assert np.array_equal(simmod._POPCOUNT8[bits].sum(axis=1), expected)
+
+
+# ------------------------------------------------------------------------------------------------
+# Similarity row blocks: a per-row bound on the non-zeros sizes the blocks; top k by partition
+# ------------------------------------------------------------------------------------------------
+def dense_topk(S, k, exclude=None):
+    """Brute force on a dense matrix: per row, the k largest positive entries, ties by lower column."""
+    b, n = S.shape
+    idx = np.full((b, k), -1, dtype=np.int64)
+    val = np.zeros((b, k))
+    for i in range(b):
+        cols = np.flatnonzero(S[i] > 0)
+        if exclude is not None:
+            cols = cols[cols != exclude[i]]
+        cols = cols[np.lexsort((cols, -S[i, cols]))][:k]
+        idx[i, :cols.size] = cols
+        val[i, :cols.size] = S[i, cols]
+    return idx, val
+
+
+def test_topk_rows_against_dense_sort():
+    import scipy.sparse as sp
+
+    from serendip.outliers.similarity import topk_rows
+
+    rng = np.random.default_rng(0)
+    for trial in range(60):
+        b, n, k = int(rng.integers(1, 30)), int(rng.integers(1, 200)), int(rng.integers(1, 12))
+        M = sp.random(b, n, density=rng.uniform(0, 1) ** 2, format="csr", random_state=trial)
+        M.data = np.floor(M.data * 4) / 4  # many ties and explicit zeros
+        if trial % 3 == 0:  # unsorted column indices within rows
+            for i in range(b):
+                a, e = M.indptr[i], M.indptr[i + 1]
+                p = rng.permutation(e - a)
+                M.indices[a:e], M.data[a:e] = M.indices[a:e][p], M.data[a:e][p]
+            M.has_sorted_indices = False
+        exclude = rng.integers(0, n, b) if trial % 2 else None
+        idx, val = topk_rows(M.copy(), k, exclude)
+        e_idx, e_val = dense_topk(M.toarray(), k, exclude)
+        assert np.array_equal(idx, e_idx) and np.array_equal(val, e_val)
+
+
+def test_row_nnz_bound_is_the_good_leaf_population():
+    X = blobs(200, 6, 21)
+    model = UnsupervisedRandomForest(15, n_repeats=2, random_state=0, progress=False).fit(X)
+    sim = model._similarity_engine()
+    A = model.leaves_.astype(np.int64)
+    G = model.good_leaf_[A]
+    pop = np.bincount(A[G], minlength=model.good_leaf_.size)  # objects per good leaf
+    expected = np.minimum(np.where(G, pop[A], 0).sum(axis=1), len(X))
+    bound = sim.row_nnz_bound(model.leaves_)
+    assert np.array_equal(bound, expected)
+    assert np.all(np.diff(sim.block(model.leaves_).indptr) <= bound)
+    for s, e in model._sparse_blocks(sim, model.leaves_, 64):
+        assert 1 <= e - s <= 64
+
+
+def test_row_blocks_are_smaller_for_dense_rows():
+    from serendip.outliers.similarity import row_blocks
+
+    budget, per = 64 * 1000, 64
+    sparse_rows = row_blocks(np.full(500, 10), 4096, budget, per)
+    dense_rows = row_blocks(np.full(500, 500), 4096, budget, per)
+    assert [e - s for s, e in sparse_rows] == [100] * 5
+    assert [e - s for s, e in dense_rows] == [2] * 250
+    # cover all rows in order; a row over the budget alone still gets a block; max_rows caps blocks
+    mixed = row_blocks(np.array([5, 5000, 5, 5, 5, 5]), 3, budget, per)
+    assert mixed == [(0, 1), (1, 2), (2, 5), (5, 6)]
+    assert row_blocks(np.zeros(0, dtype=int), 10, budget, per) == []
+
+
+def test_similarity_blocks_shrink_when_leaves_are_populous():
+    # same data and number of trees: small pure leaves (deep trees) against big leaves (depth 2)
+    X = blobs(400, 8, 23)
+    deep = UnsupervisedRandomForest(5, random_state=0, progress=False).fit(X)
+    shallow = UnsupervisedRandomForest(5, max_depth=2, good_leaf="majority", random_state=0,
+                                       progress=False).fit(X)
+    b_deep = deep._similarity_engine().row_nnz_bound(deep.leaves_)
+    b_shallow = shallow._similarity_engine().row_nnz_bound(shallow.leaves_)
+    assert b_shallow.mean() > 2 * b_deep.mean() and b_shallow.max() <= len(X)
+    from serendip.outliers import similarity as simmod
+
+    budget = simmod.BYTES_PER_SIMILARITY * int(b_deep.sum()) // 8
+    n_deep = len(simmod.row_blocks(b_deep, 4096, budget))
+    n_shallow = len(simmod.row_blocks(b_shallow, 4096, budget))
+    assert n_deep <= 9 and n_shallow > 2 * n_deep
+
+
+@pytest.mark.parametrize("params", [
+    {"n_repeats": 2},
+    {"normalization": "symmetric"},
+    {"normalization": "symmetric", "score": "knn", "score_k": 4},
+    {"score": "knn", "score_k": 3, "n_repeats": 2},
+])
+def test_small_similarity_blocks_give_identical_results(monkeypatch, params):
+    from serendip.outliers import similarity as simmod
+
+    X, Xnew = blobs(150, 8, 24), blobs(25, 8, 25)
+    kw = dict(n_estimators=20, random_state=0, progress=False, **params)
+    model = UnsupervisedRandomForest(**kw).fit(X)
+    idx0, val0 = model.most_similar(k=5)
+    new0 = model.score_samples(Xnew)
+    # a budget of at most three rows per block (each row's bound is at most N = 150)
+    monkeypatch.setattr(simmod, "SIMILARITY_BLOCK_BYTES", simmod.BYTES_PER_SIMILARITY * 150 * 3)
+    small = UnsupervisedRandomForest(**kw).fit(X)
+    assert len(small._sparse_blocks(small._similarity_engine(), small.leaves_, 4096)) >= 50
+    assert np.array_equal(small.weirdness_, model.weirdness_)
+    assert np.array_equal(small.score_samples(Xnew), new0)
+    idx, val = small.most_similar(k=5)
+    assert np.array_equal(idx, idx0) and np.array_equal(val, val0)
+    # against dense brute force: the top 5 of the dense S (same products), and S from the definitions
+    S = small.similarity_matrix()
+    e_idx, e_val = dense_topk(S, 5, np.arange(len(X)))
+    assert np.array_equal(idx, e_idx) and np.array_equal(val, e_val)
+    A, G = brute_leaves(small, X)
+    reps = np.asarray(small.tree_repeat_)
+    S_brute = np.mean([brute_similarity(A[:, reps == r], G[:, reps == r], small.normalization)
+                       for r in np.unique(reps)], axis=0)
+    assert np.max(np.abs(S - S_brute)) < 1e-12
+    assert np.max(np.abs(val - dense_topk(S_brute, 5, np.arange(len(X)))[1])) < 1e-12
+    w_brute, _ = brute_weirdness(small, X)
+    assert np.max(np.abs(small.weirdness_ - w_brute)) < 1e-12
+    w_new, _ = brute_weirdness(small, X, X_new=Xnew)
+    assert np.max(np.abs(small.score_samples(Xnew) - w_new)) < 1e-12

@@ -23,13 +23,37 @@ Such an object is similar to nothing, so its weirdness is the maximum, 1.
 
 With several repeats the similarity is the mean of the per-repeat similarities,
 which keeps the identity ``weirdness_i = mean_j (1 − S_ij)`` exact.
+
+Memory of a block
+-----------------
+A row of S can have up to N non-zeros (an object in large good leaves is
+similar to a large part of the population), far more than the number of trees.
+:meth:`ForestSimilarity.row_nnz_bound` bounds row i's non-zeros in O(T) by the
+summed population of its good leaves (capped at N), and :func:`row_blocks`
+groups consecutive rows so that each block's bound times
+:data:`BYTES_PER_SIMILARITY` (one stored float64 + index, the repeat sums and
+the top-k temporaries) stays within :data:`SIMILARITY_BLOCK_BYTES`. A block
+always holds at least one row, so a single row can need up to about
+``BYTES_PER_SIMILARITY * N`` bytes.
 """
 from __future__ import annotations
 
 import numpy as np
 import scipy.sparse as sp
 
-__all__ = ["ForestSimilarity", "topk_rows"]
+__all__ = ["ForestSimilarity", "topk_rows", "row_blocks", "SIMILARITY_BLOCK_BYTES", "BYTES_PER_SIMILARITY"]
+
+#: Memory budget (bytes) of one row block of sparse similarities, temporaries included.
+SIMILARITY_BLOCK_BYTES = 256 * 2**20
+
+#: Bytes budgeted per stored similarity of a block: 12 for the CSR entry (float64 value,
+#: int32 column) times a factor for the per-repeat products and their sum, the symmetric
+#: normalisation and the top-k selection (measured tracemalloc peak per stored entry with
+#: dense rows: about 42 bytes for one forest, 61 for three repeats).
+BYTES_PER_SIMILARITY = 64
+
+# entries per chunk of the symmetric normalisation (its gathers hold T/8 bytes per entry)
+_SYMMETRIC_CHUNK = 1 << 18
 
 NORMALIZATIONS = ("column", "symmetric")
 
@@ -105,10 +129,12 @@ class ForestSimilarity:
             C = (Lq @ self._right[r]).tocsr()
             if self.normalization == "symmetric" and C.nnz:
                 C.sum_duplicates()
-                rows = np.repeat(np.arange(C.shape[0]), np.diff(C.indptr))
                 qbits = np.packbits(Gq, axis=1)
-                both = _popcount_rows(qbits[rows] & self._bits[r][C.indices])
-                C.data = np.where(both > 0, C.data / np.maximum(both, 1), 0.0)
+                for a in range(0, C.nnz, _SYMMETRIC_CHUNK):  # chunks bound the packed-bit gathers
+                    e = min(a + _SYMMETRIC_CHUNK, C.nnz)
+                    rows = np.searchsorted(C.indptr, np.arange(a, e), side="right") - 1
+                    both = _popcount_rows(qbits[rows] & self._bits[r][C.indices[a:e]])
+                    C.data[a:e] = np.where(both > 0, C.data[a:e] / np.maximum(both, 1), 0.0)
             out = C if out is None else out + C
         if self.n_repeats > 1:
             out = out / self.n_repeats
@@ -116,9 +142,104 @@ class ForestSimilarity:
         out.sort_indices()
         return out
 
+    def row_nnz_bound(self, leaves_rows: np.ndarray) -> np.ndarray:
+        """Upper bound on the number of non-zeros of each row of :meth:`block`, in O(b·T).
+
+        Object i is similar to j only if both share a good leaf, so row i has at
+        most Σ_t pop(A_it) non-zeros, pop being the number of training objects in
+        a good leaf (0 for other leaves), and never more than N. The populations
+        are the row lengths of the leaf × object matrices already held.
+
+        Parameters
+        ----------
+        leaves_rows : ndarray of int, shape (b, T)
+            Global leaf ids of the query objects, as for :meth:`block`.
+
+        Returns
+        -------
+        ndarray of int64, shape (b,)
+        """
+        bound = np.zeros(leaves_rows.shape[0], dtype=np.int64)
+        for r, trees in enumerate(self._trees):
+            lo, _ = self._leaf_range[r]
+            indptr = self._right[r].indptr
+            local = leaves_rows[:, trees].astype(np.int64) - lo
+            bound += (indptr[local + 1] - indptr[local]).sum(axis=1, dtype=np.int64)
+        return np.minimum(bound, self.n)
+
+
+def row_blocks(bounds: np.ndarray, max_rows: int, budget_bytes: int | None = None,
+               bytes_per_entry: int | None = None) -> list[tuple[int, int]]:
+    """Split consecutive rows into blocks whose similarities fit a memory budget.
+
+    Parameters
+    ----------
+    bounds : ndarray of int, shape (n,)
+        Upper bound on each row's non-zeros (:meth:`ForestSimilarity.row_nnz_bound`).
+    max_rows : int
+        Most rows in one block.
+    budget_bytes : int, optional
+        Bytes allowed per block: the rows' summed bound times ``bytes_per_entry``
+        (default: the module's ``SIMILARITY_BLOCK_BYTES`` at call time).
+    bytes_per_entry : int, optional
+        Default: the module's ``BYTES_PER_SIMILARITY`` at call time.
+
+    Returns
+    -------
+    list of (start, stop)
+        Consecutive half-open row ranges covering ``0..n``; each holds at least
+        one row (even if that row alone exceeds the budget) and at most ``max_rows``.
+    """
+    budget_bytes = SIMILARITY_BLOCK_BYTES if budget_bytes is None else budget_bytes
+    bytes_per_entry = BYTES_PER_SIMILARITY if bytes_per_entry is None else bytes_per_entry
+    bounds = np.asarray(bounds, dtype=np.int64)
+    n = bounds.size
+    max_rows = max(1, int(max_rows))
+    cost = np.cumsum(bounds * int(bytes_per_entry))
+    blocks = []
+    start = 0
+    while start < n:
+        base = int(cost[start - 1]) if start else 0
+        stop = int(np.searchsorted(cost, base + int(budget_bytes), side="right"))
+        stop = min(max(stop, start + 1), start + max_rows, n)
+        blocks.append((start, stop))
+        start = stop
+    return blocks
+
+
+def _kth_largest(vals: np.ndarray, indptr: np.ndarray, k: int) -> np.ndarray:
+    """The ``k``-th largest of each CSR row slice of ``vals`` (``-1.0`` for rows with at most ``k`` entries).
+
+    Rows are grouped by length into powers of two and each group is padded with
+    ``-1.0`` to a dense array (at most twice its entries) for ``ndarray.partition``,
+    so the cost is linear in the number of entries and no row is sorted.
+    """
+    counts = np.diff(indptr)
+    thr = np.full(counts.size, -1.0)
+    long_rows = np.flatnonzero(counts > k)
+    if long_rows.size == 0:
+        return thr
+    level = np.zeros(counts.size, dtype=np.int8)
+    level[long_rows] = np.frexp(counts[long_rows].astype(np.float64))[1]
+    entry_level = np.repeat(level, counts)
+    for lv in np.unique(level[long_rows]):
+        rb = np.flatnonzero(level == lv)
+        lens = counts[rb]
+        m = int(lens.max())
+        pad = np.full((rb.size, m), -1.0)
+        pad[np.arange(m)[None, :] < lens[:, None]] = vals[entry_level == lv]  # row-major: row slices in order
+        pad.partition(m - k, axis=1)
+        thr[rb] = pad[:, m - k]
+    return thr
+
 
 def topk_rows(S: sp.csr_matrix, k: int, exclude: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The ``k`` largest entries of each row of a sparse matrix, ties broken by lower column index.
+
+    Linear in the number of stored entries: each row's ``k``-th largest value is
+    found by partitioning (:func:`_kth_largest`), the entries above it are kept,
+    and the entries equal to it fill the remaining places in column order. Only
+    the at most ``k`` selected entries per row are sorted.
 
     Parameters
     ----------
@@ -136,21 +257,35 @@ def topk_rows(S: sp.csr_matrix, k: int, exclude: np.ndarray | None = None) -> tu
         The similarities (0 where the index is -1).
     """
     S = sp.csr_matrix(S)
-    S.sum_duplicates()
+    S.sum_duplicates()  # canonical: column indices increase within each row
     b = S.shape[0]
-    rows = np.repeat(np.arange(b), np.diff(S.indptr))
-    keep = S.data > 0
-    if exclude is not None:
-        keep &= S.indices != np.asarray(exclude)[rows]
-    rows, cols, vals = rows[keep], S.indices[keep], S.data[keep]
-    order = np.lexsort((cols, -vals, rows))
-    rows, cols, vals = rows[order], cols[order], vals[order]
-    counts = np.bincount(rows, minlength=b)
-    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
-    rank = np.arange(rows.size) - starts[rows]
-    sel = rank < k
     idx = np.full((b, k), -1, dtype=np.int64)
     val = np.zeros((b, k), dtype=np.float64)
-    idx[rows[sel], rank[sel]] = cols[sel]
-    val[rows[sel], rank[sel]] = vals[sel]
+    if S.nnz == 0:
+        return idx, val
+    counts = np.diff(S.indptr)
+    row_dtype = np.int32 if b < 2**31 else np.int64
+    rows = np.repeat(np.arange(b, dtype=row_dtype), counts)
+    # entries that are not candidates (zero, or the excluded object) rank below every candidate
+    vals = np.where(S.data > 0, S.data, -1.0)
+    if exclude is not None:
+        vals[S.indices == np.asarray(exclude)[rows]] = -1.0
+    thr = _kth_largest(vals, S.indptr, k)
+    t = np.repeat(thr, counts)
+    above = np.flatnonzero(vals > t)                 # fewer than k per row, all selected
+    tied = np.flatnonzero((vals == t) & (vals > 0))  # the k-th value: lowest columns fill up the row
+    del t, vals
+    n_above = np.bincount(rows[above], minlength=b)
+    tied_rows = rows[tied]
+    first = np.searchsorted(tied_rows, np.arange(b))
+    rank = np.arange(tied.size) - first[tied_rows]
+    tied = tied[rank < (k - n_above)[tied_rows]]
+    sel = np.concatenate([above, tied])
+    rows, cols, v = rows[sel].astype(np.int64), S.indices[sel], S.data[sel]
+    order = np.lexsort((cols, -v, rows))
+    rows, cols, v = rows[order], cols[order], v[order]
+    starts = np.concatenate([[0], np.cumsum(np.bincount(rows, minlength=b))[:-1]])
+    rank = np.arange(rows.size) - starts[rows]
+    idx[rows, rank] = cols
+    val[rows, rank] = v
     return idx, val

@@ -82,7 +82,14 @@ one float per leaf; data are read in row blocks of ``block_size``. Without
 ``max_fit_samples`` the single forest is trained on all N objects, which are
 then held in memory once (float32) for the fit. The similarity products
 (``similarity``, ``most_similar``, the symmetric and k-NN variants) build a
-sparse leaf-indicator matrix of about 24 bytes per object and tree.
+sparse leaf-indicator matrix of about 24 bytes per object and tree, and then
+the similarities themselves row block by row block. A row of S has up to N
+non-zeros (an object in populous good leaves is similar to a large part of the
+sample, however few the trees), so the rows of a block are chosen from a per-row
+bound (the summed population of the object's good leaves, at most N) to keep
+each block near ``SIMILARITY_BLOCK_BYTES`` (256 MiB, temporaries included; see
+:mod:`serendip.outliers.similarity`); one row alone can need up to about
+64·N bytes.
 """
 from __future__ import annotations
 
@@ -99,7 +106,7 @@ from .._validation import describe_positions, iter_row_blocks, n_rows, object_id
 from ._base import WeirdnessDetector
 from ._leaves import (LeafIndex, MergedForest, apply_block, effective_n_jobs, good_counts, leaf_populations,
                       similarity_sums)
-from .similarity import ForestSimilarity, topk_rows
+from .similarity import ForestSimilarity, row_blocks, topk_rows
 from .synthetic import SYNTHETIC_KINDS, make_synthetic
 
 from .variants import VARIANTS
@@ -562,17 +569,41 @@ class UnsupervisedRandomForest(WeirdnessDetector):
                     one(s)
             return out
         sim = self._similarity_engine()
-        bs = self._sparse_block(bs)
-        for s in progress(range(0, n, bs), total=math.ceil(n / bs), desc="URF similarity",
-                          enabled=self.progress):
-            S = sim.block(self.leaves_[s:s + bs])
-            out[s:s + S.shape[0]] = self._scores_from_block(S, np.arange(s, s + S.shape[0]))
+        blocks = self._sparse_blocks(sim, self.leaves_, bs)
+        for s, e in progress(blocks, total=len(blocks), desc="URF similarity", enabled=self.progress):
+            S = sim.block(self.leaves_[s:e])
+            out[s:e] = self._scores_from_block(S, np.arange(s, e))
         return out
 
-    def _sparse_block(self, bs):
-        # keep each sparse block to roughly 2e7 stored similarities
-        T = self.leaves_.shape[1]
-        return int(max(1, min(bs, 2e7 // max(T * 8, 1))))
+    def _sparse_blocks(self, sim, leaves, max_rows, rows=None):
+        """Row ranges for :meth:`ForestSimilarity.block` that keep each block's similarities in budget.
+
+        Parameters
+        ----------
+        sim : ForestSimilarity
+        leaves : ndarray of int, shape (n, T)
+            Leaf rows of the query objects.
+        max_rows : int
+            Most rows per block.
+        rows : ndarray of int, optional
+            Query only these rows of ``leaves``; the ranges then index ``rows``.
+
+        Returns
+        -------
+        list of (start, stop)
+            See :func:`serendip.outliers.similarity.row_blocks`.
+        """
+        n = leaves.shape[0] if rows is None else rows.size
+        step = max(1, int(self.block_size))
+        bounds = np.empty(n, dtype=np.int64)
+        for s in range(0, n, step):  # O(n·T), in chunks to keep the gathers small
+            sl = slice(s, s + step)
+            bounds[sl] = sim.row_nnz_bound(leaves[sl] if rows is None else leaves[rows[sl]])
+        blocks = row_blocks(bounds, max_rows)
+        if len(blocks) > 1:
+            log.debug("similarity in %d row blocks (at most %d rows; largest row bound %d of %d objects)",
+                      len(blocks), max_rows, int(bounds.max()), sim.n)
+        return blocks
 
     def _scores_from_block(self, S, self_rows):
         if self.score == "mean":
@@ -618,10 +649,8 @@ class UnsupervisedRandomForest(WeirdnessDetector):
                 out[start:start + A.shape[0]] = self._leaf_scores(A)
             else:
                 sim = self._similarity_engine()
-                bs = self._sparse_block(A.shape[0])
-                for s in range(0, A.shape[0], bs):
-                    S = sim.block(A[s:s + bs])
-                    out[start + s:start + s + S.shape[0]] = self._scores_from_block(S, None)
+                for s, e in self._sparse_blocks(sim, A, A.shape[0]):
+                    out[start + s:start + e] = self._scores_from_block(sim.block(A[s:e]), None)
         return out
 
     def _check_fitted(self):
@@ -669,14 +698,19 @@ class UnsupervisedRandomForest(WeirdnessDetector):
     def most_similar(self, k: int = 10, block_size: int | None = None, rows=None):
         """The ``k`` most similar other training objects of every object ("spectroscopic twins").
 
-        Computed in row blocks from sparse leaf-indicator products: memory is
-        bounded by the block, never N×N.
+        Computed in row blocks from sparse leaf-indicator products, never N×N.
+        Each block's rows are chosen from a per-row bound on the number of
+        similar objects so that the block's sparse similarities and the top-k
+        selection stay near ``SIMILARITY_BLOCK_BYTES`` (256 MiB); a single
+        object can need up to about 64·N bytes. Ties in similarity are broken
+        by the lower training index.
 
         Parameters
         ----------
         k : int
         block_size : int, optional
-            Rows per block (default chosen from the number of trees).
+            Most rows per block (default ``self.block_size``); blocks are made
+            smaller where the rows have many non-zero similarities.
         rows : array of int, optional
             Only these objects (default all).
 
@@ -694,14 +728,13 @@ class UnsupervisedRandomForest(WeirdnessDetector):
             return self._strata_most_similar(k, block_size, rows)
         rows = np.arange(self.n_train_) if rows is None else self._check_rows(rows, "rows")
         sim = self._similarity_engine()
-        bs = self._sparse_block(block_size or self.block_size)
+        blocks = self._sparse_blocks(sim, self.leaves_, block_size or self.block_size, rows=rows)
         idx = np.empty((rows.size, k), dtype=np.int64)
         val = np.empty((rows.size, k))
-        for s in progress(range(0, rows.size, bs), total=math.ceil(rows.size / bs), desc="URF twins",
-                          enabled=self.progress):
-            r = rows[s:s + bs]
+        for s, e in progress(blocks, total=len(blocks), desc="URF twins", enabled=self.progress):
+            r = rows[s:e]
             S = sim.block(self.leaves_[r])
-            idx[s:s + r.size], val[s:s + r.size] = topk_rows(S, k, exclude=r)
+            idx[s:e], val[s:e] = topk_rows(S, k, exclude=r)
         return idx, val
 
     def similarity_matrix(self, *, force: bool = False, max_objects: int = 5000) -> np.ndarray:
