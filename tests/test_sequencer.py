@@ -252,7 +252,7 @@ def test_bad_inputs_are_explained():
     g2 = grid.copy()
     g2[10] = g2[9]
     with pytest.raises(ValueError, match=r"strictly increasing; grid\[9\]"):
-        seq.fit(flux, g2)
+        seq.fit(flux, grid=g2)
     with pytest.raises(ValueError, match="50 pixels, grid has shape"):
         seq.fit(flux, grid=grid[:-1])
     with pytest.raises(ValueError, match="unknown metric"):
@@ -280,7 +280,7 @@ def test_scales_and_metrics_are_checked_with_clear_messages():
     g2 = grid.copy()
     g2[10] = g2[9]
     with pytest.raises(ValueError, match=r"grid\[9\]=\d+\.\d+ >= grid\[10\]=\d+\.\d+\. Sort") as info:
-        Sequencer(scales=[1], progress=False).fit(flux, g2)
+        Sequencer(scales=[1], progress=False).fit(flux, grid=g2)
     assert "np.float64" not in str(info.value)
     bad = flux.copy()
     bad[0, 0] = -1.0
