@@ -96,7 +96,7 @@ def main(argv=None):
     methods = {
         "URF faithful": lambda: UnsupervisedRandomForest(**urf).fit(X).weirdness_,
         "URF symmetric": lambda: UnsupervisedRandomForest(normalization="symmetric", **urf).fit(X).weirdness_,
-        "URF knn (k=10)": lambda: UnsupervisedRandomForest(score="knn", **urf).fit(X).weirdness_,
+        "URF knn (k=10)": lambda: UnsupervisedRandomForest(score_mode="knn", **urf).fit(X).weirdness_,
         "URF uniform synth": lambda: UnsupervisedRandomForest(synthetic="uniform", **urf).fit(X).weirdness_,
         "URF majority d=12": lambda: UnsupervisedRandomForest(good_leaf="majority", max_depth=12,
                                                               **urf).fit(X).weirdness_,

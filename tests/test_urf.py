@@ -69,7 +69,7 @@ def brute_weirdness(model, X, X_new=None):
         else:
             Ss.append(brute_similarity(A[:, cols], G[:, cols], model.normalization, An[:, cols], Gn[:, cols]))
     S = np.mean(Ss, axis=0)
-    if model.score == "mean":
+    if model.score_mode == "mean":
         return (1 - S).mean(axis=1), S
     k = model.score_k
     if X_new is None:
@@ -109,7 +109,7 @@ def test_faithful_defaults_and_leaf_storage():
     model = UnsupervisedRandomForest()
     assert (model.n_estimators, model.criterion, model.max_features, model.bootstrap, model.max_depth,
             model.min_samples_leaf, model.synthetic, model.good_leaf, model.normalization,
-            model.score) == (500, "gini", "sqrt", True, None, 1, "marginal", "pure", "column", "mean")
+            model.score_mode) == (500, "gini", "sqrt", True, None, 1, "marginal", "pure", "column", "mean")
     X = blobs(60, 10, 4)
     model = UnsupervisedRandomForest(12, random_state=0, progress=False).fit(X)
     from sklearn.ensemble import RandomForestClassifier
@@ -136,12 +136,12 @@ def test_objects_never_in_a_good_leaf_are_maximally_weird():
 
 @pytest.mark.parametrize("params", [
     {"normalization": "symmetric"},
-    {"score": "knn", "score_k": 4},
+    {"score_mode": "knn", "score_k": 4},
     {"synthetic": "uniform"},
     {"good_leaf": "majority", "max_depth": 4},
     {"n_repeats": 3},
     {"max_fit_samples": 50, "subforest_features": 0.5},
-    {"normalization": "symmetric", "n_repeats": 2, "score": "knn"},
+    {"normalization": "symmetric", "n_repeats": 2, "score_mode": "knn"},
 ])
 def test_variants_exact_against_brute_force(params):
     X = blobs(130, 10, 6)
@@ -377,8 +377,8 @@ def test_similarity_blocks_shrink_when_leaves_are_populous():
 @pytest.mark.parametrize("params", [
     {"n_repeats": 2},
     {"normalization": "symmetric"},
-    {"normalization": "symmetric", "score": "knn", "score_k": 4},
-    {"score": "knn", "score_k": 3, "n_repeats": 2},
+    {"normalization": "symmetric", "score_mode": "knn", "score_k": 4},
+    {"score_mode": "knn", "score_k": 3, "n_repeats": 2},
 ])
 def test_small_similarity_blocks_give_identical_results(monkeypatch, params):
     from serendip.outliers import similarity as simmod
@@ -410,3 +410,23 @@ def test_small_similarity_blocks_give_identical_results(monkeypatch, params):
     assert np.max(np.abs(small.weirdness_ - w_brute)) < 1e-12
     w_new, _ = brute_weirdness(small, X, X_new=Xnew)
     assert np.max(np.abs(small.score_samples(Xnew) - w_new)) < 1e-12
+
+
+def test_float32_limits_are_explained(rng):
+    X = rng.normal(size=(60, 3))
+    big = X.copy()
+    big[5, 1] = 1e39  # finite in float64, infinite in the forest's float32
+    with pytest.raises(ValueError, match="too large for float32"):
+        UnsupervisedRandomForest(n_estimators=5, random_state=0, progress=False).fit(big)
+    mjd = X.copy()
+    mjd[:, 0] = 58000 + 1e-4 * rng.normal(size=60)  # varies in float64 only
+    with pytest.raises(ValueError, match="subtract its mean or rescale"):
+        UnsupervisedRandomForest(n_estimators=5, random_state=0, progress=False).fit(mjd)
+
+
+def test_the_aggregation_parameter_does_not_hide_sklearn_methods(rng):
+    from sklearn.base import clone
+
+    urf = UnsupervisedRandomForest(score_mode="knn", score_k=3, n_estimators=5, random_state=0, progress=False)
+    assert callable(getattr(UnsupervisedRandomForest, "score", None)) or not hasattr(urf, "score")
+    assert clone(urf).get_params()["score_mode"] == "knn"

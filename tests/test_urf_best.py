@@ -29,7 +29,7 @@ def rank_fraction(s):
 def test_best_variant_is_the_documented_combination():
     same = UnsupervisedRandomForest(min_samples_leaf=3, **resolve_variant("uniform,snr-strata,knn")).get_params()
     assert UnsupervisedRandomForest(**VARIANTS["best"]).get_params() == same
-    assert resolve_variant("best") == {"synthetic": "uniform", "snr_strata": 3, "score": "knn", "score_k": 10,
+    assert resolve_variant("best") == {"synthetic": "uniform", "snr_strata": 3, "score_mode": "knn", "score_k": 10,
                                        "min_samples_leaf": 3}
 
 

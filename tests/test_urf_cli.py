@@ -47,7 +47,7 @@ def test_cli_npy_csv_variants_and_errors(tmp_path, rng):
     assert main(["-q", "weird", str(tmp_path / "x.npy"), "-o", str(out), "--trees", "8", "--repeats", "1",
                  "--variant", "symmetric,knn", "--no-twins"]) == 0
     tab = read_table(out)
-    assert tab.meta["params"]["normalization"] == "symmetric" and tab.meta["params"]["score"] == "knn"
+    assert tab.meta["params"]["normalization"] == "symmetric" and tab.meta["params"]["score_mode"] == "knn"
     assert "top_similar_id" not in tab.colnames and len(tab) == len(X)
     assert main(["-q", "weird", str(tmp_path / "x.npy"), "-o", str(out), "--variant", "nope"]) == 2
     assert main(["-q", "weird", str(tmp_path / "missing.npy"), "-o", str(out)]) == 2

@@ -57,7 +57,7 @@ Variants (parameters of :class:`UnsupervisedRandomForest`)
   trees where *both* objects are in good leaves (Reis et al. 2018, MNRAS 476,
   2117). Not separable, so it is computed from sparse leaf-indicator products
   in row blocks (cost ∝ the number of non-zero similarities).
-* ``score="knn"`` — weirdness is the mean distance 1 − S_ij to the
+* ``score_mode="knn"`` — weirdness is the mean distance 1 − S_ij to the
   ``score_k`` most similar *other* objects (a k-nearest-neighbour distance).
 * ``synthetic="uniform"`` — synthetic features uniform over each feature's
   range (Shi & Horvath 2006, second recipe).
@@ -175,8 +175,17 @@ class _Source:
                              f"expected {self.n_features} features")
         if block.dtype.kind not in "fiub":
             raise ValueError(f"{self.name} must be numeric; found dtype {block.dtype}")
+        wide = block
         block = np.asarray(block, dtype=np.float32)
         bad = ~np.isfinite(block)
+        if bad.any() and wide.dtype.kind == "f" and wide.dtype.itemsize > 4:
+            over = bad & np.isfinite(wide)
+            if over.any():
+                r, c = np.nonzero(over)
+                pos = r + start if rows is None else rows[r]
+                raise ValueError(f"{self.name} has {over.sum()} value(s) too large for float32 (|x| > 3.4e38), the "
+                                 f"precision the forest works in, at {describe_positions(pos, c, self.ids)}; "
+                                 "rescale those features (e.g. take their logarithm)")
         if bad.any():
             if impute is None:
                 r, c = np.nonzero(bad)
@@ -240,7 +249,7 @@ class UnsupervisedRandomForest(WeirdnessDetector):
         Which leaves count: purely real (paper), or majority real.
     normalization : {"column", "symmetric"}, default "column"
         S_ij = c_ij / g_j (paper) or c_ij / b_ij (Reis et al. 2018).
-    score : {"mean", "knn"}, default "mean"
+    score_mode : {"mean", "knn"}, default "mean"
         Weirdness = mean_j (1 − S_ij) over all objects (paper), or the mean
         distance 1 − S_ij to the ``score_k`` most similar other objects.
     score_k : int, default 10
@@ -330,7 +339,7 @@ class UnsupervisedRandomForest(WeirdnessDetector):
 
     def __init__(self, n_estimators=500, *, criterion="gini", max_features="sqrt", bootstrap=True,
                  max_depth=None, min_samples_leaf=1, synthetic="marginal", good_leaf="pure",
-                 normalization="column", score="mean", score_k=10, n_repeats=1, max_fit_samples=None,
+                 normalization="column", score_mode="mean", score_k=10, n_repeats=1, max_fit_samples=None,
                  subforest_features=None, snr_strata=None, strata_scale="zscore", impute=False,
                  block_size=4096, n_jobs=None, random_state=None, progress=True):
         self.n_estimators = n_estimators
@@ -342,7 +351,7 @@ class UnsupervisedRandomForest(WeirdnessDetector):
         self.synthetic = synthetic
         self.good_leaf = good_leaf
         self.normalization = normalization
-        self.score = score
+        self.score_mode = score_mode
         self.score_k = score_k
         self.n_repeats = n_repeats
         self.max_fit_samples = max_fit_samples
@@ -364,7 +373,7 @@ class UnsupervisedRandomForest(WeirdnessDetector):
         choice("synthetic", SYNTHETIC_KINDS)
         choice("good_leaf", ("pure", "majority"))
         choice("normalization", ("column", "symmetric"))
-        choice("score", ("mean", "knn"))
+        choice("score_mode", ("mean", "knn"))
         choice("strata_scale", ("zscore", "none"))
         for name in ("n_estimators", "n_repeats", "block_size", "score_k"):
             v = getattr(self, name)
@@ -495,10 +504,10 @@ class UnsupervisedRandomForest(WeirdnessDetector):
         hi = np.full(src.n_features, -np.inf)
         impute_values = None
         for start, block in iter_row_blocks(src.obj, self.block_size):
-            block = np.asarray(block, dtype=np.float32)
             if not self.impute:
-                block = src._clean(block, start, None)
+                block = src._clean(np.asarray(block), start, None)  # its own dtype: float64 overflow is named
             else:
+                block = np.asarray(block, dtype=np.float32)
                 block = np.where(np.isfinite(block), block, np.nan)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", RuntimeWarning)
@@ -518,7 +527,9 @@ class UnsupervisedRandomForest(WeirdnessDetector):
             raise ValueError(
                 f"X has {cols.size} constant (or entirely non-finite) feature column(s): {shown}. A constant "
                 "feature carries no information and makes real and synthetic data identical there; "
-                "drop those columns (e.g. X[:, X.std(axis=0) > 0]) or restrict the wavelength range")
+                "drop those columns (e.g. X[:, X.std(axis=0) > 0]) or restrict the wavelength range. Values "
+                "are compared in float32 (about 7 significant digits): a feature such as an MJD of 58000 that "
+                "varies by 1e-4 becomes constant, so subtract its mean or rescale it first")
         return impute_values
 
     def _fit_one(self, Xs, n_trees, rs):
@@ -552,7 +563,7 @@ class UnsupervisedRandomForest(WeirdnessDetector):
         n = self.n_train_
         out = np.empty(n)
         bs = self.block_size
-        if self.score == "mean" and self.normalization == "column":
+        if self.score_mode == "mean" and self.normalization == "column":
             starts = range(0, n, bs)
 
             def one(s):
@@ -606,7 +617,7 @@ class UnsupervisedRandomForest(WeirdnessDetector):
         return blocks
 
     def _scores_from_block(self, S, self_rows):
-        if self.score == "mean":
+        if self.score_mode == "mean":
             return 1.0 - np.asarray(S.sum(axis=1)).ravel() / self.n_train_
         _, vals = topk_rows(S, self.score_k, exclude=self_rows)
         return (1.0 - vals).mean(axis=1)
@@ -618,14 +629,14 @@ class UnsupervisedRandomForest(WeirdnessDetector):
         For each row x: w(x) = (1/N) Σ_j (1 − S(x, j)) over the N *training*
         objects j, with S(x, j) normalised exactly as in training (by the
         training object's g_j, or by b_xj for ``normalization="symmetric"``).
-        With ``score="knn"`` it is the mean of 1 − S(x, j) over the
+        With ``score_mode="knn"`` it is the mean of 1 − S(x, j) over the
         ``score_k`` most similar training objects. With ``snr_strata`` each
         row is scored by the forest of its S/N stratum (``snr`` needed unless
         ``X.meta['snr']`` exists) and scaled like the training scores.
 
         Scoring the training data itself gives ``weirdness_`` exactly for the
         default mean score (the object's own S_ii = 1 is in the population);
-        for ``score="knn"`` a training object would count itself as its
+        for ``score_mode="knn"`` a training object would count itself as its
         nearest neighbour.
 
         Returns
@@ -645,7 +656,7 @@ class UnsupervisedRandomForest(WeirdnessDetector):
                                      total=math.ceil(src.n / self.block_size), desc="URF score",
                                      enabled=self.progress):
             A = apply_block(self._merged_, self._index_, block, self.n_jobs)
-            if self.score == "mean" and self.normalization == "column":
+            if self.score_mode == "mean" and self.normalization == "column":
                 out[start:start + A.shape[0]] = self._leaf_scores(A)
             else:
                 sim = self._similarity_engine()

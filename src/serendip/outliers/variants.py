@@ -7,7 +7,7 @@ from typing import Any
 VARIANTS: dict[str, dict[str, Any]] = {
     "faithful": {},
     "symmetric": {"normalization": "symmetric"},
-    "knn": {"score": "knn"},
+    "knn": {"score_mode": "knn"},
     "uniform": {"synthetic": "uniform"},
     "majority": {"good_leaf": "majority", "max_depth": 12},
     "snr-strata": {"snr_strata": 3},
@@ -17,5 +17,5 @@ VARIANTS: dict[str, dict[str, Any]] = {
     # and leaves of at least 3 objects (fully grown trees isolate single noisy objects; bigger pure
     # leaves give a smoother similarity). "uniform,snr-strata,knn" plus min_samples_leaf=3. Its rank
     # average with LOF is serendip.outliers.urf.best_weirdness.
-    "best": {"synthetic": "uniform", "snr_strata": 3, "score": "knn", "score_k": 10, "min_samples_leaf": 3},
+    "best": {"synthetic": "uniform", "snr_strata": 3, "score_mode": "knn", "score_k": 10, "min_samples_leaf": 3},
 }
