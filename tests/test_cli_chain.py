@@ -44,3 +44,23 @@ def test_errors_name_objects_plainly(store, capsys):
     # by default the same store sequences: the dead pixels are raised to the floor
     assert main(["-q", "sequence", str(store), "-o", str(store.with_name("ok.csv")), "--metrics", "KL",
                  "--scales", "1"]) == 0
+
+
+def test_ingest_cli_takes_the_redshift_column_and_usable_fraction(tmp_path):
+    from serendip.cli import main
+    from serendip.spectra import Spectra
+    from serendip.spectra.store import SpectraStore
+    from serendip.spectra.tables import write_wide_table
+
+    w = np.linspace(4000.0, 6000.0, 200)
+    flux = np.ones((3, 200)) + np.arange(3)[:, None]
+    ivar = np.ones_like(flux)
+    ivar[2, :150] = 0  # only 25 % usable
+    write_wide_table(Spectra(w, flux, ivar=ivar, meta={"id": ["a", "b", "c"], "zspec": [0.1, 0.2, 0.0]}),
+                     tmp_path / "t.npz")
+    rc = main(["-q", "ingest", str(tmp_path / "t.npz"), "-o", str(tmp_path / "s.h5"), "--z-column", "zspec",
+               "--min-good-fraction", "0.5"])
+    assert rc == 0
+    with SpectraStore(tmp_path / "s.h5") as st:
+        assert list(st.meta["id"]) == ["a", "b"]  # c rejected: under half its pixels usable
+        assert st.wavelength.value[0] < 4000 / 1.1 + 5  # shifted by zspec, not by a missing z

@@ -47,6 +47,10 @@ def register(subparsers) -> None:
     p.add_argument("--no-fill", dest="fill", action="store_false", help="do not interpolate masked pixels")
     p.add_argument("--block-size", type=int, default=1024, help="spectra per processing block (default: 1024)")
     p.add_argument("--format", help="force a reader: sdss, manga or table")
+    p.add_argument("--z-column", default="z", metavar="COL",
+                   help="metadata column holding each object's redshift, for the rest-frame shift (default: z)")
+    p.add_argument("--min-good-fraction", type=float, default=0.2, metavar="F",
+                   help="reject a spectrum with fewer usable pixels than this fraction after masking (default 0.2)")
     ex = p.add_mutually_exclusive_group()
     ex.add_argument("--overwrite", action="store_true", help="rebuild STORE if it exists")
     ex.add_argument("--append", action="store_true",
@@ -72,7 +76,8 @@ def _ingest(args: argparse.Namespace) -> int:
                     rest_frame=args.rest_frame, mask_bits=mask_bits, sky_lines=args.sky_lines,
                     normalize=None if args.normalize == "none" else args.normalize, norm_window=args.norm_window,
                     fill=args.fill, block_size=args.block_size, progress=args.progress, format=args.format,
-                    if_exists=if_exists, resume=args.resume)
+                    if_exists=if_exists, resume=args.resume, z_column=args.z_column,
+                    min_good_fraction=args.min_good_fraction)
     print(result.summary())
     return 0
 
@@ -109,7 +114,7 @@ def store_info(path) -> str:
             f"({_human(store.n_objects * store.n_pixels * 4)} of float32 flux)",
             f"grid       {grid.get('kind', '?')}, {w[0]:.2f}–{w[-1]:.2f} Å, {w.size} px"
             + (" (rest frame)" if prov.get("rest_frame") else " (observed frame)"),
-            f"flux unit  {store.flux_unit}",
+            f"flux unit  {store.flux_unit or 'none (normalised: a ratio; the metadata column norm holds each scale)'}",
             f"inputs     {n_inputs} files (SHA-256 of each in the provenance)",
             f"rejected   {len(rejected)}",
         ]
