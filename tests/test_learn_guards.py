@@ -126,3 +126,14 @@ def test_a_feature_that_codes_the_class_is_flagged(rng):
     with warnings.catch_warnings():
         warnings.simplefilter("error", UserWarning)
         train(X[:, :1], y, feature_names=["period"], algorithm="rf", model_params={"n_estimators": 10}, **FAST)
+
+
+def test_integer_classes_with_missing_values_stay_integers(rng):
+    n = 240
+    x = rng.normal(size=n)
+    code = MaskedColumn(np.where(x > 0, 4, 7), mask=np.arange(n) % 10 == 0)
+    tab = Table({"a": x, "b": rng.normal(size=n), "LCtype": code})
+    X, y, _ = select_features(tab, "LCtype", ["a", "b"])
+    with pytest.warns(UserWarning, match="dropped 24"):
+        res = train(X, y, algorithm="rf", task="classification", model_params={"n_estimators": 10}, **FAST)
+    assert sorted(str(c) for c in res.model.classes_) == ["4", "7"]

@@ -200,6 +200,8 @@ def test_config_errors_name_section_and_key(tmp_path):
         load_config({"explore": {"embed": "magic"}})
     with pytest.raises(ValueError, match=r"\[sequencer\] normal_fraction must be in"):
         load_config({"sequencer": {"normal_fraction": 0.0}})
+    with pytest.raises(ValueError, match=r"\[run\] output must name a folder"):
+        load_config({"run": {"output": " "}})
     bad = tmp_path / "bad.toml"
     bad.write_text("[run\nseed = 1\n")
     with pytest.raises(ValueError, match="not valid TOML"):

@@ -262,8 +262,10 @@ def _column(tab, name: str):
     col = tab[name]
     if np.ma.isMaskedArray(col) or getattr(col, "mask", None) is not None:
         arr = np.ma.asarray(col)
-        if arr.dtype.kind in "iuf":
-            return arr.astype(np.float64).filled(np.nan)
+        if arr.dtype.kind == "f" or (arr.dtype.kind in "iu" and not np.ma.is_masked(arr)):
+            return arr.astype(np.float64).filled(np.nan) if arr.dtype.kind == "f" else np.asarray(arr)
+        if arr.dtype.kind in "iu":
+            return arr  # integers keep their mask: class codes stay integers (4, not 4.0) when some are missing
         if arr.dtype.kind in "US":
             return np.asarray(arr.filled(""))
         return arr if np.ma.is_masked(arr) else np.asarray(arr)  # booleans/objects keep their mask (missing)

@@ -29,6 +29,7 @@ import numbers
 from collections.abc import Sequence
 
 import numpy as np
+from sklearn.exceptions import NotFittedError
 from sklearn.base import clone
 
 from .._logging import get_logger
@@ -63,7 +64,7 @@ class _SklearnBaseline(WeirdnessDetector):
 
     def _prepare_score(self, X) -> np.ndarray:
         if not hasattr(self, "weirdness_"):
-            raise ValueError(f"this {type(self).__name__} is not fitted yet: call fit(X) first")
+            raise NotFittedError(f"this {type(self).__name__} is not fitted yet: call fit(X) first")
         X = as_feature_matrix(X, name="X")
         self._check_n_features(X)
         return X if self.scaler_ is None else self.scaler_.transform(X)
@@ -436,7 +437,7 @@ class RankAverageEnsemble(WeirdnessDetector):
     def score_samples(self, X) -> np.ndarray:
         """Mean rank fraction of new objects within each member's training scores (higher = weirder)."""
         if not hasattr(self, "weirdness_"):
-            raise ValueError("this RankAverageEnsemble is not fitted yet: call fit(X) first")
+            raise NotFittedError("this RankAverageEnsemble is not fitted yet: call fit(X) first")
         X = as_feature_matrix(X, name="X")
         self._check_n_features(X)
         return self._combine([m.score_samples(X) for m in self.estimators_])

@@ -184,6 +184,8 @@ def _check_ranges(cfg: dict, source: str) -> None:
         if not cond:
             raise ValueError(f"{source}: [{section}] {key} {what}; found {cfg[section][key]!r}")
 
+    need(str(cfg["run"]["output"]).strip() != "", "run", "output",
+         "must name a folder for the run (an empty name would write into the current directory)")
     need(0 <= cfg["run"]["seed"] <= MAX_SEED, "run", "seed", f"must be a non-negative integer (at most {MAX_SEED})")
     need(cfg["run"]["n_jobs"] == -1 or cfg["run"]["n_jobs"] >= 1, "run", "n_jobs",
          "must be -1 (all cores), a positive number of cores, or None in a Python dict (one core)")

@@ -99,7 +99,12 @@ def plot_embedding(emb, color=None, *, ax=None, label: str | None = None, cmap=N
         fig.colorbar(sc, ax=ax, label=label or "value")
     if highlight is not None:
         h = np.asarray(highlight)
+        if h.dtype == bool and h.shape != (len(x),):
+            raise ValueError(f"highlight is a boolean mask of {h.size} values for {len(x)} points; give one per "
+                             "point, or the indices to highlight")
         idx = np.flatnonzero(h) if h.dtype == bool else h.astype(int)
+        if idx.size and (idx.min() < -len(x) or idx.max() >= len(x)):
+            raise ValueError(f"highlight indices must lie in 0..{len(x) - 1}; found {idx.min()}..{idx.max()}")
         ax.scatter(x[idx], y[idx], s=max(size * 4, 12), facecolors="none", edgecolors=COLORS["weird"],
                    linewidths=0.8, label="highlighted")
     ax.set_xlabel("embedding 1")
