@@ -176,7 +176,8 @@ class _Source:
         if block.dtype.kind not in "fiub":
             raise ValueError(f"{self.name} must be numeric; found dtype {block.dtype}")
         wide = block
-        block = np.asarray(block, dtype=np.float32)
+        with np.errstate(over="ignore"):  # overflow is reported below, naming the values
+            block = np.asarray(block, dtype=np.float32)
         bad = ~np.isfinite(block)
         if bad.any() and wide.dtype.kind == "f" and wide.dtype.itemsize > 4:
             over = bad & np.isfinite(wide)
