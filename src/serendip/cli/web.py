@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 
+
 def _browse(args) -> int:
     from ..web import browse
 
@@ -15,14 +16,13 @@ def _browse(args) -> int:
 
 
 def _port(text: str) -> int:
-    """Argparse type of ``--port``: a whole number from 0 to 65535."""
+    """Argparse type of ``--port``: the browse server's own check (a whole number from 0 to 65535)."""
+    from ..web.browse import _check_port
+
     try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"must be a whole number from 0 to 65535 (0 = any free port); got {text!r}")
-    return value
+        return _check_port(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def register(subparsers) -> None:

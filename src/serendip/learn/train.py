@@ -411,8 +411,10 @@ def _warn_target_in_disguise(X, y, names) -> None:
         ok = np.isfinite(col)
         if ok.sum() < 2 * n_classes:
             continue
+        if np.unique(col[ok][:1000]).size > 4 * n_classes:  # a measured quantity, not a label code (cheap test)
+            continue
         values, inv = np.unique(col[ok], return_inverse=True)
-        if values.size > 4 * n_classes:  # a measured quantity, not a label code
+        if values.size > 4 * n_classes:
             continue
         # each value of the feature belongs to a single class
         pairs = np.unique(np.column_stack([inv.ravel(), codes[ok]]), axis=0)

@@ -151,8 +151,7 @@ def stage_ingest(ctx: StageContext) -> StageResult:
 
     d = ctx.config["data"]
     run = ctx.run
-    info = {"rest_frame": d["rest_frame"], "normalize": d["normalize"],
-            "grid": f"{d['grid']} {d['wmin']:.0f}-{d['wmax']:.0f} Å, {d['npix']} px"}
+    info = {}  # grid, frame and normalisation are read from the store below
     if d["store"]:
         path = Path(d["store"])
         info["store"] = str(path)
@@ -193,10 +192,10 @@ def stage_ingest(ctx: StageContext) -> StageResult:
 
     g = _describe_grid(spectra.wavelength.value)
     info["grid"] = f"{g['kind']} {g['wmin']:.0f}-{g['wmax']:.0f} Å, {g['npix']} px"
-    steps = [h.get("step") for h in spectra.history] + [h.get("step") for h in prov.get("steps", [])]
+    steps = {h.get("step") for h in spectra.history}  # the store's provenance steps
     info["rest_frame"] = bool(prov.get("rest_frame", "deredshift" in steps))
-    norm = (prov.get("ingest") or {}).get("normalize", "normalize" in steps or None)
-    info["normalize"] = "none" if norm in (None, False) else ("yes" if norm is True else norm)
+    norm = (prov.get("ingest") or {}).get("normalize")
+    info["normalize"] = norm or ("yes" if "normalize" in steps else "none")
     return StageResult(f"{n} spectra on a {spectra.n_pixels}-pixel grid, {len(rejected)} inputs rejected",
                        _outs(run, *outputs, p1, p2), info=info)
 
