@@ -362,6 +362,25 @@ def test_compare_detectors_label_forms(rng):
         compare_detectors(X, kinds[:10], detectors=("knn",), progress=False)
 
 
+def test_compare_detectors_takes_numeric_flags(rng):
+    """0.0/1.0 floats (a FITS or pandas flag column) are flags, as 0/1 integers and booleans are."""
+    X, kinds = _planted_data(rng, n=200)
+    flags = kinds != "normal"
+    ref = compare_detectors(X, flags, detectors=("knn",), progress=False)
+    for form in (flags.astype(float), flags.astype(np.int16)):
+        t = compare_detectors(X, form, detectors=("knn",), progress=False)
+        assert list(t["label_kind"]) == ["all"] and t["roc_auc"][0] == ref["roc_auc"][0]
+    t = compare_detectors(X, {"far": (kinds == "far").astype(float)}, detectors=("knn",), progress=False)
+    assert list(t["label_kind"]) == ["far"]
+    half = flags.astype(float)
+    half[3] = 0.5
+    with pytest.raises(ValueError, match="0/1 flags.*index 3 is 0.5"):
+        compare_detectors(X, half, detectors=("knn",), progress=False)
+    half[3] = np.nan
+    with pytest.raises(ValueError, match="0/1 flags"):
+        compare_detectors(X, {"far": half}, detectors=("knn",), progress=False)
+
+
 def test_compare_detectors_on_synthetic_survey():
     """The table that feeds the report, on the built-in synthetic survey (small n)."""
     datasets = pytest.importorskip("serendip.datasets")

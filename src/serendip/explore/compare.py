@@ -8,12 +8,12 @@ a positive (anomalous) object should score high.
 
 Label kinds
 -----------
-- a boolean array: one kind, ``"all"``;
+- a boolean array, or 0/1 numbers (integers or floats, 1 = anomalous): one kind, ``"all"``;
 - a categorical array or a table column ``anomaly_kind`` (as in the synthetic
   survey's truth): each kind other than ``normal_value`` is scored against the
   normal objects only (the other anomaly kinds are left out of that row), and
   ``"all"`` scores every non-normal object against the normal ones;
-- a dict ``{name: boolean array}``: each is scored against all other objects.
+- a dict ``{name: boolean (or 0/1) array}``: each is scored against all other objects.
 """
 from __future__ import annotations
 
@@ -69,6 +69,26 @@ def detector_features(X, *, normalize: bool = True, max_pixels: int | None = Non
     return as_feature_matrix(X, name="X")
 
 
+def _as_binary(arr: np.ndarray, what: str):
+    """``arr`` as booleans when it is boolean or numeric 0/1 (ints or floats); else None.
+
+    Other integers are kind codes (None: categorical). Floats with other values (NaN, 0.5) are
+    refused: they are neither flags nor kinds.
+    """
+    if arr.dtype == bool:
+        return arr
+    if arr.dtype.kind not in "iuf":
+        return None
+    bad = ~np.isin(arr, (0, 1))
+    if bad.any() and arr.dtype.kind in "iu":
+        return None
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise ValueError(f"numeric {what} must be 0/1 flags (1 = anomalous); {int(bad.sum())} are not, the first "
+                         f"at index {i} is {arr[i].item()!r}. Use booleans, 0/1, or strings naming the kinds.")
+    return arr.astype(bool)
+
+
 def label_sets(labels, n: int, normal_value: str = "normal") -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Turn ``labels`` into ``{kind: (positive, evaluated)}`` boolean arrays (see module docstring)."""
     if hasattr(labels, "truth"):
@@ -85,18 +105,18 @@ def label_sets(labels, n: int, normal_value: str = "normal") -> dict[str, tuple[
         out = {}
         for name, arr in labels.items():
             arr = np.asarray(arr)
-            if arr.shape != (n,) or arr.dtype != bool:
-                raise ValueError(f"label {name!r} must be a boolean array of length {n}; got {arr.dtype} "
+            flags = _as_binary(arr, f"label {name!r}") if arr.shape == (n,) else None
+            if flags is None:
+                raise ValueError(f"label {name!r} must be a boolean (or 0/1) array of length {n}; got {arr.dtype} "
                                  f"{arr.shape}")
-            out[str(name)] = (arr, np.ones(n, dtype=bool))
+            out[str(name)] = (flags, np.ones(n, dtype=bool))
         return out
     arr = np.asarray(labels)
     if arr.shape != (n,):
         raise ValueError(f"labels have shape {arr.shape} but there are {n} objects")
-    if arr.dtype == bool:
-        return {"all": (arr, np.ones(n, dtype=bool))}
-    if arr.dtype.kind in "iu" and set(np.unique(arr)) <= {0, 1}:
-        return {"all": (arr.astype(bool), np.ones(n, dtype=bool))}
+    flags = _as_binary(arr, "labels")
+    if flags is not None:
+        return {"all": (flags, np.ones(n, dtype=bool))}
     arr = arr.astype(str)
     normal = arr == normal_value
     if not normal.any():
