@@ -167,6 +167,9 @@ def test_mask_bits_are_the_sdss_ones():
     assert and_mask_value(None) == 0 and and_mask_value(5) == 5
     with pytest.raises(ValueError, match="unknown SDSS and_mask bit"):
         and_mask_value(["NOT_A_BIT"])
+    # a decimal bitmask where bit numbers are expected is pointed at the hexadecimal form
+    with pytest.raises(ValueError, match=r"0 to 62; got 4194304 .*hexadecimal: 0x400000"):
+        and_mask_value("4194304")
     default = and_mask_value(DEFAULT_AND_MASK_BITS)
     assert not default & (1 << SPPIXMASK["EMLINE"])  # real emission lines are never masked by default
 

@@ -72,7 +72,9 @@ def and_mask_value(bits: Iterable[str | int] | int | None) -> int:
             b = int(b)
         if isinstance(b, (int, np.integer)):
             if not 0 <= int(b) < 63:
-                raise ValueError(f"and_mask bit numbers run from 0 to 62; got {b}")
+                hint = (f" (to give a combined bitmask, write it in hexadecimal: {int(b):#x})" if int(b) >= 63
+                        else "")
+                raise ValueError(f"and_mask bit numbers run from 0 to 62; got {b}{hint}")
             value |= 1 << int(b)
         else:
             name = str(b).strip().upper()
