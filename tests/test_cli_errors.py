@@ -45,6 +45,15 @@ def test_report_refuses_a_folder_that_is_not_a_run(tmp_path, capsys):
     assert not (tmp_path / "report.html").exists()
 
 
+def test_report_on_a_file_says_it_is_a_file(tmp_path, capsys):
+    page = tmp_path / "report.html"
+    page.write_text("<html></html>")
+    assert main(["-q", "report", str(page)]) == 2
+    err = capsys.readouterr().err
+    assert "is a file, not a run folder" in err and "give the folder around it" in err
+    assert page.read_text() == "<html></html>"
+
+
 def test_browse_refuses_an_empty_table(tmp_path, capsys):
     table = tmp_path / "empty.csv"
     table.write_text("id,weirdness\n")

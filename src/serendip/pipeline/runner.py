@@ -108,6 +108,11 @@ class RunFolder:
         if create:
             for sub in ("tables", "figures", "stages", "data"):
                 (self.path / sub).mkdir(parents=True, exist_ok=True)
+        elif self.path.is_file():
+            hint = (" (it is the report inside a run folder; give the folder around it)"
+                    if self.path.name == "report.html" else "")
+            raise NotADirectoryError(f"{self.path} is a file, not a run folder{hint}; give the folder that "
+                                     "`serendip run` or `serendip demo` wrote")
         elif not self.path.is_dir():
             raise FileNotFoundError(f"no such run folder: {self.path}")
         elif not any((self.path / sub).is_dir() for sub in ("stages", "tables")):
