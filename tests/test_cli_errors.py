@@ -110,3 +110,24 @@ def test_require_names_the_extra():
     with pytest.raises(ImportError, match=r"writing t.parquet needs the optional package no_such_pkg_xyz: "
                                           r"pip install 'serendip\[parquet\]'"):
         require("no_such_pkg_xyz", "parquet", "writing t.parquet")
+
+
+@pytest.mark.parametrize("argv, flag", [
+    (["weird", "x.npy", "-o", "w.csv", "--trees", "0"], "--trees"),
+    (["weird", "x.npy", "-o", "w.csv", "--repeats", "-1"], "--repeats"),
+    (["weird", "x.npy", "-o", "w.csv", "--max-fit-samples", "1"], "--max-fit-samples"),
+    (["weird", "x.npy", "-o", "w.csv", "--n-jobs", "0"], "--n-jobs"),
+    (["detect", "x.npy", "-o", "d.csv", "--n-neighbors", "0"], "--n-neighbors"),
+    (["detect", "x.npy", "-o", "d.csv", "--n-jobs", "zero"], "--n-jobs"),
+    (["cluster", "x.npy", "-o", "c.csv", "--n-clusters", "0"], "--n-clusters"),
+    (["ingest", "a.fits", "-o", "s.h5", "--npix", "0"], "--npix"),
+    (["learn", "train", "t.csv", "--target", "z", "-o", "m.joblib", "--cv", "1"], "--cv"),
+    (["learn", "train", "t.csv", "--target", "z", "-o", "m.joblib", "--search-max-rows", "-5"], "--search-max-rows"),
+    (["sequence", "x.npy", "-o", "s.csv", "--n-neighbors", "0"], "--n-neighbors"),
+    (["demo", "--n", "0"], "--n"),
+])
+def test_bad_integer_options_name_the_flag(argv, flag, capsys):
+    """The error names the flag typed, not the Python parameter behind it (n_estimators, n_jobs…)."""
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert f"argument {flag}" in err and ("at least" in err or "must not be 0" in err or "integer" in err)

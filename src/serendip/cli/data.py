@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 
+from ._argtypes import positive_int
+
 
 def _mask_bits(text: str):
     """``--mask-bits``: 'default', 'none', an integer bitmask (0x... allowed), or bit names/numbers."""
@@ -30,7 +32,7 @@ def register(subparsers) -> None:
     p.add_argument("--grid", choices=("log", "linear"), default="log", help="grid kind (default: log)")
     p.add_argument("--wmin", type=float, help="first pixel, Å (default: from the data)")
     p.add_argument("--wmax", type=float, help="last pixel, Å (default: from the data)")
-    p.add_argument("--npix", type=int, help="number of pixels (default: the inputs' native step)")
+    p.add_argument("--npix", type=positive_int, help="number of pixels (default: the inputs' native step)")
     rf = p.add_mutually_exclusive_group()
     rf.add_argument("--rest-frame", dest="rest_frame", action="store_true", default=True,
                     help="de-redshift with the z column before resampling (default)")
@@ -45,7 +47,7 @@ def register(subparsers) -> None:
     p.add_argument("--norm-window", type=float, nargs=2, metavar=("WMIN", "WMAX"),
                    help="wavelength window for the normalisation, Å")
     p.add_argument("--no-fill", dest="fill", action="store_false", help="do not interpolate masked pixels")
-    p.add_argument("--block-size", type=int, default=1024, help="spectra per processing block (default: 1024)")
+    p.add_argument("--block-size", type=positive_int, default=1024, help="spectra per processing block (default: 1024)")
     p.add_argument("--format", help="force a reader: sdss, manga or table")
     p.add_argument("--z-column", default="z", metavar="COL",
                    help="metadata column holding each object's redshift, for the rest-frame shift (default: z)")

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import argparse
+
+from ._argtypes import non_negative_int, positive_int
 from pathlib import Path
 
 
@@ -12,7 +14,7 @@ def register(subparsers) -> None:
                     "anomalies of four kinds) and write it as spec-PLATE-MJD-FIBER.fits files plus a truth "
                     "table, so it can be ingested like real data.")
     p.add_argument("-o", "--output", required=True, type=Path, help="output folder (created)")
-    p.add_argument("--n", type=int, default=300, help="number of spectra (default 300)")
+    p.add_argument("--n", type=positive_int, default=300, help="number of spectra (default 300)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--anomaly-fraction", type=float, default=0.03,
                    help="fraction of planted anomalies (default 0.03; at least one per sub-kind for n >= 60)")
@@ -33,10 +35,10 @@ def register(subparsers) -> None:
     f.add_argument("--run2d", default=None, help="reduction for rows without RUN2D (default: by plate number)")
     f.add_argument("--template", default=None,
                    help="URL template with {base} {run2d} {plate} {mjd} {fiberid} (default: the DR17 SAS layout)")
-    f.add_argument("--retries", type=int, default=3, help="retries per file for transient errors (default 3)")
+    f.add_argument("--retries", type=non_negative_int, default=3, help="retries per file for transient errors (default 3)")
     f.add_argument("--backoff", type=float, default=1.0, help="seconds before the first retry, doubling (default 1)")
     f.add_argument("--timeout", type=float, default=60.0, help="socket timeout in seconds (default 60)")
-    f.add_argument("--jobs", type=int, default=1, help="parallel downloads (default 1)")
+    f.add_argument("--jobs", type=positive_int, default=1, help="parallel downloads (default 1)")
     f.set_defaults(func=_fetch)
 
 

@@ -1,6 +1,8 @@
 """`serendip embed | cluster | detect`: maps, clusters and baseline weirdness scores (higher = weirder)."""
 from __future__ import annotations
 
+from ._argtypes import int_at_least, n_jobs, positive_int
+
 _INPUT_HELP = ("a store (.h5) from `serendip ingest`, a spectra file, a .npy/.npz matrix, or a table "
                "(.fits/.csv/.ecsv/.parquet) whose numeric columns are the features")
 
@@ -55,12 +57,12 @@ def register(subparsers) -> None:
     p.add_argument("input", help=_INPUT_HELP)
     p.add_argument("-o", "--output", required=True, help="output table, e.g. embedding.parquet")
     p.add_argument("--method", choices=("pca", "tsne", "umap"), default="pca", help="default pca")
-    p.add_argument("--n-components", type=int, default=2)
+    p.add_argument("--n-components", type=positive_int, default=2)
     p.add_argument("--color-by", default=None, help="metadata column (or --color-table column) for the PNG")
     p.add_argument("--color-table", default=None, help="table with 'id' and the --color-by column, e.g. scores")
     p.add_argument("--columns", default=None, help="comma-separated feature columns of a table input")
     p.add_argument("--perplexity", type=float, default=None, help="t-SNE perplexity (default 30)")
-    p.add_argument("--n-neighbors", type=int, default=None, help="UMAP neighbours (default 15)")
+    p.add_argument("--n-neighbors", type=positive_int, default=None, help="UMAP neighbours (default 15)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-png", action="store_true", help="do not write the PNG")
     p.set_defaults(func=_embed)
@@ -73,8 +75,8 @@ def register(subparsers) -> None:
     p.add_argument("input", help=_INPUT_HELP + ", or an embedding table")
     p.add_argument("-o", "--output", required=True, help="output table, e.g. clusters.fits")
     p.add_argument("--method", choices=("hdbscan", "kmeans", "gmm", "agglomerative"), default="hdbscan")
-    p.add_argument("--n-clusters", type=int, default=8, help="for kmeans, gmm, agglomerative (default 8)")
-    p.add_argument("--min-cluster-size", type=int, default=None, help="HDBSCAN (default max(5, N/200))")
+    p.add_argument("--n-clusters", type=positive_int, default=8, help="for kmeans, gmm, agglomerative (default 8)")
+    p.add_argument("--min-cluster-size", type=int_at_least(2), default=None, help="HDBSCAN (default max(5, N/200))")
     p.add_argument("--columns", default=None, help="comma-separated feature columns of a table input")
     p.add_argument("--spectra", default=None, help="spectra in the same order, for median spectra")
     p.add_argument("--seed", type=int, default=0)
@@ -87,11 +89,11 @@ def register(subparsers) -> None:
     p.add_argument("input", help=_INPUT_HELP)
     p.add_argument("-o", "--output", required=True, help="output table, e.g. scores.fits")
     p.add_argument("--detector", choices=("iforest", "lof", "knn", "pca", "urf", "ensemble"), default="iforest")
-    p.add_argument("--n-neighbors", type=int, default=None, help="lof/knn neighbours")
-    p.add_argument("--trees", type=int, default=None, help="iforest/urf trees")
+    p.add_argument("--n-neighbors", type=positive_int, default=None, help="lof/knn neighbours")
+    p.add_argument("--trees", type=positive_int, default=None, help="iforest/urf trees")
     p.add_argument("--scale", choices=("standard", "robust"), default=None,
                    help="rescale features first (recommended for catalogue features)")
     p.add_argument("--columns", default=None, help="comma-separated feature columns of a table input")
-    p.add_argument("--n-jobs", type=int, default=None)
+    p.add_argument("--n-jobs", type=n_jobs, default=None)
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_detect)

@@ -3,12 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
+from ._argtypes import int_at_least, n_jobs, non_negative_int, positive_int
 
 
 def _add_feature_args(p) -> None:
@@ -36,17 +31,17 @@ def register(subparsers) -> None:
     p.add_argument("-o", "--output", required=True, help="model file: model.skops (preferred) or model.joblib")
     p.add_argument("--algorithm", default="auto", choices=("auto", "svm", "rf", "ann", "gbt", "cnn"))
     p.add_argument("--test-size", type=float, default=0.2, help="held-out fraction (default 0.2)")
-    p.add_argument("--cv", type=int, default=5, help="cross-validation folds (default 5)")
+    p.add_argument("--cv", type=int_at_least(2), default=5, help="cross-validation folds (default 5)")
     p.add_argument("--group", metavar="COL", help="group column: no group is split across train/test or folds")
-    p.add_argument("--n-iter", type=_positive_int, default=6, help="configurations tried per algorithm (default 6)")
-    p.add_argument("--search-max-rows", type=int, default=None, metavar="N",
+    p.add_argument("--n-iter", type=positive_int, default=6, help="configurations tried per algorithm (default 6)")
+    p.add_argument("--search-max-rows", type=non_negative_int, default=None, metavar="N",
                    help="the hyper-parameter search sees at most N training rows (default 5000; 0 = all); "
                         "the chosen model is always refitted on the whole training split")
     p.add_argument("--redshift", action=argparse.BooleanOptionalAction, default=None,
                    help="the target is (--redshift) or is not (--no-redshift) a redshift: σ_NMAD etc. "
                         "(default: guessed from the name, e.g. 'z' or 'redshift')")
     p.add_argument("--seed", type=int, default=0, help="random seed")
-    p.add_argument("--n-jobs", type=int, default=None, help="parallel jobs")
+    p.add_argument("--n-jobs", type=n_jobs, default=None, help="parallel jobs")
     p.add_argument("--device", choices=("cpu", "cuda", "auto"), default=None,
                    help="where the 1-D CNN trains (default cpu; 'auto' takes a CUDA GPU when PyTorch sees "
                         "one); the other algorithms always run on the CPU")

@@ -1,6 +1,8 @@
 """`serendip weird`: unsupervised random forest weirdness for every object (higher = weirder)."""
 from __future__ import annotations
 
+from ._argtypes import int_at_least, n_jobs, positive_int
+
 
 def _weird(args) -> int:
     from .._io import write_table
@@ -32,15 +34,15 @@ def register(subparsers) -> None:
                     "snr and the most similar object; parameters are stored in the table metadata.")
     p.add_argument("input", help="store (.h5 from serendip ingest), .npy/.npz matrix, or spectra file")
     p.add_argument("-o", "--output", required=True, help="output table: .fits, .parquet, .csv or .ecsv")
-    p.add_argument("--trees", type=int, default=500, help="trees per run (default 500, as in the paper)")
-    p.add_argument("--repeats", type=int, default=3, help="independent runs to average (default 3)")
-    p.add_argument("--n-jobs", type=int, default=-1, help="threads (default -1 = all cores)")
+    p.add_argument("--trees", type=positive_int, default=500, help="trees per run (default 500, as in the paper)")
+    p.add_argument("--repeats", type=positive_int, default=3, help="independent runs to average (default 3)")
+    p.add_argument("--n-jobs", type=n_jobs, default=-1, help="threads (default -1 = all cores)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--variant", default="faithful",
                    help=f"one of {', '.join(VARIANTS)}, or a comma-separated combination (default faithful)")
-    p.add_argument("--max-fit-samples", type=int, default=None,
+    p.add_argument("--max-fit-samples", type=int_at_least(2), default=None,
                    help="fit merged sub-forests on random subsets of at most this many objects")
-    p.add_argument("--block-size", type=int, default=None, help="rows per block when reading and scoring")
+    p.add_argument("--block-size", type=positive_int, default=None, help="rows per block when reading and scoring")
     p.add_argument("--impute", action="store_true", help="replace NaN/inf by the column median instead of failing")
     twins = p.add_mutually_exclusive_group()
     twins.add_argument("--twins", dest="twins", action="store_true", default=None,

@@ -1,6 +1,8 @@
 """`serendip demo`, `serendip run`, `serendip init-config`, `serendip report`."""
 from __future__ import annotations
 
+from ._argtypes import positive_int
+
 
 
 def _print_stage(name: str, record: dict) -> None:
@@ -57,7 +59,7 @@ def register(subparsers) -> None:
         description="Generate a synthetic SDSS-like survey with planted anomalies, ingest it, rank weirdness, "
                     "run the Sequencer, embed and cluster, compare detectors with the planted truth and write a "
                     "self-contained HTML report. Re-running resumes finished stages.")
-    p.add_argument("--n", type=int, default=5000, help="number of spectra (default 5000)")
+    p.add_argument("--n", type=positive_int, default=5000, help="number of spectra (default 5000)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--out", default="serendip-demo", help="run folder (default ./serendip-demo)")
     p.add_argument("--force", action="store_true", help="recompute every stage")

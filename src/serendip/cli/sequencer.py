@@ -1,6 +1,8 @@
 """`serendip sequence`: order objects along the main 1-D trend (the Sequencer, Baron & Ménard 2021)."""
 from __future__ import annotations
 
+from ._argtypes import n_jobs, positive_int
+
 
 def _list(text, cast=str):
     return None if text is None else [cast(t.strip()) for t in text.split(",") if t.strip()]
@@ -64,9 +66,9 @@ def register(subparsers) -> None:
                    help="improved (default) or faithful (reproduces thesequencer 0.0.5)")
     p.add_argument("--method", choices=["auto", "exact", "knn"], default="auto",
                    help="exact N×N matrices or a kNN graph (auto: exact up to 20,000 objects)")
-    p.add_argument("--best-k", type=int, default=None, help="combine only the K most elongated (metric, scale)")
-    p.add_argument("--n-neighbors", type=int, default=15, help="neighbours per object for --method knn")
-    p.add_argument("--n-jobs", type=int, default=None, help="threads (default all)")
+    p.add_argument("--best-k", type=positive_int, default=None, help="combine only the K most elongated (metric, scale)")
+    p.add_argument("--n-neighbors", type=positive_int, default=15, help="neighbours per object for --method knn")
+    p.add_argument("--n-jobs", type=n_jobs, default=None, help="threads (default all)")
     p.add_argument("--floor", default="auto",
                    help="EMD, energy and KL need positive flux: 'auto' (default) raises values below 1e-3 of the "
                         "median |flux| to that floor when some are <= 0; a number clips there; 'none' never clips")
