@@ -122,6 +122,47 @@ def test_knn_method_matches_exact_on_small_sequence():
     assert s.n_candidate_edges_ < 300 * 20  # O(N k) edges, not N^2
 
 
+@pytest.mark.parametrize("method", ["exact", "knn"])
+def test_n_jobs_caps_blas_threads_and_the_neighbour_search(method, monkeypatch):
+    """n_jobs=1 holds BLAS (the KL matrix product, the kNN path's PCA) to one thread, and the
+    neighbour search gets n_jobs; the order is the same as with no cap."""
+    from threadpoolctl import threadpool_info
+
+    from serendip.sequencer import sequencer as seqmod
+
+    seen, nn_jobs = [], []
+    real_prepare = seqmod.prepare
+
+    def spy_prepare(*args, **kwargs):
+        seen.extend(p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas")
+        return real_prepare(*args, **kwargs)
+
+    import sklearn.neighbors
+
+    real_nn = sklearn.neighbors.NearestNeighbors
+
+    class SpyNN(real_nn):
+        def fit(self, X, y=None):
+            nn_jobs.append(self.n_jobs)
+            return super().fit(X, y)
+
+    monkeypatch.setattr(seqmod, "prepare", spy_prepare)
+    monkeypatch.setattr(sklearn.neighbors, "NearestNeighbors", SpyNN)
+    def blas():
+        return [p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"]
+
+    before = blas()
+    grid, flux, _ = moving_line(120)
+    kw = dict(scales=[1], metrics=("KL", "L2"), method=method, n_neighbors=8, random_state=0, progress=False)
+    capped = Sequencer(n_jobs=1, **kw).fit(flux, grid=grid)
+    assert seen and set(seen) == {1}
+    if method == "knn":
+        assert nn_jobs == [1]
+    free = Sequencer(**kw).fit(flux, grid=grid)
+    np.testing.assert_array_equal(capped.order_, free.order_)
+    assert blas() == before  # the cap is lifted after fit
+
+
 @pytest.mark.parametrize("mode,method", [("improved", "exact"), ("faithful", "exact"), ("improved", "knn")])
 def test_duplicated_rows_give_a_valid_order(mode, method):
     """Identical objects are at distance 0: they must stay linked, not break the spanning tree."""

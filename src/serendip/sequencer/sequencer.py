@@ -52,7 +52,9 @@ for large N when the approximation is acceptable.
 """
 from __future__ import annotations
 
+import contextlib
 import numbers
+import os
 import time
 import warnings
 from typing import Any
@@ -313,7 +315,9 @@ class Sequencer(BaseEstimator):
     n_neighbors : int
         Neighbours per object for the kNN candidate graph.
     n_jobs : int or None
-        Threads for the distance kernels (``None``: all).
+        Threads for the whole fit: the numba distance kernels, the BLAS behind the KL
+        distances and the kNN method's PCA, and the kNN neighbour search (``None`` or
+        ``-1``: all cores; ``-2``: all but one).
     random_state : int, Generator or None
         Seeds the PCA used by the kNN method.
     progress : bool
@@ -399,6 +403,10 @@ class Sequencer(BaseEstimator):
         -------
         self
         """
+        with thread_limits(self.n_jobs):
+            return self._fit(X, y, grid)
+
+    def _fit(self, X, y, grid):
         t0 = time.perf_counter()
         shape = None if hasattr(X, "n_pixels") else np.shape(X.flux if hasattr(X, "flux") else X)
         if shape is not None and len(shape) != 2:
@@ -419,7 +427,7 @@ class Sequencer(BaseEstimator):
         if method == "exact":
             backend = _ExactBackend(n, self.n_jobs)
         else:
-            rows, cols = knn_candidate_pairs(flux, x, n_neighbors=self.n_neighbors,
+            rows, cols = knn_candidate_pairs(flux, x, n_neighbors=self.n_neighbors, n_jobs=self.n_jobs,
                                              random_state=sklearn_random_state(self.random_state))
             backend = _KnnBackend(n, rows, cols)
             self.n_candidate_edges_ = int(rows.size)
@@ -565,7 +573,36 @@ class Sequencer(BaseEstimator):
         return t
 
 
-def knn_candidate_pairs(flux, grid, n_neighbors=15, n_components=32, random_state=None):
+@contextlib.contextmanager
+def thread_limits(n_jobs):
+    """Cap the BLAS/OpenMP pools (threadpoolctl) and numba's threads at ``n_jobs`` for a block.
+
+    ``None`` or ``-1`` leaves every pool as it is (all cores); ``-2`` means all cores but one,
+    as in joblib. The KL distances are one large matrix product, so without this cap
+    ``n_jobs=1`` still ran on every core.
+    """
+    if n_jobs is None or n_jobs == -1:
+        yield
+        return
+    n = int(n_jobs) if n_jobs > 0 else max(1, (os.cpu_count() or 1) + 1 + int(n_jobs))
+    from threadpoolctl import threadpool_limits
+
+    try:
+        import numba
+    except ImportError:
+        numba = None
+    old = numba.get_num_threads() if numba else None
+    with threadpool_limits(limits=n):
+        if numba:
+            numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
+        try:
+            yield
+        finally:
+            if numba:
+                numba.set_num_threads(old)
+
+
+def knn_candidate_pairs(flux, grid, n_neighbors=15, n_components=32, random_state=None, n_jobs=None):
     """Undirected candidate edges ``(rows, cols)`` with ``rows < cols`` from a kNN graph, made connected.
 
     Features per object (whole spectrum, unit sum ``p``): the CDF weighted by
@@ -573,8 +610,8 @@ def knn_candidate_pairs(flux, grid, n_neighbors=15, n_components=32, random_stat
     KL-like; equal to ``sqrt(p)`` for the non-negative values EMD, energy and KL
     require, and still finite for the negative values L2 accepts), each block
     scaled to unit total variance, reduced by PCA to ``n_components``.
-    Neighbours come from :class:`sklearn.neighbors.NearestNeighbors`; components of
-    the graph are then joined by their nearest cross-component pair.
+    Neighbours come from :class:`sklearn.neighbors.NearestNeighbors` (``n_jobs``
+    workers); components of the graph are then joined by their nearest cross-component pair.
     """
     from sklearn.decomposition import PCA
     from sklearn.neighbors import NearestNeighbors
@@ -593,7 +630,7 @@ def knn_candidate_pairs(flux, grid, n_neighbors=15, n_components=32, random_stat
     nc = int(min(n_components, Z.shape[1], n - 1))
     if nc < Z.shape[1]:
         Z = PCA(n_components=nc, svd_solver="randomized", random_state=random_state).fit_transform(Z)
-    nn = NearestNeighbors(n_neighbors=k + 1).fit(Z)
+    nn = NearestNeighbors(n_neighbors=k + 1, n_jobs=n_jobs).fit(Z)
     _, idx = nn.kneighbors(Z)
     r = np.repeat(np.arange(n), k + 1)
     c = idx.ravel()
