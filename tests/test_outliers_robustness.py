@@ -142,3 +142,32 @@ def test_compare_detectors_keeps_two_instances_of_one_class():
     np.testing.assert_allclose(scores["knn"], KNNDistanceDetector(n_neighbors=2).fit(X).weirdness_)
     np.testing.assert_allclose(scores["knn-2"], KNNDistanceDetector(n_neighbors=30).fit(X).weirdness_)
     assert not hasattr(a, "weirdness_") and not hasattr(b, "weirdness_")  # cloned, not fitted in place
+
+
+def test_strata_scoring_streams_blocks_and_matches_training(monkeypatch):
+    """S/N strata scoring reads X one block at a time (never all rows) and still gives the
+    training weirdness exactly for the training rows, with and without imputation."""
+    rng = np.random.default_rng(4)
+    X = rng.normal(size=(90, 6))
+    snr = rng.uniform(1, 30, 90)
+    for impute in (False, True):
+        model = UnsupervisedRandomForest(n_estimators=15, random_state=0, progress=False, snr_strata=3,
+                                         block_size=16, impute=impute).fit(X, snr=snr)
+        sizes = []
+        for m in model.strata_models_:
+            real = m.score_samples
+
+            def spy(block, _real=real, **kw):
+                sizes.append(len(block))
+                return _real(block, **kw)
+
+            monkeypatch.setattr(m, "score_samples", spy)
+        w = model.score_samples(X, snr=snr)
+        np.testing.assert_allclose(w, model.weirdness_, rtol=1e-12, atol=1e-12)
+        assert sum(sizes) == 90 and max(sizes) <= 16
+    Xbad = X.copy()
+    Xbad[50, 1] = np.nan
+    strict = UnsupervisedRandomForest(n_estimators=10, random_state=0, progress=False, snr_strata=2,
+                                      block_size=16).fit(X, snr=snr)
+    with pytest.raises(ValueError, match=r"row 50 .*column 1"):
+        strict.score_samples(Xbad, snr=snr)
