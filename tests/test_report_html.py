@@ -294,3 +294,18 @@ def test_figures_show_user_strings_literally():
         assert not cbook.is_math_text(title) and title.replace(r"\$", "$") == name
     fig, _ = F.planted_recall([r"k$\alpha$"], [r"det$\beta$"], np.array([[0.5]]), 10)
     FigureCanvasAgg(fig).draw()
+
+
+def test_rebuilt_report_keeps_the_report_stage_current(tmp_path):
+    """`serendip report` rewrites report.html (here with another title, so another size); the next
+    run of the same stages reuses the report stage instead of redoing it."""
+    from serendip.pipeline.stages import stage_report
+
+    stages = _fake_stages(np.random.default_rng(3)) + [Stage("report", stage_report, params={"top_n": 4})]
+    run_stages(tmp_path, stages, config={"report": {"top_n": 4}}, progress=False)
+    before = (tmp_path / "report.html").stat().st_size
+    build_report(tmp_path, title="A rebuilt report with a much longer title than the first one had")
+    assert (tmp_path / "report.html").stat().st_size != before
+    again = run_stages(tmp_path, stages, config={"report": {"top_n": 4}}, progress=False)
+    assert "report" in again.reused and "report" not in again.ran
+    assert "much longer title" in (tmp_path / "report.html").read_text(encoding="utf-8")

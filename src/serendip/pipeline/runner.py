@@ -214,6 +214,21 @@ class RunFolder:
 
         return read_table(self.table(name))
 
+    def refresh_outputs(self, stage: str) -> bool:
+        """Record again the sizes of ``stage``'s outputs after they were rewritten outside a run.
+
+        ``serendip report`` rebuilds ``report.html`` and its figures from the same tables; the
+        report stage's record then still vouches for them, so the next run reuses the stage
+        instead of redoing it. Returns False (and changes nothing) when the stage has no
+        record or one of its outputs is gone.
+        """
+        rec = self.read_record(stage)
+        if rec is None or not all((self.path / rel).exists() for rel in rec.get("outputs", {})):
+            return False
+        rec["outputs"] = _output_facts(self, rec.get("outputs", {}))
+        atomic_write_text(self.record_path(stage), json.dumps(rec, indent=2, default=str))
+        return True
+
     def outputs_valid(self, record: dict) -> bool:
         """True when every output listed in ``record`` exists with the recorded size."""
         for rel, facts in record.get("outputs", {}).items():

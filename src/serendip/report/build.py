@@ -373,7 +373,8 @@ def build_report(run_dir: str | os.PathLike, *, title: str | None = None, top_n:
     Nothing is recomputed: the report reads the run's tables, stage records
     and provenance only, so it is cheap to regenerate after editing the
     style, and it can be built for a run that stopped early (missing
-    sections say why).
+    sections say why). A rebuild keeps the run's report stage current, so the
+    next ``serendip run`` of the same config reuses it.
 
     Parameters
     ----------
@@ -408,5 +409,6 @@ def build_report(run_dir: str | os.PathLike, *, title: str | None = None, top_n:
     for builder in _progress(builders, total=len(builders), desc="report", enabled=progress):
         report.add(builder(ctx))
     path = report.write(run.report_path)
+    run.refresh_outputs("report")  # a rebuild outside a run: the report stage stays current
     log.debug("report written to %s (%d figures)", path, len(ctx.saved))
     return path
