@@ -185,6 +185,17 @@ def test_redshift_regression_report(tmp_path, rng):
     assert "redshift" in res.figures()
     path = res.report(tmp_path / "r.html")
     assert "σ_NMAD" in path.read_text() or "sigma_nmad" in path.read_text()
+    assert "validated with one" not in path.read_text() and "one booster" not in res.summary_text()
+
+
+def test_boosted_trees_report_says_cv_used_one_booster(tmp_path, rng):
+    X = rng.uniform(0, 1, (240, 3))
+    z = 0.4 * X[:, 0] + 0.01 * rng.normal(size=240)
+    res = train(X, z, algorithm="gbt", target_name="z", cv=3, n_iter=1, progress=False,
+                learning_curve=False, importances=False)
+    text = res.report(tmp_path / "g.html").read_text()
+    assert "boosted trees validated with one booster; the refitted model averages 5" in text
+    assert "validated with one booster" in res.summary_text()
 
 
 # --- 1-D CNN --------------------------------------------------------------------------------

@@ -48,7 +48,7 @@ def render_report(result, title: str | None = None) -> str:
     cv = np.asarray(result.cv_scores)
     parts.append(f"<p>Chosen <b>{html.escape(result.algorithm)}</b> with {html.escape(str(result.best_params))}. "
                  f"Cross-validated {html.escape(result.scoring)}: {cv.mean():.4f} ± {cv.std():.4f} over "
-                 f"{cv.size} folds. The held-out test split ({result.summary.get('n_test')} objects, "
+                 f"{cv.size} folds{html.escape(result.cv_caveat())}. The held-out test split ({result.summary.get('n_test')} objects, "
                  f"{html.escape(str(result.summary.get('split')))}) was used once, for the scores below.</p>")
     if result.learning_curve:
         lc = result.learning_curve
@@ -63,6 +63,8 @@ def render_report(result, title: str | None = None) -> str:
         parts.append(_table([tuple(row) for row in pc], pc.colnames))
     parts.append("<h2>Candidates (validation folds only)</h2>")
     parts.append(_table([tuple(r) for r in result.candidates], result.candidates.colnames))
+    if result.candidates.meta.get("note"):
+        parts.append(f"<p class='note'>{html.escape(str(result.candidates.meta['note']))}.</p>")
     parts.append("<h2>Figures</h2>")
     for name, fig in result.figures().items():
         parts.append(f"<img alt='{html.escape(name)}' src='data:image/png;base64,{_png_b64(fig)}'>")

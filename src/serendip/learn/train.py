@@ -541,11 +541,18 @@ class TrainResult:
 
         return write_report(self, path)
 
+    def cv_caveat(self) -> str:
+        """``""``, or a note that boosted trees were validated with one booster (see :func:`one_booster`)."""
+        if "gbt" not in str(self.algorithm):
+            return ""
+        return (f" (boosted trees validated with one booster; the refitted model averages {GBT_BAGS}, "
+                "which usually scores a little better)")
+
     def summary_text(self) -> str:
         """A few lines for people: algorithm, CV and test scores, verdict."""
         lines = [f"{self.task} with {self.algorithm}; params {self.best_params}",
                  f"CV {self.scoring}: {np.mean(self.cv_scores):.4f} ± {np.std(self.cv_scores):.4f} "
-                 f"over {len(self.cv_scores)} folds"]
+                 f"over {len(self.cv_scores)} folds{self.cv_caveat()}"]
         keys = (["accuracy", "balanced_accuracy", "macro_f1", "roc_auc", "average_precision",
                  "recall_at_precision_0.9"] if self.task == "classification"
                 else ["rmse", "mae", "bias", "r2", "sigma_nmad", "catastrophic_fraction"])
@@ -955,9 +962,10 @@ def _train(X, y, algorithm, task, *, test_size, groups, cv, random_state, n_jobs
 
     candidates = Table(rows=rows, names=("algorithm", "cv_mean", "cv_std", "params", "search_seconds"),
                        dtype=(str, float, float, str, float))
-    candidates.meta.update({"scoring": score_label, "note": "chosen on validation folds only; "
-                            "the test split was not used; boosted trees (gbt) were validated with one "
-                            f"booster and refitted as the average of {GBT_BAGS}"})
+    note = "chosen on validation folds only; the test split was not used"
+    if any("gbt" in str(a) for a in candidates["algorithm"]):
+        note += f"; boosted trees (gbt) were validated with one booster and refitted as the average of {GBT_BAGS}"
+    candidates.meta.update({"scoring": score_label, "note": note})
     t1 = time.time()
     with _quiet_convergence():
         model.fit(Xtr, ytr, **_fit_params(algo, task, ytr))
