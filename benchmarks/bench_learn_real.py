@@ -322,8 +322,8 @@ def main():
     ap.add_argument("--n-jobs", type=int, default=1)
     ap.add_argument("--cv", type=int, default=3, help="CV folds for serendip's search (default 3)")
     ap.add_argument("--n-iter", type=int, default=4, help="configurations per algorithm (default 4)")
-    ap.add_argument("--search-max-rows", type=int, default=5000,
-                    help="rows of the training split the hyper-parameter search sees (train's default 5000; "
+    ap.add_argument("--search-max-rows", type=int, default=10000,
+                    help="rows of the training split the hyper-parameter search sees (train's default 10000; "
                          "0 = all); the chosen model is always refitted on the whole training split")
     ap.add_argument("--repeats", type=int, default=1,
                     help="classification sets: repeat the whole train() on this many held-out splits "

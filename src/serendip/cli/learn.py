@@ -35,7 +35,7 @@ def register(subparsers) -> None:
     p.add_argument("--group", metavar="COL", help="group column: no group is split across train/test or folds")
     p.add_argument("--n-iter", type=positive_int, default=6, help="configurations tried per algorithm (default 6)")
     p.add_argument("--search-max-rows", type=non_negative_int, default=None, metavar="N",
-                   help="the hyper-parameter search sees at most N training rows (default 5000; 0 = all); "
+                   help="the hyper-parameter search sees at most N training rows (default 10000; 0 = all); "
                         "the chosen model is always refitted on the whole training split")
     p.add_argument("--redshift", action=argparse.BooleanOptionalAction, default=None,
                    help="the target is (--redshift) or is not (--no-redshift) a redshift: σ_NMAD etc. "
