@@ -352,17 +352,18 @@ def test_vote_of_two_best_candidates_matches_plain_average_and_is_kept_only_if_b
                                 ("svm", {"model__C": 1.0}, 0.97)):
         pipe, _ = build_pipeline(algo, "classification", n_features=5, n_train=300)
         tuned.append((algo, pipe, params, np.array([score])))
-    # the best single score is unbeatable: no vote
-    assert _try_vote(tuned, "classification", X, y, None, cv, "balanced_accuracy", 1, np.array([1.01])) is None
+    # the best single score (here the SVM's, which cannot join the vote) is unbeatable: no vote
+    assert _try_vote(tuned, "classification", X, y, None, cv, "balanced_accuracy", 1,
+                     ("svm", np.array([1.01]))) is None
     model, folds, members = _try_vote(tuned, "classification", X, y, None, cv, "balanced_accuracy", 1,
-                                      np.array([0.0]))
+                                      ("svm", np.array([0.0])))
     # the classifying ANN needs sample weights and the SVM gives no probabilities, so the vote takes
     # the two best of the others
     assert members == ["gbt", "rf"]
     plain = []
     for tr, te in cv.split(X, y):
-        # validated as the search was: one booster for the boosted trees
-        probs = [one_booster(p).set_params(**pr).fit(X[tr], y[tr]).predict_proba(X[te])
+        # with boosted trees in it, the vote is validated as it is refitted: every booster
+        probs = [clone(p).set_params(**pr).fit(X[tr], y[tr]).predict_proba(X[te])
                  for a, p, pr, _ in tuned if a in members]
         plain.append(balanced_accuracy_score(y[te], np.unique(y)[np.mean(probs, axis=0).argmax(1)]))
     np.testing.assert_allclose(folds, plain, atol=1e-12)
@@ -376,6 +377,34 @@ def test_vote_of_two_best_candidates_matches_plain_average_and_is_kept_only_if_b
     loaded = load_model(path, trusted=True)
     est = getattr(loaded, "model", loaded)
     assert np.array_equal(est.predict(X), model.predict(X))
+
+
+def test_vote_against_boosted_trees_compares_both_with_every_booster(rng):
+    """When the best candidate is the boosted trees, the vote must beat their full average of
+    boosters on the same folds, not the one-booster score of the search (which flattered the vote)."""
+    from sklearn.base import clone
+    from sklearn.metrics import balanced_accuracy_score
+    from sklearn.model_selection import StratifiedKFold
+
+    from serendip.learn.train import _try_vote, build_pipeline
+
+    X, y = _blobs(rng, n=300, sep=1.2)
+    cv = StratifiedKFold(3, shuffle=True, random_state=0)
+    tuned = []
+    for algo, params, score in (("gbt", {"model__estimator__max_iter": 30}, 0.9),
+                                ("rf", {"model__n_estimators": 1, "model__max_depth": 1}, 0.8)):
+        pipe, _ = build_pipeline(algo, "classification", n_features=5, n_train=300)
+        tuned.append((algo, pipe, params, np.array([score])))
+    gbt_plain, vote_plain = [], []
+    for tr, te in cv.split(X, y):
+        probs = [clone(p).set_params(**pr).fit(X[tr], y[tr]).predict_proba(X[te]) for _, p, pr, _ in tuned]
+        classes = np.unique(y)
+        gbt_plain.append(balanced_accuracy_score(y[te], classes[probs[0].argmax(1)]))
+        vote_plain.append(balanced_accuracy_score(y[te], classes[np.mean(probs, axis=0).argmax(1)]))
+    assert np.mean(vote_plain) < np.mean(gbt_plain)  # averaging in a stump hurts here
+    # a search score of 0 for gbt would let any vote win; the full-booster refit on the same folds does not
+    assert _try_vote(tuned, "classification", X, y, None, cv, "balanced_accuracy", 1,
+                     ("gbt", np.array([0.0]))) is None
 
 
 def test_train_auto_reports_the_vote_as_a_candidate(rng):
