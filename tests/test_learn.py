@@ -104,6 +104,19 @@ def test_recommend_few_raw_spectra_prefers_simple_model_with_reasons():
     assert "few examples" in " ".join(recs[0].reasons)
 
 
+def test_recommend_takes_tables_as_train_does(rng):
+    """An astropy Table (what select_features returns) or a DataFrame is read by its columns."""
+    from astropy.table import Table
+
+    X = rng.normal(size=(300, 4))
+    y = X[:, 0] + 0.1 * rng.normal(size=300)
+    ref = [(r.algorithm, r.score) for r in recommend(X, y)]
+    tab = Table(X, names=["u-g", "g-r", "r-i", "r"])
+    assert [(r.algorithm, r.score) for r in recommend(tab, y)] == ref
+    pd = pytest.importorskip("pandas")
+    assert [(r.algorithm, r.score) for r in recommend(pd.DataFrame(X), y)] == ref
+
+
 def test_recommend_large_tabular_avoids_kernel_svm(rng):
     X = rng.normal(size=(40000, 6))
     y = rng.integers(0, 3, 40000)

@@ -113,6 +113,8 @@ def infer_task(y) -> str:
 def _shape(X) -> tuple[int, int]:
     if hasattr(X, "flux") and hasattr(X, "wavelength"):
         X = X.flux
+    if hasattr(X, "colnames"):  # an astropy Table: np.shape gives only its length
+        return len(X), len(X.colnames)
     shape = np.shape(X)
     if len(shape) != 2:
         raise ValueError(f"X must be 2-D (n_objects, n_features); found shape {shape}")
@@ -130,7 +132,7 @@ def recommend(X, y, task: str | None = None, raw: bool = False) -> list[Recommen
 
     Parameters
     ----------
-    X : array-like of shape (n_objects, n_features), DataFrame or Spectra
+    X : array-like of shape (n_objects, n_features), astropy Table, DataFrame or Spectra
         Only the shape is used.
     y : array-like of shape (n_objects,)
         The target; its kind decides the task when ``task`` is None, and its
