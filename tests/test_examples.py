@@ -2,6 +2,7 @@
 import runpy
 import sys
 
+import numpy as np
 import pytest
 from conftest import REPO_ROOT
 
@@ -24,6 +25,24 @@ def test_moving_line_sequence_is_recovered(tmp_path):
                                                        "--out", str(tmp_path / "s.png")])
     assert rho >= 0.99
     assert (tmp_path / "s.png").stat().st_size > 10_000
+
+
+def test_photometric_redshifts_from_synthetic_colours(tmp_path):
+    nmad = run_example("photometric_redshifts.py", ["--n", "400", "--out", str(tmp_path / "z.png")])
+    assert 0 < nmad < 0.03  # five broad bands of noiseless-ish synthetic photometry: about 0.012
+    assert (tmp_path / "z.png").stat().st_size > 10_000
+
+
+def test_photometric_redshifts_on_a_real_catalogue(tmp_path, shared_data):
+    from astropy.table import Table
+
+    src = shared_data / "sdss_galaxy_qso_colors_specz" / "sdss_galaxy_colors.csv.gz"
+    tab = Table.read(src, format="ascii.csv")
+    small = tab[np.random.default_rng(0).choice(len(tab), 900, replace=False)]
+    small.write(tmp_path / "few.csv", format="ascii.csv")
+    nmad = run_example("photometric_redshifts.py", ["--table", str(tmp_path / "few.csv"), "--algorithm", "rf",
+                                                    "--out", str(tmp_path / "real.png")])
+    assert 0.01 < nmad < 0.04  # real ugriz of ~750 SDSS galaxies (the QSOs are left out)
 
 
 def test_every_example_is_tested():
