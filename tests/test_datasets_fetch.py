@@ -241,3 +241,14 @@ def test_a_server_slower_than_the_timeout_fails_cleanly(server, tmp_path):
     assert out["status"][0] == "failed" and out["attempts"][0] == 2
     assert "timed out" in out["reason"][0].lower() or "timeout" in out["reason"][0].lower()
     assert time.perf_counter() - t0 < 5
+
+
+def test_each_unusable_row_keeps_its_own_reason(tmp_path):
+    """Two unusable rows that map to the same placeholder name are not merged: each names its own problem."""
+    table = Table({"plate": np.ma.array([0, -1, 7], mask=[True, False, False]), "mjd": [51602, 51602, 51602],
+                   "fiberid": [5, 5, 5]})
+    out = fetch_sdss(table, tmp_path, base_url="http://127.0.0.1:9", template="{base}/{plate}/{mjd}/{fiberid}",
+                     retries=0, timeout=0.5, progress=False)
+    assert list(out["status"][:2]) == ["failed", "failed"]
+    assert out["reason"][0].startswith("row 0: plate is missing")
+    assert out["reason"][1].startswith("row 1: plate is not a positive whole number")

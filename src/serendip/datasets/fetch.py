@@ -432,10 +432,14 @@ def fetch_sdss(table_or_path, out_dir, base_url: str = DEFAULT_BASE_URL, run2d: 
     results: list = [None] * n
     bar = _progress_bar(total=n, desc="fetching SDSS spectra", enabled=progress, unit="file")
     try:
-        # a spectrum listed twice is fetched once; later rows see the cached file
+        # a spectrum listed twice is fetched once; later rows see the cached file. Rows that cannot
+        # be fetched keep their own reason: their placeholder names (spec-0000-...) may coincide
         seen: dict[Path, int] = {}
         order = []
         for i, d in enumerate(dests):
+            if i in bad_rows:
+                order.append(i)
+                continue
             if d in seen:
                 continue
             seen[d] = i
