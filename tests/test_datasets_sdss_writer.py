@@ -136,3 +136,26 @@ def test_the_written_folder_ingests_without_rejections(written, tmp_path):
     res = ingest(paths[:20], tmp_path / "store.h5", progress=False)
     assert len(res.rejected) == 0, list(res.rejected["reason"])
     assert res.n_read == 20
+
+
+def test_a_bad_truth_name_writes_nothing(tmp_path, capsys):
+    """The truth table's name is checked before the spectra are written: no folder of spectra without truth."""
+    from serendip.cli import main
+
+    assert main(["-q", "simulate", "-o", str(tmp_path / "sim"), "--n", "5", "--truth", "truth.txt"]) == 2
+    assert "truth.txt" in capsys.readouterr().err
+    assert not (tmp_path / "sim").exists()
+    survey = make_survey(5, seed=1, progress=False)
+    with pytest.raises(ValueError, match="plain file name"):
+        write_sdss_files(survey, tmp_path / "sim2", progress=False, truth_name="sub/truth.ecsv")
+    assert not (tmp_path / "sim2").exists()
+
+
+def test_simulating_into_a_folder_with_other_spectra_warns(tmp_path, caplog):
+    """A second survey written into a used folder: its truth table does not describe the older files."""
+    write_sdss_files(make_survey(5, seed=1, progress=False), tmp_path, progress=False)
+    with caplog.at_level("WARNING", logger="serendip"):
+        paths = write_sdss_files(make_survey(6, seed=2, progress=False), tmp_path, progress=False)
+    n_other = len(list(tmp_path.glob("spec-*.fits"))) - len(paths)
+    assert n_other > 0
+    assert f"{n_other} other spec-*.fits" in caplog.text and "truth.ecsv" in caplog.text

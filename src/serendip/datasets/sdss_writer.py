@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 from astropy.io import fits
 
-from .._io import atomic_path, write_table
+from .._io import _table_format, atomic_path, require, write_table
 from .._logging import get_logger
 from .._logging import progress as _progress_bar
 from .._version import __version__
@@ -255,6 +255,12 @@ def write_sdss_files(survey, folder, progress: bool = True, *, truth_name: str =
     """
     t0 = time.perf_counter()
     folder = Path(folder)
+    # check the truth table's name before anything is written: a bad one must not leave the spectra
+    # without their truth
+    if Path(truth_name).name != str(truth_name) or not str(truth_name):
+        raise ValueError(f"truth_name must be a plain file name inside the folder; got {truth_name!r}")
+    if _table_format(folder / truth_name) == "parquet":
+        require("pyarrow", "parquet", f"writing {truth_name}")
     folder.mkdir(parents=True, exist_ok=True)
     spectra = survey.spectra
     n, m = spectra.flux.shape
@@ -318,5 +324,11 @@ def write_sdss_files(survey, folder, progress: bool = True, *, truth_name: str =
     truth.meta.update(getattr(survey, "meta", {}) or {})
     truth["file"] = [p.name for p in paths]
     write_table(truth, folder / truth_name)
+    written = {p.name for p in paths}
+    others = sorted(p.name for p in folder.glob("spec-*.fits") if p.name not in written)
+    if others:
+        log.warning("%s already held %d other spec-*.fits file(s) (e.g. %s) that %s does not describe; "
+                    "write each survey to its own folder, or ingesting the folder mixes them",
+                    folder, len(others), others[0], truth_name)
     log.info("wrote %d SDSS-format files to %s in %.1f s", n, folder, time.perf_counter() - t0)
     return paths
