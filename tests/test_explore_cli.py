@@ -120,3 +120,30 @@ def test_detect_does_not_copy_a_feature_named_z_as_the_redshift(tmp_path):
                      columns=["u", "g", "r", "i", "z"], progress=False)
     assert "z" not in tab.colnames
     np.testing.assert_allclose(np.sort(np.asarray(tab["redshift"], float)), 0.1 + 0.001 * np.arange(60), atol=1e-6)
+
+
+@pytest.mark.parametrize("detector, flag", [("lof", "--trees"), ("pca", "--trees"), ("ensemble", "--n-neighbors"),
+                                            ("iforest", "--n-neighbors")])
+def test_detect_names_the_flag_a_detector_does_not_take(feature_files, detector, flag, capsys):
+    """The error names the option typed (--trees), not the Python parameter behind it (n_estimators)."""
+    out = feature_files / "x.fits"
+    rc = main(["detect", str(feature_files / "feat.csv"), "--detector", detector, flag, "5", "-o", str(out)])
+    err = capsys.readouterr().err
+    assert rc == 2 and f"does not take parameter {flag}" in err
+    assert "n_estimators" not in err and "n_neighbors" not in err
+    assert not out.exists()
+
+
+def test_outputs_record_the_feature_columns_they_used(feature_files):
+    """With a table input, the provenance says which columns were the features (n_features alone does not)."""
+    feat = str(feature_files / "feat.csv")
+    assert main(["-q", "detect", feat, "--columns", "a,c", "-o", str(feature_files / "d.fits")]) == 0
+    assert read_table(feature_files / "d.fits").meta["columns"] == ["a", "c"]
+    emb = feature_files / "e.ecsv"
+    assert main(["-q", "embed", feat, "--columns", "a,b,d", "--color-by", "snr", "--no-png", "-o", str(emb)]) == 0
+    meta = read_table(emb).meta
+    assert meta["columns"] == ["a", "b", "d"] and meta["color_by"] == "snr"
+    out = feature_files / "c.ecsv"
+    assert main(["-q", "cluster", str(emb), "--method", "kmeans", "--n-clusters", "2", "--no-png", "-o", str(out)]) == 0
+    assert read_table(out).meta["columns"] == ["embed_1", "embed_2"]
+    assert read_table(feature_files / "c_summary.ecsv").meta["columns"] == ["embed_1", "embed_2"]

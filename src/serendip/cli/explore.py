@@ -38,9 +38,17 @@ def _cluster(args) -> int:
     return 0
 
 
+#: detector options of ``serendip detect`` -> (argparse attribute, detectors that use it)
+_DETECT_OPTIONS = {"--trees": ("trees", ("iforest", "urf")), "--n-neighbors": ("n_neighbors", ("lof", "knn"))}
+
+
 def _detect(args) -> int:
     from ..explore.workflows import run_detect
 
+    for flag, (attr, users) in _DETECT_OPTIONS.items():
+        if getattr(args, attr) is not None and args.detector not in users:
+            raise ValueError(f"--detector {args.detector} does not take parameter {flag}: it is for "
+                             f"--detector {' or '.join(users)} only")
     tab = run_detect(args.input, args.output, detector=args.detector, columns=_columns(args.columns),
                      scale=args.scale, random_state=args.seed, n_jobs=args.n_jobs, progress=args.progress,
                      n_neighbors=args.n_neighbors, n_estimators=args.trees)

@@ -281,6 +281,11 @@ def run_embed(source, output, *, method: str = "pca", n_components: int = 2, col
                      "random_state": random_state,
                      "params": {k: v for k, v in kwargs.items() if isinstance(v, (int, float, str, bool))},
                      "seconds": round(time.perf_counter() - t0, 3), "serendip_version": __version__})
+    if inp.columns is not None:
+        tab.meta["columns"] = list(inp.columns)  # the feature columns of a table input
+    if color_by is not None:
+        tab.meta["color_by"] = color_by
+        tab.meta["color_table"] = None if color_table is None else str(color_table)
     output = Path(output)
     write_table(tab, output)
     png_path = None
@@ -331,6 +336,10 @@ def run_cluster(source, output, *, method: str = "hdbscan", n_clusters: int = 8,
     res = cluster(inp.features, method=method, n_clusters=n_clusters, min_cluster_size=min_cluster_size,
                   spectra=spec, ids=inp.ids, random_state=random_state, **kwargs)
     res.summary.meta["input"] = inp.source
+    if inp.columns is not None:
+        res.summary.meta["columns"] = list(inp.columns)  # the feature (or embedding) columns clustered
+    if spectra is not None:
+        res.summary.meta["spectra"] = str(spectra) if isinstance(spectra, (str, Path)) else type(spectra).__name__
     output = Path(output)
     labels = res.to_table()
     write_table(labels, output)
@@ -387,5 +396,7 @@ def run_detect(source, output, *, detector: str = "iforest", columns=None, scale
     tab.meta.update({"step": "detect", "input": inp.source, "n_objects": int(len(tab)),
                      "n_features": int(inp.features.shape[1]), "rank_convention": "1 = weirdest",
                      "seconds": round(time.perf_counter() - t0, 3)})
+    if inp.columns is not None:
+        tab.meta["columns"] = list(inp.columns)  # the feature columns of a table input
     write_table(tab, output)
     return tab
