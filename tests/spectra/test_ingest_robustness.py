@@ -270,3 +270,14 @@ def test_a_file_that_fails_to_resample_is_rejected_alone(tmp_path, monkeypatch):
         bad = [r for r in rej if str(r["file"]).endswith("bad.csv")]
         assert len(bad) == 1 and "cannot be resampled" in str(bad[0]["reason"])
         assert "simulated resampling failure" in str(bad[0]["reason"])
+
+
+@pytest.mark.parametrize("fraction", ["2", "-0.1", "nan"])
+def test_min_good_fraction_outside_0_1_is_refused_before_reading(sdss_fits_dir, tmp_path, capsys, fraction):
+    """--min-good-fraction 2 used to reject every spectrum with 'minimum 200%' instead of naming the option."""
+    out = tmp_path / "s.h5"
+    code = main(["-q", "ingest", str(sdss_fits_dir / "spec-0266-51602-0013.fits"), "-o", str(out),
+                 "--min-good-fraction", fraction])
+    err = capsys.readouterr().err
+    assert code == 2 and "--min-good-fraction" in err and "between 0 and 1" in err
+    assert not out.exists() and not partial_path(out).exists()

@@ -412,7 +412,7 @@ def ingest(inputs, output, grid="log", wmin=None, wmax=None, npix=None, rest_fra
         Ctrl-C) instead of starting over; files already committed are skipped
         by hash. The settings must be those of the interrupted run.
     min_good_fraction : float
-        Reject objects with fewer usable native pixels after masking.
+        Reject objects with fewer usable native pixels after masking (a fraction in [0, 1]).
     min_coverage : float
         See :func:`serendip.spectra.resample`.
     coverage_fraction, grid_sample : float, int
@@ -450,6 +450,9 @@ def ingest(inputs, output, grid="log", wmin=None, wmax=None, npix=None, rest_fra
     if normalize not in (None, "median", "sum", "l2"):
         raise ValueError(f"normalize must be 'median', 'sum', 'l2' or None; got {normalize!r}")
     and_mask_value(mask_bits)  # validate early
+    if not 0.0 <= float(min_good_fraction) <= 1.0:  # also refuses NaN
+        raise ValueError(f"min_good_fraction must be a fraction between 0 and 1 (CLI: --min-good-fraction); "
+                         f"got {min_good_fraction!r}")
     if output.exists() and if_exists == "error":
         raise FileExistsError(f"{output} exists: pass if_exists='overwrite' to rebuild it or 'append' to add new "
                               "inputs only (CLI: --overwrite / --append)")
