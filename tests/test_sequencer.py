@@ -594,3 +594,19 @@ def test_fit_follows_scikit_learn_y_then_keyword_grid(rng):
     with pytest.warns(FutureWarning, match="grid="):
         old = Sequencer(scales=[1], progress=False).fit(flux, grid).order_
     np.testing.assert_array_equal(old, ref)
+
+
+@pytest.mark.parametrize("floor", ["-1", "-0.5", "nan"])
+def test_sequence_floor_must_not_be_negative(tmp_path, capsys, floor):
+    """--floor -1 used to clip nothing useful and end in a KL error suggesting an offset; now the flag is named."""
+    from serendip.cli import main
+
+    grid, flux, t = moving_line(20, m=40)
+    flux = flux.copy()
+    flux[3, :5] = -0.01
+    np.savez(tmp_path / "x.npz", flux=flux, wavelength=grid)
+    out = tmp_path / "s.fits"
+    assert main(["-q", "sequence", str(tmp_path / "x.npz"), "-o", str(out), "--scales", "1", "--floor", floor]) == 2
+    err = capsys.readouterr().err
+    assert "floor must be a non-negative number" in err and "--floor" in err
+    assert not out.exists()

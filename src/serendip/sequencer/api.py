@@ -64,7 +64,7 @@ def sequence(input, output=None, *, metrics=("EMD", "energy", "KL", "L2"), scale
         EMD, energy and KL need strictly positive flux, and ingested spectra have
         noisy pixels at or below zero. ``"auto"`` (default): when a metric needs it
         and some value is not positive, values below :func:`positive_floor` (10⁻³ of
-        the median absolute flux) are raised to it. A number: clip at that value.
+        the median absolute flux) are raised to it. A number (>= 0): clip at that value.
         ``None``: no clipping (non-positive values are then an error). The value
         used and the number of clipped pixels are in ``meta`` (``floor``, ``n_clipped``).
     Other parameters are those of :class:`~serendip.sequencer.Sequencer`.
@@ -98,6 +98,9 @@ def sequence(input, output=None, *, metrics=("EMD", "energy", "KL", "L2"), scale
             value = positive_floor(flux) if np.any(flux <= 0) else None
         else:
             value = float(floor)
+            if not value >= 0:  # also refuses NaN: clipping below zero leaves negative flux
+                raise ValueError(f"floor must be a non-negative number (EMD and energy need flux >= 0, KL > 0), "
+                                 f"'auto' or None; got {floor!r} (CLI: --floor)")
         if value is not None:
             n_clipped = int(np.count_nonzero(flux < value))
             flux = np.maximum(flux, value)
