@@ -610,3 +610,20 @@ def test_sequence_floor_must_not_be_negative(tmp_path, capsys, floor):
     err = capsys.readouterr().err
     assert "floor must be a non-negative number" in err and "--floor" in err
     assert not out.exists()
+
+
+def test_options_that_select_nothing_are_reported(caplog):
+    """best_k covering every (metric, scale) tree, or more neighbours than objects, runs but says so."""
+    import logging
+
+    grid, flux, _ = moving_line(30)
+    with caplog.at_level(logging.WARNING, logger="serendip.sequencer"):
+        Sequencer(scales=[1], metrics=("L2", "KL"), best_k=5, progress=False).fit(flux, grid=grid)
+        Sequencer(scales=[1], metrics=("L2",), method="knn", n_neighbors=50, random_state=0,
+                  progress=False).fit(flux, grid=grid)
+    text = caplog.text
+    assert "best_k=5 keeps all 2" in text and "n_neighbors=50 but there are only 30 objects" in text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="serendip.sequencer"):
+        Sequencer(scales=[1], metrics=("L2", "KL"), best_k=1, progress=False).fit(flux, grid=grid)
+    assert "best_k" not in caplog.text

@@ -470,6 +470,9 @@ class Sequencer(BaseEstimator):
         weights = np.array([t.elongation for t, _ in trees])
         keep = np.arange(len(trees))
         if self.best_k is not None:
+            if int(self.best_k) >= len(trees):
+                log.warning("best_k=%d keeps all %d (metric, scale) trees, so it selects nothing; it is meant to "
+                            "be smaller than the number of metrics times scales", int(self.best_k), len(trees))
             keep = np.argsort(weights)[::-1][: int(self.best_k)]
         # improved: weights eta**2 (see the module docstring, point 5)
         w_comb = weights[keep] ** IMPROVED_WEIGHT_POWER if improved else weights[keep]
@@ -619,6 +622,8 @@ def knn_candidate_pairs(flux, grid, n_neighbors=15, n_components=32, random_stat
 
     n = flux.shape[0]
     k = int(min(max(n_neighbors, 1), n - 1))
+    if k < n_neighbors:
+        log.warning("n_neighbors=%d but there are only %d objects: using %d neighbours each", n_neighbors, n, k)
     p = flux / flux.sum(axis=1, keepdims=True)
     dx = np.diff(grid) / (grid[-1] - grid[0])
     feats = []
