@@ -134,6 +134,36 @@ def test_failed_rerun_of_finished_stage_drops_its_record(tmp_path):
     assert run.read_record("first") is not None
 
 
+def test_current_records_drop_those_left_behind_a_failed_or_redone_stage(tmp_path):
+    calls: list = []
+    run_stages(tmp_path, make_stages(calls), progress=False)
+    run = RunFolder(tmp_path)
+    assert list(run.records(current=True)) == ["first", "second", "third"]
+    with pytest.raises(RuntimeError):
+        run_stages(tmp_path, make_stages(calls, fail_in="second", scale=5.0), progress=False)
+    # third's record is still on disk, but it was computed from the second of the first run
+    assert "third" in run.records()
+    assert list(run.records(current=True)) == ["first"]
+
+
+
+def test_current_records_check_the_upstream_run_ids(tmp_path):
+    # third reads only first; first is redone, then second fails before third could be redone:
+    # every stage third requires has a record, but not the one third was computed from
+    calls: list = []
+    first, second, third = make_stages(calls)
+    third = Stage("third", lambda ctx: StageResult("ok"), requires=["first"])
+    run_stages(tmp_path, [first, second, third], progress=False)
+    run = RunFolder(tmp_path)
+    assert list(run.records(current=True)) == ["first", "second", "third"]
+    first, second, _ = make_stages(calls, fail_in="second")
+    first.params = {"changed": True}
+    with pytest.raises(RuntimeError):
+        run_stages(tmp_path, [first, second, third], progress=False)
+    assert set(run.records()) == {"first", "third"}
+    assert list(run.records(current=True)) == ["first"]
+
+
 def test_skipped_stage_is_recorded_with_reason(tmp_path):
     calls: list = []
     res = run_stages(tmp_path, make_stages(calls), config={"skip_third": True}, progress=False)

@@ -250,6 +250,26 @@ def test_report_of_interrupted_run_says_what_is_missing(tmp_path):
     assert "'sequence' stage has not finished" in text
 
 
+def test_report_after_a_failed_rerun_hides_the_earlier_runs_results(tmp_path):
+    # a complete run, then a re-run whose ingest (new inputs) fails: the weirdness, sequence... records
+    # and tables left from the first run describe data that are gone, and must not be reported as results
+    run_stages(tmp_path, _fake_stages(np.random.default_rng(6), real=True), progress=False)
+
+    def failing_ingest(ctx):
+        raise RuntimeError("only 1 spectrum could be ingested")
+
+    stages = _fake_stages(np.random.default_rng(6), real=True)
+    stages[0] = Stage("ingest", failing_ingest, params={"inputs": ["other/"]})
+    with pytest.raises(RuntimeError):
+        run_stages(tmp_path, stages, progress=False)
+    assert (tmp_path / "stages" / "weirdness.json").is_file()  # left behind on disk
+    rep = parse_report(build_report(tmp_path))
+    missing = {s for s, k, _ in rep.notes if k == "missing"}
+    assert {"data", "weirdest", "distribution", "sequence", "map"} <= missing
+    assert "weirdest" not in rep.tables and "input-hashes" not in rep.tables
+    assert [row[0] for row in rep.tables["stages"][1:]] == ["report"]
+
+
 def test_html_escapes_and_rejects_non_png():
     rep = Report("t <script>", sections=[Section("s", "S", [Note("<b>x</b>"),
                                                             TableBlock(["a"], [["<i>"]])])])

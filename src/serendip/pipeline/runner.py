@@ -196,15 +196,39 @@ class RunFolder:
         except (OSError, json.JSONDecodeError):
             return None
 
-    def records(self) -> dict[str, dict]:
-        """Every completion record, in the order the stages ran."""
+    def records(self, *, current: bool = False) -> dict[str, dict]:
+        """Every completion record, in the order the stages ran.
+
+        Parameters
+        ----------
+        current : bool
+            Keep only the records that still belong to one consistent run: a record
+            counts when every stage it requires has a current record and its key
+            matches those stages' run ids. After a run that failed part-way (say, in
+            ingest, with other inputs), the later stages' records left from an
+            earlier run describe results of data that are no longer there; they are
+            dropped (and logged).
+        """
         out = []
         for p in sorted((self.path / "stages").glob("*.json")):
             rec = self.read_record(p.stem)
             if rec is not None:
                 out.append(rec)
         out.sort(key=lambda r: (r.get("index", 0), r.get("finished", "")))
-        return {r["stage"]: r for r in out}
+        records = {r["stage"]: r for r in out}
+        if not current:
+            return records
+        kept: dict[str, dict] = {}
+        for name, rec in records.items():
+            requires = rec.get("requires") or []
+            upstream = [kept.get(r) for r in requires]
+            if (all(u is not None for u in upstream) and "params" in rec and "key" in rec
+                    and _key_of(name, rec["params"], upstream) == rec["key"]):
+                kept[name] = rec
+            else:
+                log.info("stage %s: its record is left from an earlier run (an upstream stage has "
+                         "since failed or been redone); its results are not used", name)
+        return kept
 
     def has_table(self, name: str) -> bool:
         return self.table(name).is_file()
@@ -283,10 +307,14 @@ class RunResult:
         return p if p.is_file() else None
 
 
-def _key(stage: Stage, upstream: Iterable[dict]) -> str:
-    payload = json.dumps({"stage": stage.name, "params": _jsonable(stage.params),
+def _key_of(name: str, params, upstream: Iterable[dict]) -> str:
+    payload = json.dumps({"stage": name, "params": _jsonable(params),
                           "upstream": sorted(r["run_id"] for r in upstream)}, sort_keys=True, default=str)
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def _key(stage: Stage, upstream: Iterable[dict]) -> str:
+    return _key_of(stage.name, stage.params, upstream)
 
 
 def _output_facts(run: RunFolder, outputs: Iterable[str]) -> dict:

@@ -358,7 +358,9 @@ def _provenance_section(c: _Ctx) -> Section:
               if rec.get("params")]
     if params:
         s.add(TableBlock(["stage", "parameters"], params, caption="Parameters per stage", name="parameters"))
-    hashes = prov.get("input_hashes", {})
+    hashes = {}  # from this run's current records: provenance.json may still describe an earlier, complete run
+    for rec in c.records.values():
+        hashes.update((rec.get("info") or {}).get("input_hashes", {}))
     if hashes:
         items = sorted(hashes.items())
         s.add(TableBlock(["input", "sha256"], [[k, v] for k, v in items[:50]],
@@ -391,7 +393,7 @@ def build_report(run_dir: str | os.PathLike, *, title: str | None = None, top_n:
     from ..pipeline.runner import RunFolder
 
     run = RunFolder(run_dir, create=False)
-    records = run.records()
+    records = run.records(current=True)  # not the stale records an earlier run left behind a failed stage
     config = load_config(run.config_path) if run.config_path.is_file() else load_config(None)
     rep_cfg = config.get("report", DEFAULTS["report"])
     ctx = _Ctx(run, records, config, int(top_n or rep_cfg["top_n"]))
