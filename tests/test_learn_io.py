@@ -136,6 +136,49 @@ def test_string_feature_and_missing_target_column_errors(mags_table):
         select_features(tab, "redshift", features=["u", "class"])
     with pytest.raises(ValueError, match="no target column 'zzz'"):
         select_features(tab, "zzz")
+    # a misspelt feature when training: no model is involved yet, so the message must not mention one
+    with pytest.raises(ValueError, match=r"no feature column\(s\) \['rr'\] in the table") as err:
+        select_features(tab, "class", features=["u", "rr"])
+    assert "model" not in str(err.value)
+
+
+def test_row_filter_must_be_a_condition(tmp_path, mags_table):
+    from astropy.table import MaskedColumn
+
+    from serendip.learn.tables import read_any_table
+
+    assert len(read_any_table(mags_table, query="`class` == 'GALAXY'")) == 100
+    # "=" assigns in pandas (a whole table comes back), and a bare number column is no condition:
+    # both used to crash with an IndexError or silently keep every non-zero row
+    for query in ("`class` = 'GALAXY'", "redshift", "u + g"):
+        with pytest.raises(ValueError, match="does not give True or False for each row"):
+            read_any_table(mags_table, query=query)
+    # a comparison on a column with missing values: the missing rows do not match
+    Table({"a": MaskedColumn([1, 2, 3, 4], mask=[0, 1, 0, 0])}).write(tmp_path / "m.fits")
+    assert list(read_any_table(tmp_path / "m.fits", query="a > 1")["a"]) == [3, 4]
+
+
+def test_train_report_says_what_the_model_was_trained_on(tmp_path, mags_table):
+    import html as _html
+
+    from serendip._io import file_sha256
+    from serendip.learn.tables import read_any_table, train_table
+
+    # a leak: a numeric code of the class, which the report must keep in view
+    tab = read_any_table(mags_table)
+    tab["class_code"] = np.unique(np.asarray(tab["class"]), return_inverse=True)[1]
+    tab.write(tmp_path / "leak.fits")
+    with pytest.warns(UserWarning, match="alone names the class"):
+        _, written = train_table(tmp_path / "leak.fits", "class", tmp_path / "m.skops", colors="ugriz",
+                                 features=["class_code"], query="r < 18.5", algorithm="rf", **FAST)
+    text = _html.unescape(written["report"].read_text())
+    assert "Provenance" in text and str((tmp_path / "leak.fits").resolve()) in text
+    assert file_sha256(tmp_path / "leak.fits") in text
+    assert "r < 18.5" in text  # the row filter: the model only saw part of the table
+    assert "u-g, g-r, r-i, i-z, r, class_code" in text and "u=u, g=g, r=r, i=i, z=z" in text
+    assert "alone names the class" in text and "scikit-learn" in text
+    meta = json.loads(written["metadata"].read_text())
+    assert meta["source_sha256"] == file_sha256(tmp_path / "leak.fits") and meta["query"] == "r < 18.5"
 
 
 def test_cli_recommend_train_predict(tmp_path, mags_table, capsys):

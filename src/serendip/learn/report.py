@@ -40,8 +40,38 @@ def _table(rows, header) -> str:
     return "".join(out) + "</table>"
 
 
-def render_report(result, title: str | None = None) -> str:
-    """Return the report's HTML text (figures inlined; no external files)."""
+def _provenance_rows(result, provenance: dict | None) -> list[tuple[str, str]]:
+    """What the model was trained on and with: the caller's facts (source table, row filter...),
+    the features and how they were made, and the library versions."""
+    import datetime as _dt
+    import platform
+
+    import sklearn
+
+    from .._version import __version__
+
+    rows = [(str(k), str(v)) for k, v in (provenance or {}).items() if v is not None]
+    rows.append(("features", ", ".join(map(str, result.feature_names))))
+    recipe = result.feature_recipe or {}
+    if recipe.get("colors"):
+        bands = recipe.get("bands") or {}
+        rows.append(("colours", f"{recipe['colors']} (magnitude columns "
+                                f"{', '.join(f'{b}={c}' for b, c in bands.items()) or 'found by name'}; "
+                                f"reference band {recipe.get('reference')})"))
+    rows.append(("target", str(result.target_name)))
+    rows.append(("written", _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")))
+    rows.append(("versions", f"serendip {__version__}, scikit-learn {sklearn.__version__}, numpy {np.__version__}, "
+                             f"python {platform.python_version()}"))
+    return rows
+
+
+def render_report(result, title: str | None = None, *, provenance: dict | None = None) -> str:
+    """Return the report's HTML text (figures inlined; no external files).
+
+    ``provenance`` holds facts the result does not know, such as the source table and the
+    row filter (``{"source table": ..., "row filter": ...}``); they open the report's
+    provenance table, followed by the features, the target and the library versions.
+    """
     title = title or f"serendip learn: {result.algorithm} {result.task}"
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
              f"<style>{_CSS}</style></head><body><h1>{html.escape(title)}</h1>"]
@@ -82,14 +112,20 @@ def render_report(result, title: str | None = None) -> str:
     parts.append("<h2>Training data</h2><pre>")
     parts.append(html.escape(json.dumps({k: v for k, v in result.summary.items()
                                          if k not in ("feature_mean", "feature_std")}, indent=1, default=str)))
-    parts.append("</pre></body></html>")
+    parts.append("</pre>")
+    parts.append("<h2>Provenance</h2>")
+    parts.append(_table(_provenance_rows(result, provenance), ["what", "value"]))
+    parts.append("</body></html>")
     return "\n".join(parts)
 
 
-def write_report(result, path, *, png=None, title: str | None = None) -> Path:
-    """Write the HTML report to ``path`` (and, if ``png`` is given, a multi-panel summary PNG), atomically."""
+def write_report(result, path, *, png=None, title: str | None = None, provenance: dict | None = None) -> Path:
+    """Write the HTML report to ``path`` (and, if ``png`` is given, a multi-panel summary PNG), atomically.
+
+    ``provenance`` is passed to :func:`render_report` (source table, row filter...).
+    """
     path = Path(path)
-    atomic_write_text(path, render_report(result, title))
+    atomic_write_text(path, render_report(result, title, provenance=provenance))
     if png is not None:
         from ..plotting.style import save_png
         from .figures import summary_figure

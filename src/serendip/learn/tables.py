@@ -8,6 +8,7 @@ table and refuses tables that lack a needed column.
 """
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -81,7 +82,15 @@ def read_any_table(path, *, query: str | None = None):
             keep = df.eval(query)
         except Exception as exc:
             raise ValueError(f"could not apply the row filter {query!r} to {path}: {exc}") from exc
-        tab = tab[np.asarray(keep, dtype=bool)]
+        if str(getattr(keep, "dtype", "")) == "boolean":  # a comparison on a column with missing values
+            keep = keep.fillna(False)
+        keep = np.asarray(keep)
+        if keep.shape != (len(df),) or keep.dtype.kind != "b":
+            # e.g. "a = 1" (an assignment, not "a == 1") gives a whole table; "redshift" gives numbers
+            raise ValueError(f"the row filter {query!r} does not give True or False for each row of {path} "
+                             f"(it gives {'a table' if keep.ndim > 1 else f'values of dtype {keep.dtype}'}); "
+                             "write a condition such as \"spec_class == 'GALAXY'\" (== compares, = assigns)")
+        tab = tab[keep]
         if len(tab) == 0:
             raise ValueError(f"no rows of {path} match {query!r}")
     tab.meta["source"] = str(path)
@@ -312,6 +321,9 @@ def select_features(tab, target: str | None = None, features=None, colors: str |
     feats = list(features) if features else ([] if colors else _default_features(tab, target, group))
     if target in feats:
         raise ValueError(f"the target {target!r} is also listed as a feature")
+    absent = [f for f in feats if f not in tab.colnames]
+    if absent:  # named by the caller, not by a model: say so (apply_recipe's message is about models)
+        raise ValueError(f"no feature column(s) {absent} in the table; columns are {tab.colnames}")
     recipe["features"] = feats
     X = apply_recipe(tab, recipe)
     y = _column(tab, target) if target is not None else None
@@ -407,14 +419,25 @@ def train_table(path, target: str, output=None, *, features=None, colors: str | 
         raise ValueError(f"no group column {group!r} in the table; columns are {tab.colnames}")
     X, y, recipe = select_features(tab, target, features, colors, group=group)
     groups = _column(tab, group) if group else None
-    result = train(X, y, algorithm=algorithm, groups=groups, target_name=target, **train_kwargs)
+    with warnings.catch_warnings(record=True) as caught:  # kept for the report, then shown as usual
+        warnings.simplefilter("always")
+        result = train(X, y, algorithm=algorithm, groups=groups, target_name=target, **train_kwargs)
+    notes = []
+    for w in caught:
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+        if issubclass(w.category, UserWarning) and str(w.message) not in notes:
+            notes.append(str(w.message))
     result.feature_recipe = recipe
     written: dict[str, Path] = {}
     if output is not None:
         from .persist import save_model
 
         output = Path(output)
-        save_model(result, output, metadata={"source_table": str(path), "query": query, "group": group})
+        from .._io import file_sha256
+
+        source_sha256 = file_sha256(path)
+        save_model(result, output, metadata={"source_table": str(path), "source_sha256": source_sha256,
+                                             "query": query, "group": group})
         written["model"] = output
         written["metadata"] = output.with_name(output.name + ".json")
         if report:
@@ -422,7 +445,11 @@ def train_table(path, target: str, output=None, *, features=None, colors: str | 
 
             html = output.with_name(output.stem + ".report.html")
             png = output.with_name(output.stem + ".report.png")
-            write_report(result, html, png=png, title=f"serendip learn: {target} from {Path(path).name}")
+            write_report(result, html, png=png, title=f"serendip learn: {target} from {Path(path).name}",
+                         provenance={"source table": str(Path(path).resolve()),
+                                     "source sha256": source_sha256, "row filter": query or "none",
+                                     "group column": group, "model file": str(output.resolve()),
+                                     "warnings while training": " | ".join(notes) or None})
             written["report"] = html
             written["png"] = png
     return result, written
