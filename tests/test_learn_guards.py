@@ -33,6 +33,14 @@ def test_a_split_with_single_row_folds_is_refused(rng):
         train(X, y, algorithm="rf", **FAST)
 
 
+def test_an_extreme_regression_test_size_names_the_quantile_bins_not_classes(rng):
+    X = rng.normal(size=(400, 2))
+    y = X[:, 0] + 0.1 * rng.normal(size=400)
+    for test_size in (0.99, 0.01):
+        with pytest.raises(ValueError, match=f"test_size={test_size:g} of 400 rows .* 10 target quantile bins"):
+            train(X, y, algorithm="rf", test_size=test_size, **FAST)
+
+
 def test_no_verdict_from_scores_that_could_not_be_computed():
     verdict, why = learning_curve_verdict([0.9, np.nan], [0.8, np.nan])
     assert verdict == "not computed" and "no verdict" in why

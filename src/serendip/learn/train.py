@@ -691,7 +691,14 @@ def _split(y, task, test_size, groups, random_state, cv=2):
         _, counts = np.unique(strat, return_counts=True)
         if counts.min() < 2:
             strat = None
-    tr, te = train_test_split(idx, test_size=test_size, stratify=strat, random_state=random_state)
+    try:
+        tr, te = train_test_split(idx, test_size=test_size, stratify=strat, random_state=random_state)
+    except ValueError as exc:  # sklearn calls the target's quantile bins "classes": say what they are
+        if strat is None:
+            raise
+        raise ValueError(f"test_size={test_size:g} of {y.shape[0]} rows cannot put each of the {n_bins} "
+                         f"target quantile bins the split is stratified on in both the training and the test "
+                         f"split ({exc}); choose a test_size nearer 0.2, or use more rows") from None
     return tr, te, "stratified on target quantiles" if strat is not None else "random"
 
 
