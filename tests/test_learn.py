@@ -117,6 +117,16 @@ def test_recommend_takes_tables_as_train_does(rng):
     assert [(r.algorithm, r.score) for r in recommend(pd.DataFrame(X), y)] == ref
 
 
+def test_recommend_refuses_regression_on_class_names_as_train_does(rng):
+    X = rng.normal(size=(200, 3))
+    y = np.where(X[:, 0] > 0, "GALAXY", "STAR")
+    with pytest.raises(ValueError, match="task='regression' needs a numeric target"):
+        recommend(X, y, task="regression")
+    with pytest.raises(ValueError, match="task='regression' needs a numeric target"):
+        train(X, y, task="regression", algorithm="rf", **FAST)
+    assert recommend(X, (X[:, 0] > 0).astype(int), task="regression")  # numbers are fine
+
+
 def test_recommend_large_tabular_avoids_kernel_svm(rng):
     X = rng.normal(size=(40000, 6))
     y = rng.integers(0, 3, 40000)

@@ -158,6 +158,12 @@ def recommend(X, y, task: str | None = None, raw: bool = False) -> list[Recommen
     task = task or infer_task(y)
     if task not in ("classification", "regression"):
         raise ValueError(f"task must be 'classification' or 'regression', got {task!r}")
+    if task == "regression":  # the same refusal as train's: no advice for a model that cannot be trained
+        try:
+            np.asarray(y).astype(np.float64)
+        except (TypeError, ValueError):
+            raise ValueError(f"task='regression' needs a numeric target, but the target has non-numeric values "
+                             f"such as {str(y[0])!r}; use task='classification' for classes") from None
 
     n_classes, min_class, imbalance = 0, n, 1.0
     if task == "classification":
