@@ -119,6 +119,12 @@ def test_colors_recipe_train_and_predict_tables(tmp_path, mags_table):
     anon.write(tmp_path / "anon.csv")
     out3 = predict_table(written["model"], tmp_path / "anon.csv", tmp_path / "p3.csv", trusted=True)
     assert list(out3["row"]) == list(range(len(tab)))
+    # ... counted in the whole input, so a filtered prediction still joins back to it
+    cls = np.asarray(tab["class"]).astype(str)
+    first = cls[0]
+    out4 = predict_table(written["model"], tmp_path / "anon.csv", tmp_path / "p4.csv", trusted=True,
+                         query=f"`class` == '{first}'")
+    assert list(out4["row"]) == list(np.flatnonzero(cls == first)) and len(out4) < len(tab)
     # a table without the z band cannot be predicted
     tab2 = tab.copy()
     tab2.remove_column("z")

@@ -77,24 +77,33 @@ def read_any_table(path, *, query: str | None = None):
         if tab[c].dtype.kind == "S":
             tab[c] = np.char.decode(np.asarray(tab[c]), "ascii", errors="replace")
     if query:
-        df = tab.to_pandas()
-        try:
-            keep = df.eval(query)
-        except Exception as exc:
-            raise ValueError(f"could not apply the row filter {query!r} to {path}: {exc}") from exc
-        if str(getattr(keep, "dtype", "")) == "boolean":  # a comparison on a column with missing values
-            keep = keep.fillna(False)
-        keep = np.asarray(keep)
-        if keep.shape != (len(df),) or keep.dtype.kind != "b":
-            # e.g. "a = 1" (an assignment, not "a == 1") gives a whole table; "redshift" gives numbers
-            raise ValueError(f"the row filter {query!r} does not give True or False for each row of {path} "
-                             f"(it gives {'a table' if keep.ndim > 1 else f'values of dtype {keep.dtype}'}); "
-                             "write a condition such as \"spec_class == 'GALAXY'\" (== compares, = assigns)")
-        tab = tab[keep]
-        if len(tab) == 0:
-            raise ValueError(f"no rows of {path} match {query!r}")
+        tab = tab[row_filter(tab, query, path)]
     tab.meta["source"] = str(path)
     return tab
+
+
+def row_filter(tab, query: str, path="the table"):
+    """The boolean mask of the rows of ``tab`` that match ``query`` (a pandas ``eval`` condition).
+
+    Missing values compare as False. A query that does not give one True/False per row (``a = 1``
+    for ``a == 1``, or a bare column of numbers) and one that matches no row are errors.
+    """
+    df = tab.to_pandas()
+    try:
+        keep = df.eval(query)
+    except Exception as exc:
+        raise ValueError(f"could not apply the row filter {query!r} to {path}: {exc}") from exc
+    if str(getattr(keep, "dtype", "")) == "boolean":  # a comparison on a column with missing values
+        keep = keep.fillna(False)
+    keep = np.asarray(keep)
+    if keep.shape != (len(df),) or keep.dtype.kind != "b":
+        # e.g. "a = 1" (an assignment, not "a == 1") gives a whole table; "redshift" gives numbers
+        raise ValueError(f"the row filter {query!r} does not give True or False for each row of {path} "
+                         f"(it gives {'a table' if keep.ndim > 1 else f'values of dtype {keep.dtype}'}); "
+                         "write a condition such as \"spec_class == 'GALAXY'\" (== compares, = assigns)")
+    if not keep.any():
+        raise ValueError(f"no rows of {path} match {query!r}")
+    return keep
 
 
 #: Names taken as the magnitude in band ``{b}`` (matched case-insensitively), most explicit first.
@@ -460,7 +469,8 @@ def predict_table(model_path, table_path, output, *, trusted: bool | list = Fals
     """Apply a saved model to a table and write the predictions atomically.
 
     The output holds identifier-like columns of the input (or ``keep_columns``; when there are
-    none, a ``row`` column with the input row, counted after ``query``), the prediction
+    none, a ``row`` column with the input table's row, 0-based and counted before ``query``, so
+    it joins back to the whole input), the prediction
     ``<target>_pred``, ``n_features_imputed`` (features missing in that row and filled with the
     training medians) and, for classifiers with probabilities, one ``proba_<class>`` column per class.
     Its ``meta`` records the model file, its SHA-256 and the algorithm.
@@ -476,7 +486,11 @@ def predict_table(model_path, table_path, output, *, trusted: bool | list = Fals
     from .persist import load_model
 
     saved = load_model(model_path, trusted=trusted)
-    tab = read_any_table(table_path, query=query)
+    tab = read_any_table(table_path)
+    rows = np.arange(len(tab))
+    if query:
+        keep_rows = row_filter(tab, query, table_path)
+        tab, rows = tab[keep_rows], rows[keep_rows]
     recipe = saved.feature_recipe or {"features": saved.feature_names or []}
     X = apply_recipe(tab, recipe)
     if saved.feature_names is not None and list(X.colnames) != list(saved.feature_names):
@@ -490,8 +504,8 @@ def predict_table(model_path, table_path, output, *, trusted: bool | list = Fals
         if c not in tab.colnames:
             raise ValueError(f"no column {c!r} to keep; columns are {tab.colnames}")
         out[c] = tab[c]
-    if not keep:  # nothing to join on: give the row of the input (after any --where filter)
-        out["row"] = np.arange(len(tab))
+    if not keep:  # nothing to join on: give the row of the input table (0-based, before any --where filter)
+        out["row"] = rows
     target = saved.metadata.get("target_name") or "target"
     out[f"{target}_pred"] = pred
     # missing features are imputed (training medians); say how many per row so no guess passes as a measurement
