@@ -340,3 +340,13 @@ def test_fetch_cli_bad_template_is_a_one_line_error(tmp_path, capsys):
     assert rc == 2 and err.startswith("serendip fetch-sdss: error:") and len(err.strip().splitlines()) == 1
     assert "{plat}" in err and ALLOWED in err and "Traceback" not in err
     assert not out.exists()
+
+
+def test_baseline_neighbourhoods_stay_local_on_small_runs():
+    from serendip.pipeline.stages import baseline_neighbours
+
+    assert baseline_neighbours("lof", 5000) == 20 and baseline_neighbours("knn", 5000) == 10
+    assert baseline_neighbours("lof", 22) == 10 and baseline_neighbours("knn", 22) == 10
+    assert baseline_neighbours("lof", 3) == 1
+    for n in range(2, 60):
+        assert 1 <= baseline_neighbours("lof", n) <= max(1, (n - 1) // 2)
