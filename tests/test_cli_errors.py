@@ -131,3 +131,16 @@ def test_bad_integer_options_name_the_flag(argv, flag, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert f"argument {flag}" in err and ("at least" in err or "must not be 0" in err or "integer" in err)
+
+
+@pytest.mark.parametrize("verb", [["detect"], ["embed"], ["weird"], ["learn", "predict", "m.skops"]])
+def test_output_that_is_the_input_is_refused(verb, tmp_path, capsys, monkeypatch):
+    """-o naming the input table would overwrite the data being read; nothing is touched."""
+    monkeypatch.chdir(tmp_path)
+    table = tmp_path / "objects.csv"
+    table.write_text("id,a,b\nx,1,2\ny,3,4\n")
+    before = table.read_text()
+    assert main(["-q", *verb, "objects.csv", "-o", str(table)]) == 2
+    err = capsys.readouterr().err
+    assert "is also an input" in err
+    assert table.read_text() == before

@@ -30,6 +30,26 @@ class CLIError(Exception):
     """An error to report to the user as one line, with exit code 2."""
 
 
+#: Arguments that name files a verb reads (checked against its ``--output``).
+_READ_ARGS = ("input", "inputs", "table", "model", "store", "color_table", "spectra")
+
+
+def _check_output_is_not_an_input(args) -> None:
+    """Refuse an ``--output`` that is one of the files the verb reads: writing it would destroy the input."""
+    from pathlib import Path
+
+    out = getattr(args, "output", None)
+    if not out:
+        return
+    target = Path(out).resolve()
+    for name in _READ_ARGS:
+        value = getattr(args, name, None)
+        for item in (value if isinstance(value, (list, tuple)) else [value]):
+            if item and not isinstance(item, bool) and Path(str(item)).resolve() == target:
+                raise CLIError(f"the output {out} is also an input ({name.replace('_', '-')}); writing it would "
+                               "replace the data being read. Choose another output name")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="serendip",
@@ -65,6 +85,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     args.progress = not args.quiet
     try:
+        _check_output_is_not_an_input(args)
         return int(args.func(args) or 0)
     except (CLIError, OSError, ValueError, ImportError) as exc:
         # OSError: missing, unreadable or not-a-FITS files, directories given as files, busy ports;
