@@ -147,3 +147,29 @@ def test_outputs_record_the_feature_columns_they_used(feature_files):
     assert main(["-q", "cluster", str(emb), "--method", "kmeans", "--n-clusters", "2", "--no-png", "-o", str(out)]) == 0
     assert read_table(out).meta["columns"] == ["embed_1", "embed_2"]
     assert read_table(feature_files / "c_summary.ecsv").meta["columns"] == ["embed_1", "embed_2"]
+
+
+def test_embed_and_cluster_scale_features_in_unlike_units(tmp_path, rng):
+    """A column in large units (a period in days) decides PCA unless --scale evens the columns out."""
+    from astropy.table import Table
+
+    groups = np.repeat([0, 1], 50)
+    colour = groups * 3.0 + 0.3 * rng.normal(size=100)  # the structure: two groups in colour
+    period = rng.normal(500.0, 100.0, 100)                # large, structureless numbers
+    write_table(Table({"id": [f"v{i}" for i in range(100)], "colour": colour, "period": period}),
+                tmp_path / "cat.csv")
+    raw, scaled = tmp_path / "raw.ecsv", tmp_path / "scaled.ecsv"
+    assert main(["-q", "embed", str(tmp_path / "cat.csv"), "--no-png", "-o", str(raw)]) == 0
+    assert main(["-q", "embed", str(tmp_path / "cat.csv"), "--scale", "standard", "--no-png", "-o", str(scaled)]) == 0
+    corr = {p.name: abs(np.corrcoef(np.asarray(read_table(p)["embed_1"]), period)[0, 1]) for p in (raw, scaled)}
+    assert corr["raw.ecsv"] > 0.99 and corr["scaled.ecsv"] < 0.9
+    assert read_table(scaled).meta["scale"] == "standard"
+    agree = {}
+    for scale in (None, "standard"):
+        out = tmp_path / f"k{scale}.ecsv"
+        assert main(["-q", "cluster", str(tmp_path / "cat.csv"), "--method", "kmeans", "--n-clusters", "2",
+                     *(["--scale", scale] if scale else []), "--no-png", "-o", str(out)]) == 0
+        labels = np.asarray(read_table(out)["cluster"])
+        agree[scale] = max(np.mean(labels == groups), np.mean(labels != groups))
+        assert read_table(tmp_path / f"k{scale}_summary.ecsv").meta["scale"] == scale
+    assert agree[None] < 0.8 and agree["standard"] > 0.95

@@ -21,7 +21,8 @@ def _embed(args) -> int:
         extra["n_neighbors"] = args.n_neighbors
     tab, png = run_embed(args.input, args.output, method=args.method, n_components=args.n_components,
                          color_by=args.color_by, color_table=args.color_table, columns=_columns(args.columns),
-                         random_state=args.seed, png=not args.no_png, progress=args.progress, **extra)
+                         scale=args.scale, random_state=args.seed, png=not args.no_png, progress=args.progress,
+                         **extra)
     print(f"{args.method} embedding of {len(tab)} objects -> {args.output}" + (f" (+ {png})" if png else ""))
     return 0
 
@@ -31,7 +32,8 @@ def _cluster(args) -> int:
 
     res, written = run_cluster(args.input, args.output, method=args.method, n_clusters=args.n_clusters,
                                min_cluster_size=args.min_cluster_size, columns=_columns(args.columns),
-                               spectra=args.spectra, random_state=args.seed, png=not args.no_png)
+                               spectra=args.spectra, scale=args.scale, random_state=args.seed,
+                               png=not args.no_png)
     noise = int((res.labels_ < 0).sum())
     print(f"{args.method}: {res.n_clusters} clusters among {res.labels_.size} objects"
           + (f" ({noise} noise)" if noise else "") + " -> " + ", ".join(str(p) for p in written.values()))
@@ -69,6 +71,8 @@ def register(subparsers) -> None:
     p.add_argument("--color-by", default=None, help="metadata column (or --color-table column) for the PNG")
     p.add_argument("--color-table", default=None, help="table with 'id' and the --color-by column, e.g. scores")
     p.add_argument("--columns", default=None, help="comma-separated feature columns of a table input")
+    p.add_argument("--scale", choices=("standard", "robust"), default=None,
+                   help="rescale features first (recommended for catalogue features in unlike units)")
     p.add_argument("--perplexity", type=float, default=None, help="t-SNE perplexity (default 30)")
     p.add_argument("--n-neighbors", type=positive_int, default=None, help="UMAP neighbours (default 15)")
     p.add_argument("--seed", type=int, default=0)
@@ -87,6 +91,8 @@ def register(subparsers) -> None:
     p.add_argument("--min-cluster-size", type=int_at_least(2), default=None, help="HDBSCAN (default max(5, N/200))")
     p.add_argument("--columns", default=None, help="comma-separated feature columns of a table input")
     p.add_argument("--spectra", default=None, help="spectra in the same order, for median spectra")
+    p.add_argument("--scale", choices=("standard", "robust"), default=None,
+                   help="rescale features first (recommended for catalogue features in unlike units)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-png", action="store_true")
     p.set_defaults(func=_cluster)

@@ -235,8 +235,23 @@ def _color_values(inp: ExploreInput, color_by, color_table):
     return np.asarray(col.filled(np.nan) if col.dtype.kind == "f" else col.data)
 
 
+def scale_features(features: np.ndarray, scale=None) -> np.ndarray:
+    """Features rescaled per column: ``None`` (as they are), ``"standard"`` (zero mean, unit
+    variance) or ``"robust"`` (median and interquartile range). Catalogue features in unlike
+    units (a period in days beside a colour in magnitudes) need one of the last two, or the
+    largest-valued column decides every distance."""
+    if scale is None:
+        return features
+    if scale not in ("standard", "robust"):
+        raise ValueError(f"scale must be None, 'standard' or 'robust'; got {scale!r}")
+    from sklearn.preprocessing import RobustScaler, StandardScaler
+
+    return (StandardScaler() if scale == "standard" else RobustScaler()).fit_transform(features)
+
+
 def run_embed(source, output, *, method: str = "pca", n_components: int = 2, color_by: str | None = None,
-              color_table=None, columns=None, random_state=0, png=True, progress: bool = True, **kwargs):
+              color_table=None, columns=None, scale=None, random_state=0, png=True, progress: bool = True,
+              **kwargs):
     """Embed an input and write ``id, embed_1, embed_2, ...`` (plus the colour column) and a PNG.
 
     Parameters
@@ -251,6 +266,8 @@ def run_embed(source, output, *, method: str = "pca", n_components: int = 2, col
         A column of the input's metadata (or of ``color_table``) to colour the PNG by.
     color_table : path, optional
         A table with ``id`` and ``color_by`` (e.g. scores from ``serendip weird``), joined on id.
+    scale : {None, "standard", "robust"}
+        Rescale each feature first (see :func:`scale_features`); recorded in ``meta``.
     png : bool or path
         Also write a PNG (default: the output name with ``.png``).
 
@@ -269,8 +286,8 @@ def run_embed(source, output, *, method: str = "pca", n_components: int = 2, col
     t0 = time.perf_counter()
     inp = load_input(source, columns=columns)
     color = _color_values(inp, color_by, color_table)
-    emb = embed(inp.features, method=method, n_components=n_components, random_state=random_state,
-                progress=progress, **kwargs)
+    emb = embed(scale_features(inp.features, scale), method=method, n_components=n_components,
+                random_state=random_state, progress=progress, **kwargs)
     tab = Table({"id": inp.ids})
     for j in range(emb.shape[1]):
         tab[f"embed_{j + 1}"] = emb[:, j]
@@ -278,7 +295,7 @@ def run_embed(source, output, *, method: str = "pca", n_components: int = 2, col
         tab[color_by] = color
     tab.meta.update({"step": "embed", "method": method, "n_components": int(n_components), "input": inp.source,
                      "n_objects": int(emb.shape[0]), "n_features": int(inp.features.shape[1]),
-                     "random_state": random_state,
+                     "random_state": random_state, "scale": scale,
                      "params": {k: v for k, v in kwargs.items() if isinstance(v, (int, float, str, bool))},
                      "seconds": round(time.perf_counter() - t0, 3), "serendip_version": __version__})
     if inp.columns is not None:
@@ -297,7 +314,7 @@ def run_embed(source, output, *, method: str = "pca", n_components: int = 2, col
 
 
 def run_cluster(source, output, *, method: str = "hdbscan", n_clusters: int = 8, min_cluster_size=None,
-                columns=None, spectra=None, random_state=0, png=True, **kwargs):
+                columns=None, spectra=None, scale=None, random_state=0, png=True, **kwargs):
     """Cluster an input; write per-object labels to ``output`` and the summary beside it.
 
     The summary goes to ``<output stem>_summary<suffix>`` and, when spectra are
@@ -313,6 +330,9 @@ def run_cluster(source, output, *, method: str = "hdbscan", n_clusters: int = 8,
         :func:`embedding_columns`.
     spectra : path or Spectra, optional
         Spectra in the same order, for median spectra when ``source`` is an embedding.
+    scale : {None, "standard", "robust"}
+        Rescale each feature before clustering (see :func:`scale_features`); recorded in
+        the summary's ``meta``. Median spectra are of the unscaled spectra.
     method, n_clusters, min_cluster_size, random_state, **kwargs
         See :func:`serendip.explore.cluster`.
 
@@ -333,9 +353,10 @@ def run_cluster(source, output, *, method: str = "hdbscan", n_clusters: int = 8,
         if len(spec) != len(inp.ids) or not np.array_equal(np.asarray(spec.ids).astype(str), inp.ids):
             raise ValueError(f"the spectra ({len(spec)} objects) do not match the clustered objects "
                              f"({len(inp.ids)}) one to one by id and order")
-    res = cluster(inp.features, method=method, n_clusters=n_clusters, min_cluster_size=min_cluster_size,
+    res = cluster(scale_features(inp.features, scale), method=method, n_clusters=n_clusters, min_cluster_size=min_cluster_size,
                   spectra=spec, ids=inp.ids, random_state=random_state, **kwargs)
     res.summary.meta["input"] = inp.source
+    res.summary.meta["scale"] = scale
     if inp.columns is not None:
         res.summary.meta["columns"] = list(inp.columns)  # the feature (or embedding) columns clustered
     if spectra is not None:
