@@ -273,3 +273,13 @@ def test_write_wide_table_refuses_what_it_cannot_write(tmp_path):
     with pytest.raises(ValueError, match=r"\.npz, \.fits"):
         write_wide_table(s, tmp_path / "x.ecsv")
     assert not list(tmp_path.iterdir())  # nothing half-written
+
+
+def test_a_misspelt_pixel_column_is_reported_not_silently_metadata(tmp_path, caplog):
+    """'flx_4001' (for flux_4001) inside the grid is flagged; an ordinary metadata column is not."""
+    p = tmp_path / "wide.csv"
+    p.write_text("id,z,band_12,flux_4000,flx_4001,flux_4002\na,0.1,3,1.0,1.1,1.2\nb,0.2,4,2.0,2.1,2.2\n")
+    with caplog.at_level(logging.WARNING, logger="serendip.spectra"):
+        spectra = read_spectra(p)
+    assert spectra.n_pixels == 2  # what the file names as pixels, as before
+    assert "['flx_4001'] look like pixel columns" in caplog.text and "band_12" not in caplog.text

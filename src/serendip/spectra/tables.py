@@ -71,6 +71,8 @@ __all__ = ["read_table_spectra", "is_wide_table", "write_wide_table"]
 log = get_logger(__name__)
 
 _PIX_RE = re.compile(r"^(flux|ivar|mask)_([0-9]+(?:\.[0-9]*)?(?:[eE][+-]?[0-9]+)?)$")
+#: a name shaped like a pixel column with some other prefix (a misspelling such as "flx_4000.5")
+_NEAR_PIX_RE = re.compile(r"^[A-Za-z]+_([0-9]+(?:\.[0-9]*)?)$")
 _EXTENSIONS = (".fits", ".fit", ".fits.gz", ".csv", ".parquet", ".pq", ".npz")
 _TABLE_TAG = "serendip wide spectra table"
 _FORMAT_VERSION = 2
@@ -394,6 +396,12 @@ def _from_pixel_columns(path: Path, tab: Table, where: str = ""):
         raise SpectraReadError(path, "no pixel columns: a wide table needs columns named flux_<wavelength in Å>, "
                                      "e.g. flux_4000.5")
     wave = np.array(sorted(groups["flux"]))
+    # a misspelt pixel column ("flx_4000.5") would silently become metadata and leave a hole in the grid
+    odd = [c for c in meta_cols if (m := _NEAR_PIX_RE.match(c)) and wave[0] <= float(m.group(1)) <= wave[-1]]
+    if odd:
+        log.warning("%s: column(s) %s%s look like pixel columns (a wavelength inside the grid, %g-%g Å) but are not "
+                    "named flux_, ivar_ or mask_<wavelength>; they are read as metadata", path, odd[:5],
+                    f" and {len(odd) - 5} more" if len(odd) > 5 else "", wave[0], wave[-1])
 
     def stack(kind_: str, convert):
         cols = groups[kind_]
