@@ -287,3 +287,26 @@ def test_train_with_cnn_on_raw_spectra(rng):
     assert res.algorithm == "cnn"
     assert res.test_scores["balanced_accuracy"] > 0.8
     assert len(res.importances) == 30
+
+
+def test_cli_shows_a_training_warning_once_as_a_log_line(tmp_path):
+    """A leakage warning reaches the terminal once, as a log line (not also as a Python warning with a
+    file path and source line)."""
+    from astropy.table import Table
+
+    import subprocess
+    import sys
+
+    rng = np.random.default_rng(0)
+    cls = np.repeat(["STAR", "GALAXY"], 60)
+    tab = Table({"a": rng.normal(size=120) + (cls == "STAR"), "b": rng.normal(size=120),
+                 "code": (cls == "STAR").astype(int), "cls": cls})
+    tab.write(tmp_path / "t.csv")
+    # a real process: what the terminal shows (pytest would capture the warning itself)
+    run = subprocess.run([sys.executable, "-m", "serendip", "learn", "train", str(tmp_path / "t.csv"), "--target",
+                          "cls", "--features", "a", "b", "code", "--algorithm", "rf", "--cv", "3", "--n-iter", "1",
+                          "--no-report", "-o", str(tmp_path / "m.skops")], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    err = run.stderr
+    assert err.count("alone names the class of every row") == 1
+    assert "UserWarning" not in err and "warnings.warn" not in err

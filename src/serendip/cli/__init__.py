@@ -10,6 +10,7 @@ import argparse
 import importlib
 import logging
 import sys
+import warnings
 
 from .._version import __version__
 
@@ -28,6 +29,12 @@ VERB_MODULES = (
 
 class CLIError(Exception):
     """An error to report to the user as one line, with exit code 2."""
+
+
+def _warning_as_log_line(message, category, filename, lineno, file=None, line=None) -> None:
+    """Show a Python warning on the command line as one log line, like serendip's other messages
+    (instead of a file path, a line number and a source line meant for programmers)."""
+    logging.getLogger("serendip").warning("%s", message)
 
 
 #: Arguments that name files a verb reads (checked against its ``--output``).
@@ -86,7 +93,9 @@ def main(argv: list[str] | None = None) -> int:
     args.progress = not args.quiet
     try:
         _check_output_is_not_an_input(args)
-        return int(args.func(args) or 0)
+        with warnings.catch_warnings():
+            warnings.showwarning = _warning_as_log_line
+            return int(args.func(args) or 0)
     except (CLIError, OSError, ValueError, ImportError) as exc:
         # OSError: missing, unreadable or not-a-FITS files, directories given as files, busy ports;
         # ImportError: an optional extra that is not installed (the message carries the pip hint)

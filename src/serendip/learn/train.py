@@ -106,7 +106,6 @@ def prepare_xy(X, y=None, *, feature_names=None, drop_nan_target: bool = True):
         msg = (f"dropped {int(missing.sum())} of {missing.size} rows whose target{where} is missing "
                "(NaN, NA, masked or empty)")
         warnings.warn(msg, UserWarning, stacklevel=3)
-        log.warning(msg)
         keep = ~missing
     if ya.dtype.kind == "O":
         ya = ya.astype(str)
@@ -429,7 +428,6 @@ def _warn_target_in_disguise(X, y, names) -> None:
                    "single class): it is probably the target in another form; drop it unless it is really "
                    "known before the class")
             warnings.warn(msg, UserWarning, stacklevel=4)
-            log.warning(msg)
 
 
 def _positive_score(model, X):
@@ -918,7 +916,6 @@ def _train(X, y, algorithm, task, *, test_size, groups, cv, random_state, n_jobs
                f"requested test_size={test_size:g}: whole groups go to one side (sizes of the "
                f"{np.unique(groups).size} groups differ, or there are few of them)")
         warnings.warn(msg, UserWarning, stacklevel=3)
-        log.warning(msg)
     Xtr, Xte, ytr, yte = Xa[tr], Xa[te], ya[tr], ya[te]
     gtr = groups[tr] if groups is not None else None
     score_name = _scoring(task, redshift, scoring)
@@ -984,7 +981,6 @@ def _train(X, y, algorithm, task, *, test_size, groups, cv, random_state, n_jobs
         msg = (f"model_params {unused} ignored: no candidate model ({tried}) has such a parameter "
                "(a misspelling, or a parameter of another algorithm?)")
         warnings.warn(msg, UserWarning, stacklevel=3)
-        log.warning(msg)
     algo, pipe, params, folds = best
     model = clone(pipe).set_params(**params)
     if vote and algorithm == "auto":
