@@ -329,3 +329,20 @@ def test_rebuilt_report_keeps_the_report_stage_current(tmp_path):
     again = run_stages(tmp_path, stages, config={"report": {"top_n": 4}}, progress=False)
     assert "report" in again.reused and "report" not in again.ran
     assert "much longer title" in (tmp_path / "report.html").read_text(encoding="utf-8")
+
+
+def test_report_of_a_first_run_fills_its_provenance(tmp_path):
+    """The report stage runs before provenance.json is written; its provenance block is still filled
+    (it used to be blank on a first run, and the previous run's on a later one)."""
+    import re
+
+    from serendip import __version__
+    from serendip.pipeline.stages import stage_report
+
+    stages = _fake_stages(np.random.default_rng(3)) + [Stage("report", stage_report, params={"top_n": 4})]
+    run_stages(tmp_path, stages, config={"report": {"top_n": 4}, "run": {"seed": 7}}, progress=False)
+    text = re.sub(r"<[^>]+>", " ", (tmp_path / "report.html").read_text(encoding="utf-8"))
+    text = re.sub(r"\s+", " ", text)
+    assert f"serendip version (this report) {__version__}" in text
+    assert re.search(r"first stage started \d{4}-\d\d-\d\d", text)
+    assert "seed 7" in text and "numpy" in text

@@ -465,8 +465,8 @@ def _write_config(run: RunFolder, config: dict) -> None:
     atomic_write_text(run.config_path, "# The complete configuration of this run.\n" + text)
 
 
-def write_provenance(run: RunFolder, config: dict, records: dict) -> Path:
-    """Write ``provenance.json``: versions, platform, config, seeds, input hashes and stage times."""
+def environment() -> dict:
+    """This process's serendip and library versions, platform and CPU count."""
     import numpy
 
     versions = {"serendip": __version__, "python": sys.version.split()[0], "numpy": numpy.__version__}
@@ -475,15 +475,18 @@ def write_provenance(run: RunFolder, config: dict, records: dict) -> Path:
             versions[mod] = __import__(mod).__version__
         except Exception:  # pragma: no cover - all are dependencies
             pass
+    return {"serendip_version": __version__, "versions": versions, "platform": platform.platform(),
+            "cpu_count": os.cpu_count()}
+
+
+def write_provenance(run: RunFolder, config: dict, records: dict) -> Path:
+    """Write ``provenance.json``: versions, platform, config, seeds, input hashes and stage times."""
     inputs = {}
     for rec in records.values():
         inputs.update(rec.get("info", {}).get("input_hashes", {}))
     prov = {
-        "serendip_version": __version__,
         "created": _now(),
-        "versions": versions,
-        "platform": platform.platform(),
-        "cpu_count": os.cpu_count(),
+        **environment(),
         "seed": config.get("run", {}).get("seed") if config else None,
         "config": _jsonable(config),
         "input_hashes": inputs,

@@ -338,15 +338,19 @@ def _planted_section(c: _Ctx) -> Section:
 
 
 def _provenance_section(c: _Ctx) -> Section:
+    from ..pipeline.runner import _now, environment
+
     s = Section("provenance", "Provenance")
-    prov = {}
-    if c.run.provenance_path.is_file():
-        prov = json.loads(c.run.provenance_path.read_text(encoding="utf-8"))
-    versions = prov.get("versions", {})
-    s.add(KeyValues([("serendip version", prov.get("serendip_version", "")),
-                     ("created", prov.get("created", "")), ("platform", prov.get("platform", "")),
-                     ("seed", prov.get("seed", "")),
-                     ("library versions", ", ".join(f"{k} {v}" for k, v in versions.items()))],
+    # from this process and the current stage records: provenance.json is written after the report
+    # stage, so it is absent on a first run and describes the previous run on a later one
+    env = environment()
+    started = sorted(str(r["started"]) for r in c.records.values() if r.get("started"))
+    built = sorted({str(r["serendip_version"]) for r in c.records.values() if r.get("serendip_version")})
+    s.add(KeyValues([("serendip version (this report)", env["serendip_version"]),
+                     ("serendip version (stages)", ", ".join(built)),
+                     ("first stage started", started[0] if started else ""), ("report written", _now()),
+                     ("platform", env["platform"]), ("seed", c.config.get("run", {}).get("seed", "")),
+                     ("library versions", ", ".join(f"{k} {v}" for k, v in env["versions"].items()))],
                     name="provenance"))
     rows = [[r["stage"], r["status"] + (" (reused)" if r.get("reused") else ""), r.get("seconds", np.nan),
              r.get("reason") or r.get("summary", "")] for r in c.records.values()]
