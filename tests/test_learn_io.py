@@ -183,6 +183,15 @@ def test_train_report_says_what_the_model_was_trained_on(tmp_path, mags_table):
     assert "r < 18.5" in text  # the row filter: the model only saw part of the table
     assert "u-g, g-r, r-i, i-z, r, class_code" in text and "u=u, g=g, r=r, i=i, z=z" in text
     assert "alone names the class" in text and "scikit-learn" in text
+    # when it was trained (kept with the model), apart from when this page was written
+    import re
+
+    trained = re.search(r"<td class=l>trained</td><td>(\d{4}-\d\d-\d\dT[0-9:]+\+00:00)</td>", text)
+    assert trained and "report written" in text
+    from serendip.learn import load_model
+
+    again = load_model(written["model"], trusted=True)
+    assert again.metadata["summary"]["trained_utc"] == trained.group(1)
     meta = json.loads(written["metadata"].read_text())
     assert meta["source_sha256"] == file_sha256(tmp_path / "leak.fits") and meta["query"] == "r < 18.5"
 

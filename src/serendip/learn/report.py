@@ -59,7 +59,8 @@ def _provenance_rows(result, provenance: dict | None) -> list[tuple[str, str]]:
                                 f"{', '.join(f'{b}={c}' for b, c in bands.items()) or 'found by name'}; "
                                 f"reference band {recipe.get('reference')})"))
     rows.append(("target", str(result.target_name)))
-    rows.append(("written", _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")))
+    rows.append(("trained", str(result.summary.get("trained_utc", "not recorded"))))
+    rows.append(("report written", _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")))
     rows.append(("versions", f"serendip {__version__}, scikit-learn {sklearn.__version__}, numpy {np.__version__}, "
                              f"python {platform.python_version()}"))
     return rows

@@ -10,6 +10,7 @@ split is touched once, at the end, to report the scores of the chosen model.
 from __future__ import annotations
 
 import contextlib
+import datetime
 import logging
 import time
 import warnings
@@ -1051,6 +1052,7 @@ def _train(X, y, algorithm, task, *, test_size, groups, cv, random_state, n_jobs
     summary = _data_summary(Xtr, ytr, Xte, names, task, target_name, split_kind, classes, test_size, cv,
                             random_state, search_idx.size, time.time() - t0)
     summary["test_fraction"] = round(test_fraction, 4)  # held out in fact (grouped splits move whole groups)
+    summary["trained_utc"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     result = TrainResult(model=model, algorithm=algo, task=task, best_params=params, cv_scores=folds,
                          test_scores=test_scores, candidates=candidates, feature_names=list(names),
                          target_name=target_name, scoring=score_label, redshift=redshift, classes=classes,
