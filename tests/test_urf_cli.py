@@ -74,3 +74,14 @@ def test_weirdness_table_on_spectra(rng):
     with pytest.raises(ValueError, match="unknown URF variant"):
         resolve_variant("faithful,weird")
     assert resolve_variant("majority")["good_leaf"] == "majority"
+
+
+def test_weird_on_a_raw_spectra_file_points_to_ingest(shared_data, tmp_path, capsys):
+    """Raw MaNGA spectra (one pixel masked in all of them) cannot be scored as they are; the error says
+    to ingest them first, and no output is written."""
+    src = shared_data / "manga_test_spectra" / "MaNGA_test_spectra.fits.gz"
+    out = tmp_path / "w.csv"
+    assert main(["-q", "weird", str(src), "-o", str(out), "--trees", "20", "--repeats", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "constant" in err and "holds raw spectra; run `serendip ingest` on it first" in err
+    assert not out.exists()

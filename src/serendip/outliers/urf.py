@@ -1029,7 +1029,17 @@ def weirdness_table(source, *, variant: str | None = "faithful", n_estimators: i
         raise ValueError("the snr-strata variant needs a finite S/N for every object; the input has none "
                          "(give a store or spectra with meta['snr'], or a .npz with an 'snr' array)")
     t0 = time.perf_counter()
-    model.fit(data, snr=fit_snr)
+    try:
+        model.fit(data, snr=fit_snr)
+    except ValueError as exc:
+        from serendip.spectra import Spectra
+
+        if not isinstance(data, Spectra):
+            raise
+        # raw spectra straight from a file: unmasked, on their native pixels, unnormalised
+        raise ValueError(f"{exc}. {description} holds raw spectra; run `serendip ingest` on it first (it masks "
+                         "bad pixels, resamples to one grid, normalises and fills gaps), then score the store "
+                         "it writes") from exc
     tab = model.to_table(ids=np.asarray(ids).astype(str))
     tab["snr"] = np.asarray(snr, dtype=float)
     n_trees = n_estimators * n_repeats
