@@ -2,9 +2,9 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from ._argtypes import non_negative_int, positive_int
-from pathlib import Path
 
 
 def register(subparsers) -> None:
@@ -35,7 +35,8 @@ def register(subparsers) -> None:
     f.add_argument("--run2d", default=None, help="reduction for rows without RUN2D (default: by plate number)")
     f.add_argument("--template", default=None,
                    help="URL template with {base} {run2d} {plate} {mjd} {fiberid} (default: the DR17 SAS layout)")
-    f.add_argument("--retries", type=non_negative_int, default=3, help="retries per file for transient errors (default 3)")
+    f.add_argument("--retries", type=non_negative_int, default=3,
+                   help="retries per file for transient errors (default 3)")
     f.add_argument("--backoff", type=float, default=1.0, help="seconds before the first retry, doubling (default 1)")
     f.add_argument("--timeout", type=float, default=60.0, help="socket timeout in seconds (default 60)")
     f.add_argument("--jobs", type=positive_int, default=1, help="parallel downloads (default 1)")

@@ -4,7 +4,6 @@ from __future__ import annotations
 from ._argtypes import positive_int
 
 
-
 def _print_stage(name: str, record: dict) -> None:
     """The one-line summary of each stage."""
     tag = "reused" if record.get("reused") else f"{record.get('seconds', 0):.1f} s"

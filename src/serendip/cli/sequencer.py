@@ -66,7 +66,8 @@ def register(subparsers) -> None:
                    help="improved (default) or faithful (reproduces thesequencer 0.0.5)")
     p.add_argument("--method", choices=["auto", "exact", "knn"], default="auto",
                    help="exact N×N matrices or a kNN graph (auto: exact up to 20,000 objects)")
-    p.add_argument("--best-k", type=positive_int, default=None, help="combine only the K most elongated (metric, scale)")
+    p.add_argument("--best-k", type=positive_int, default=None,
+                   help="combine only the K most elongated (metric, scale)")
     p.add_argument("--n-neighbors", type=positive_int, default=15, help="neighbours per object for --method knn")
     p.add_argument("--n-jobs", type=n_jobs, default=None, help="threads (default all)")
     p.add_argument("--floor", default="auto",

@@ -240,13 +240,10 @@ def scale_features(features: np.ndarray, scale=None) -> np.ndarray:
     variance) or ``"robust"`` (median and interquartile range). Catalogue features in unlike
     units (a period in days beside a colour in magnitudes) need one of the last two, or the
     largest-valued column decides every distance."""
-    if scale is None:
-        return features
-    if scale not in ("standard", "robust"):
-        raise ValueError(f"scale must be None, 'standard' or 'robust'; got {scale!r}")
-    from sklearn.preprocessing import RobustScaler, StandardScaler
+    from ..outliers.baselines import make_scaler
 
-    return (StandardScaler() if scale == "standard" else RobustScaler()).fit_transform(features)
+    scaler = make_scaler(scale)
+    return features if scaler is None else scaler.fit_transform(features)
 
 
 def run_embed(source, output, *, method: str = "pca", n_components: int = 2, color_by: str | None = None,
@@ -353,8 +350,8 @@ def run_cluster(source, output, *, method: str = "hdbscan", n_clusters: int = 8,
         if len(spec) != len(inp.ids) or not np.array_equal(np.asarray(spec.ids).astype(str), inp.ids):
             raise ValueError(f"the spectra ({len(spec)} objects) do not match the clustered objects "
                              f"({len(inp.ids)}) one to one by id and order")
-    res = cluster(scale_features(inp.features, scale), method=method, n_clusters=n_clusters, min_cluster_size=min_cluster_size,
-                  spectra=spec, ids=inp.ids, random_state=random_state, **kwargs)
+    res = cluster(scale_features(inp.features, scale), method=method, n_clusters=n_clusters,
+                  min_cluster_size=min_cluster_size, spectra=spec, ids=inp.ids, random_state=random_state, **kwargs)
     res.summary.meta["input"] = inp.source
     res.summary.meta["scale"] = scale
     if inp.columns is not None:

@@ -44,11 +44,8 @@ def _provenance_rows(result, provenance: dict | None) -> list[tuple[str, str]]:
     """What the model was trained on and with: the caller's facts (source table, row filter...),
     the features and how they were made, and the library versions."""
     import datetime as _dt
-    import platform
 
-    import sklearn
-
-    from .._version import __version__
+    from .persist import _versions
 
     rows = [(str(k), str(v)) for k, v in (provenance or {}).items() if v is not None]
     rows.append(("features", ", ".join(map(str, result.feature_names))))
@@ -61,8 +58,7 @@ def _provenance_rows(result, provenance: dict | None) -> list[tuple[str, str]]:
     rows.append(("target", str(result.target_name)))
     rows.append(("trained", str(result.summary.get("trained_utc", "not recorded"))))
     rows.append(("report written", _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")))
-    rows.append(("versions", f"serendip {__version__}, scikit-learn {sklearn.__version__}, numpy {np.__version__}, "
-                             f"python {platform.python_version()}"))
+    rows.append(("versions", ", ".join(f"{k} {v}" for k, v in _versions().items())))
     return rows
 
 
@@ -79,7 +75,8 @@ def render_report(result, title: str | None = None, *, provenance: dict | None =
     cv = np.asarray(result.cv_scores)
     parts.append(f"<p>Chosen <b>{html.escape(result.algorithm)}</b> with {html.escape(str(result.best_params))}. "
                  f"Cross-validated {html.escape(result.scoring)}: {cv.mean():.4f} ± {cv.std():.4f} over "
-                 f"{cv.size} folds{html.escape(result.cv_caveat())}. The held-out test split ({result.summary.get('n_test')} objects, "
+                 f"{cv.size} folds{html.escape(result.cv_caveat())}. The held-out test split "
+                 f"({result.summary.get('n_test')} objects, "
                  f"{html.escape(str(result.summary.get('split')))}) was used once, for the scores below.</p>")
     if result.learning_curve:
         lc = result.learning_curve

@@ -45,20 +45,29 @@ log = get_logger(__name__)
 _SCALES = (None, "standard", "robust")
 
 
+def make_scaler(scale):
+    """An unfitted scikit-learn scaler for ``scale``: ``"standard"`` (zero mean, unit variance),
+    ``"robust"`` (median and interquartile range), or None for ``None`` (features as they are)."""
+    if scale not in _SCALES:
+        raise ValueError(f"scale must be one of {_SCALES}; got {scale!r}")
+    if scale is None:
+        return None
+    from sklearn.preprocessing import RobustScaler, StandardScaler
+
+    return StandardScaler() if scale == "standard" else RobustScaler()
+
+
 class _SklearnBaseline(WeirdnessDetector):
     """Shared plumbing: input checks and the optional feature scaling."""
 
     def _prepare_fit(self, X, min_rows: int = 2) -> np.ndarray:
-        if self.scale not in _SCALES:
-            raise ValueError(f"scale must be one of {_SCALES}; got {self.scale!r}")
+        scaler = make_scaler(self.scale)
         X = as_feature_matrix(X, name="X", min_rows=min_rows)
         self.n_features_in_ = X.shape[1]
-        if self.scale is None:
+        if scaler is None:
             self.scaler_ = None
             return X
-        from sklearn.preprocessing import RobustScaler, StandardScaler
-
-        self.scaler_ = (StandardScaler() if self.scale == "standard" else RobustScaler()).fit(X)
+        self.scaler_ = scaler.fit(X)
         # a constant feature has scale 0; sklearn already maps it to scale 1
         return self.scaler_.transform(X)
 

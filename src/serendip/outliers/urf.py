@@ -93,6 +93,7 @@ each block near ``SIMILARITY_BLOCK_BYTES`` (256 MiB, temporaries included; see
 """
 from __future__ import annotations
 
+import copy
 import math
 import time
 import warnings
@@ -829,23 +830,20 @@ class UnsupervisedRandomForest(WeirdnessDetector):
         stratum = np.searchsorted(self.snr_edges_, snr, side="right")
         # one block of rows at a time (never the whole X), each row scored by its stratum's forest;
         # with impute the sub-forests fill non-finite values themselves, so the rows go in raw
-        blocks = (((start, np.asarray(b, dtype=np.float32)) for start, b in iter_row_blocks(src.obj, self.block_size))
+        blocks = (((start, np.asarray(b, dtype=np.float32))
+                   for start, b in iter_row_blocks(src.obj, self.block_size))
                   if self.impute else src.blocks(self.block_size, None))
         w = np.empty(src.n)
-        shown = [m.progress for m in self.strata_models_]
-        try:
-            for m in self.strata_models_:  # one bar for the whole pass, not one per block and stratum
-                m.progress = False
-            for start, block in progress(blocks, total=math.ceil(src.n / self.block_size), desc="URF score",
-                                         enabled=self.progress):
-                st = stratum[start:start + block.shape[0]]
-                for s, model in enumerate(self.strata_models_):
-                    sel = np.flatnonzero(st == s)
-                    if sel.size:
-                        w[start + sel] = model.score_samples(block[sel])
-        finally:
-            for m, shown_m in zip(self.strata_models_, shown):
-                m.progress = shown_m
+        quiet = [copy.copy(m) for m in self.strata_models_]  # one bar for the whole pass, not one per block
+        for m in quiet:
+            m.progress = False
+        for start, block in progress(blocks, total=math.ceil(src.n / self.block_size), desc="URF score",
+                                     enabled=self.progress):
+            st = stratum[start:start + block.shape[0]]
+            for s, model in enumerate(quiet):
+                sel = np.flatnonzero(st == s)
+                if sel.size:
+                    w[start + sel] = model.score_samples(block[sel])
         return self._scale_strata(w, stratum)
 
     def _local(self, rows):

@@ -54,7 +54,6 @@ from __future__ import annotations
 
 import contextlib
 import numbers
-import os
 import time
 import warnings
 from typing import Any
@@ -587,8 +586,10 @@ def thread_limits(n_jobs):
     if n_jobs is None or n_jobs == -1:
         yield
         return
-    n = int(n_jobs) if n_jobs > 0 else max(1, (os.cpu_count() or 1) + 1 + int(n_jobs))
+    from joblib import effective_n_jobs
     from threadpoolctl import threadpool_limits
+
+    n = max(1, int(effective_n_jobs(n_jobs)))
 
     try:
         import numba
