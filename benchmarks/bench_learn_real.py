@@ -138,19 +138,6 @@ def _galaxy_photoz_arrays():
     return Xa, np.asarray(y, float), np.asarray(gal["redshift_err"], float)
 
 
-def _local_linear(A, yA, B, k):
-    """Ridge-regularised linear fit to each query's k nearest training galaxies (as in Beck et al. 2016)."""
-    from sklearn.neighbors import NearestNeighbors
-
-    ind = NearestNeighbors(n_neighbors=k).fit(A).kneighbors(B, return_distance=False)
-    Z = np.concatenate([np.ones((len(B), k, 1)), A[ind] - B[:, None, :]], axis=2)  # intercept = prediction
-    reg = 1e-3 * k * np.eye(Z.shape[2])
-    reg[0, 0] = 0.0
-    lhs = np.einsum("nki,nkj->nij", Z, Z) + reg
-    rhs = np.einsum("nki,nk->ni", Z, yA[ind])
-    return np.linalg.solve(lhs, rhs[..., None])[:, 0, 0]
-
-
 def run_photoz_alternatives(args):
     """What else was tried for the galaxy photo-z, scored on inner validation only.
 
@@ -164,6 +151,7 @@ def run_photoz_alternatives(args):
     from sklearn.neural_network import MLPRegressor
     from sklearn.preprocessing import StandardScaler
 
+    from serendip.learn.local_linear import LocalLinearEstimate
     from serendip.learn.train import _split, build_pipeline
 
     Xa, y, err = _galaxy_photoz_arrays()
@@ -173,9 +161,9 @@ def run_photoz_alternatives(args):
     sc = StandardScaler().fit(Xa[fit])
     A, B = sc.transform(Xa[fit]), sc.transform(Xa[val])
 
-    def gbt(idx, bags=None, **params):
+    def gbt(idx, bags=None, local_linear=None, **params):
         pipe, _ = build_pipeline("gbt", "regression", n_features=Xa.shape[1], n_train=idx.size, redshift=True,
-                                 n_jobs=args.n_jobs)
+                                 n_jobs=args.n_jobs, local_linear=local_linear)
         base = dict(max_leaf_nodes=127, learning_rate=0.05, min_samples_leaf=10)
         base.update(params)
         pipe.set_params(**{f"model__estimator__{k}": v for k, v in base.items()})
@@ -188,6 +176,7 @@ def run_photoz_alternatives(args):
           f"(fitted on {fit.size}; the test split is not used)")
     runs = {
         "boosted trees (train's gbt)": lambda: gbt(fit),
+        "  without the local linear estimate as a feature": lambda: gbt(fit, local_linear=False),
         "  15 boosters instead of 5": lambda: gbt(fit, bags=15),
         "  learning rate 0.02, patience 60, 5 % early-stopping rows, L2 1": lambda: gbt(
             fit, learning_rate=0.02, n_iter_no_change=60, validation_fraction=0.05, l2_regularization=1.0),
@@ -199,7 +188,8 @@ def run_photoz_alternatives(args):
             .predict(Xa[val]),
         "kNN (k = 40, distance-weighted)": lambda: KNeighborsRegressor(40, weights="distance").fit(A, y[fit])
             .predict(B),
-        "local linear regression on 100 neighbours": lambda: _local_linear(A, y[fit], B, 100),
+        "local linear regression on 150 neighbours": lambda: LocalLinearEstimate(n_jobs=args.n_jobs)
+            .fit(Xa[fit], y[fit]).transform(Xa[val])[:, -1],
         "MLP (64, 64)": lambda: MLPRegressor(hidden_layer_sizes=(64, 64), early_stopping=True, max_iter=500,
                                             n_iter_no_change=20, random_state=0).fit(A, y[fit]).predict(B),
     }
@@ -210,7 +200,7 @@ def run_photoz_alternatives(args):
         print(f"   {name:66s} σ_NMAD {M.sigma_nmad(z, y[val]):.5f}  catastrophic "
               f"{100 * M.catastrophic_fraction(z, y[val]):.2f} %  ({time.time() - t:.0f} s)", flush=True)
     ref = preds["boosted trees (train's gbt)"]
-    for name in list(runs)[5:]:
+    for name in [n for n in runs if not n.startswith(" ") and n != "boosted trees (train's gbt)"]:
         z = 0.8 * ref + 0.2 * preds[name]
         print(f"   0.8 boosted trees + 0.2 {name:41s} σ_NMAD {M.sigma_nmad(z, y[val]):.5f}")
 
@@ -301,7 +291,7 @@ def run_pyhammer(args):
                 importances=False)
     s = res.test_scores
     cv = np.asarray(res.cv_scores)
-    print(f"   candidates (validation R²): " + ", ".join(
+    print("   candidates (validation R²): " + ", ".join(
         f"{r['algorithm']} {r['cv_mean']:.3f}±{r['cv_std']:.3f}" for r in res.candidates))
     print(f"   serendip {res.algorithm}: CV R² {cv.mean():.3f} ± {cv.std():.3f} (5 folds); test (n={s['n']}) "
           f"RMSE {s['rmse']:.2f} subtypes [95% {s['rmse_ci95_low']:.2f}-{s['rmse_ci95_high']:.2f}], "

@@ -184,7 +184,7 @@ def test_rotated_boosting_splits_across_correlated_features(rng):
     y = np.where(X[:, 0] - X[:, 1] > 0, 1.0, 0.0) + 0.01 * rng.normal(size=n)
     scores = {}
     for rotate in (False, True):
-        res = train(X, y, algorithm="gbt", task="regression", rotate=rotate, **{**FAST, "model_params": {
+        res = train(X, y, algorithm="gbt", task="regression", rotate=rotate, local_linear=False, **{**FAST, "model_params": {
             "max_iter": 30, "max_leaf_nodes": 4, "early_stopping": False}})
         scores[rotate] = res.test_scores["r2"]
     assert scores[True] > scores[False] + 0.1

@@ -200,7 +200,8 @@ def _scoring(task: str, redshift: bool, scoring):
 
 def build_pipeline(algorithm: str, task: str, *, n_features: int, n_train: int, random_state=0,
                    n_jobs=None, redshift: bool = False, pca: bool | int = False, y_std: float = 1.0,
-                   cnn_params: dict | None = None, rotate: bool | None = None):
+                   cnn_params: dict | None = None, rotate: bool | None = None,
+                   local_linear: bool | None = None):
     """Return ``(Pipeline, parameter space)`` for one algorithm.
 
     The space is a small dict of lists over the pipeline's ``model__``/``pca__``
@@ -213,6 +214,12 @@ def build_pipeline(algorithm: str, task: str, *, n_features: int, n_train: int, 
     the decorrelated directions give them better splits. On the SDSS galaxy photo-z
     training split this lowered the 3-fold cross-validated σ_NMAD of boosted trees
     from 0.0159 to 0.0155 (see ``benchmarks/bench_learn_real.py``).
+
+    ``local_linear`` (default: on for gradient-boosted *regression* under the same conditions,
+    with at least ``LOCAL_LINEAR_MIN_ROWS`` training rows) appends, before the rotation, a local
+    linear regression estimate of the target from the nearest training objects
+    (:class:`~serendip.learn.local_linear.LocalLinearEstimate`; leave-one-out on the training
+    rows). On the SDSS galaxy photo-z it lowered the inner-validation σ_NMAD by about 0.7 %.
     """
     from sklearn.decomposition import PCA
     from sklearn.impute import SimpleImputer
@@ -227,8 +234,15 @@ def build_pipeline(algorithm: str, task: str, *, n_features: int, n_train: int, 
     if algorithm in ("svm", "ann"):
         steps.append(("scale", StandardScaler()))
     p_eff = n_features
+    few_features = not pca and n_features <= ROTATE_MAX_FEATURES
+    if local_linear is None:
+        local_linear = algorithm == "gbt" and not clf and few_features and n_train >= LOCAL_LINEAR_MIN_ROWS
+    if local_linear:
+        from .local_linear import LocalLinearEstimate
+
+        steps.append(("local", LocalLinearEstimate(n_jobs=n_jobs)))
     if rotate is None:
-        rotate = algorithm == "gbt" and not pca and n_features <= ROTATE_MAX_FEATURES
+        rotate = algorithm == "gbt" and few_features
     if rotate:
         steps.append(("rotate", rotation_features(random_state)))
     if pca and algorithm != "cnn":
@@ -315,6 +329,10 @@ def build_pipeline(algorithm: str, task: str, *, n_features: int, n_train: int, 
 
 #: Gradient-boosted trees on at most this many features get the rotation features (see build_pipeline).
 ROTATE_MAX_FEATURES = 30
+
+#: Gradient-boosted regression on at least this many training rows (and at most ROTATE_MAX_FEATURES
+#: features) gets the local linear estimate as a feature (see build_pipeline).
+LOCAL_LINEAR_MIN_ROWS = 1000
 
 #: algorithm="auto" leaves out recommendations scored below this (0.5 is neutral), keeping at least two.
 AUTO_MIN_SCORE = 0.4
@@ -744,7 +762,8 @@ def train(X, y, algorithm: str = "auto", task: str | None = None, *, test_size: 
           n_iter: int = 6, max_candidates: int = 3, search_max_rows: int | None = SEARCH_MAX_ROWS,
           learning_curve: bool = True, importances: bool = True, diagnostics_max_rows: int = 3000,
           feature_names=None, target_name: str | None = None, cnn_params: dict | None = None,
-          model_params: dict | None = None, rotate: bool | None = None, vote: bool = True) -> TrainResult:
+          model_params: dict | None = None, rotate: bool | None = None, local_linear: bool | None = None,
+          vote: bool = True) -> TrainResult:
     """Pick, train, validate and test a supervised model.
 
     Parameters
@@ -814,6 +833,11 @@ def train(X, y, algorithm: str = "auto", task: str | None = None, *, test_size: 
         Append the principal components of the standardised features (see
         :func:`build_pipeline`). Default: for gradient-boosted trees on at most
         ``ROTATE_MAX_FEATURES`` measured features (never on raw data).
+    local_linear : bool, optional
+        Append a local linear regression estimate of the target from the nearest training
+        objects (see :func:`build_pipeline`). Default: for gradient-boosted regression on at
+        most ``ROTATE_MAX_FEATURES`` measured features and at least ``LOCAL_LINEAR_MIN_ROWS``
+        searched rows (never on raw data). The saved model then keeps its training features.
 
     vote : bool
         With ``algorithm="auto"``, also cross-validate the average of the two best
@@ -838,13 +862,13 @@ def train(X, y, algorithm: str = "auto", task: str | None = None, *, test_size: 
                       search_max_rows=search_max_rows, learning_curve=learning_curve,
                       importances=importances, diagnostics_max_rows=diagnostics_max_rows,
                       feature_names=feature_names, target_name=target_name, cnn_params=cnn_params,
-                      model_params=model_params, rotate=rotate, vote=vote)
+                      model_params=model_params, rotate=rotate, local_linear=local_linear, vote=vote)
 
 
 def _train(X, y, algorithm, task, *, test_size, groups, cv, random_state, n_jobs, progress, scoring,
            redshift, raw, pca, n_iter, max_candidates, search_max_rows, learning_curve, importances,
            diagnostics_max_rows, feature_names, target_name, cnn_params, model_params,
-           rotate=None, vote=True) -> TrainResult:
+           rotate=None, local_linear=None, vote=True) -> TrainResult:
     from sklearn.base import clone
 
     t0 = time.time()
@@ -892,7 +916,7 @@ def _train(X, y, algorithm, task, *, test_size, groups, cv, random_state, n_jobs
     else:
         try:
             ya = ya.astype(np.float64)
-        except ValueError as exc:
+        except ValueError:
             raise ValueError(f"task='regression' needs a numeric target, but the target has non-numeric values "
                              f"such as {str(ya[0])!r}; use task='classification' for classes") from None
         if np.ptp(ya) == 0:
@@ -952,7 +976,8 @@ def _train(X, y, algorithm, task, *, test_size, groups, cv, random_state, n_jobs
         pipe, space = build_pipeline(rec.algorithm, task, n_features=Xa.shape[1], n_train=search_idx.size,
                                      random_state=random_state, n_jobs=n_jobs_model, redshift=redshift,
                                      pca=use_pca, y_std=y_std, cnn_params=cnn_params,
-                                     rotate=False if raw else rotate)
+                                     rotate=False if raw else rotate,
+                                     local_linear=False if raw else local_linear)
         if rec.algorithm == "cnn":
             space = {}
         if model_params:
