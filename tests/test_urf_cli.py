@@ -73,6 +73,10 @@ def test_weirdness_table_on_spectra(rng):
     assert tab.meta["params"]["snr_strata"] == 3 and list(tab["id"][:2]) == ["s0", "s1"]
     with pytest.raises(ValueError, match="unknown URF variant"):
         resolve_variant("faithful,weird")
+    # a bad parameter on spectra is named as such, without the hint to ingest the data
+    with pytest.raises(ValueError, match="n_estimators must be a positive integer") as err:
+        weirdness_table(spec, n_estimators=0, progress=False)
+    assert "ingest" not in str(err.value)
     assert resolve_variant("majority")["good_leaf"] == "majority"
 
 

@@ -1027,6 +1027,7 @@ def weirdness_table(source, *, variant: str | None = "faithful", n_estimators: i
         raise ValueError("the snr-strata variant needs a finite S/N for every object; the input has none "
                          "(give a store or spectra with meta['snr'], or a .npz with an 'snr' array)")
     t0 = time.perf_counter()
+    model._check_params()  # a bad parameter is not the data's fault: no ingest hint for it
     try:
         model.fit(data, snr=fit_snr)
     except ValueError as exc:
