@@ -9,6 +9,8 @@
   loading asks you to confirm trust (``persist.py``).
 - :class:`CNN1DClassifier`, :class:`CNN1DRegressor` — a small 1-D CNN for raw spectra (PyTorch,
   ``pip install 'serendip[deep]'``; ``cnn.py``).
+- :class:`LocalLinearEstimate` — a local linear regression on the nearest training objects,
+  appended as a feature for boosted-tree regression on few features (``local_linear.py``).
 - Table helpers behind ``serendip learn`` (``tables.py``): :func:`train_table`, :func:`predict_table`,
   :func:`recommend_table`.
 """
@@ -31,7 +33,7 @@ _LAZY = {
     "CNN1DClassifier": ".cnn", "CNN1DRegressor": ".cnn", "DeviceUnavailableError": ".cnn",
     "read_any_table": ".tables", "select_features": ".tables", "color_features": ".tables",
     "train_table": ".tables", "predict_table": ".tables", "recommend_table": ".tables",
-    "write_report": ".report",
+    "write_report": ".report", "LocalLinearEstimate": ".local_linear",
 }
 
 __all__ = ["Recommendation", "infer_task", "recommend", "TrainResult", "build_pipeline", "train",
