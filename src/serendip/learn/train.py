@@ -219,7 +219,8 @@ def build_pipeline(algorithm: str, task: str, *, n_features: int, n_train: int, 
     with at least ``LOCAL_LINEAR_MIN_ROWS`` training rows) appends, before the rotation, a local
     linear regression estimate of the target from the nearest training objects
     (:class:`~serendip.learn.local_linear.LocalLinearEstimate`; leave-one-out on the training
-    rows). On the SDSS galaxy photo-z it lowered the inner-validation σ_NMAD by about 0.7 %.
+    rows). On the SDSS galaxy photo-z it lowered the inner-validation σ_NMAD by 0.7–1.6 % (4 % with
+    1,000 training galaxies); on star/galaxy/QSO classes, neighbours' class fractions did not help.
     """
     from sklearn.decomposition import PCA
     from sklearn.impute import SimpleImputer
