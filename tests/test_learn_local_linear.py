@@ -135,3 +135,21 @@ def test_trained_model_with_the_estimate_saves_and_predicts(tmp_path, rng):
                                _plain_local_linear(local.X_fit_ * local.scale_ + local.center_, local.y_fit_,
                                                    X[:20], local.n_neighbors_), rtol=1e-7, atol=1e-10)
     assert Xt.shape == (n, 3)
+
+
+def test_summary_and_report_name_the_derived_features(tmp_path, rng):
+    from serendip.learn import train
+
+    n = 1400  # 1,120 training rows: above LOCAL_LINEAR_MIN_ROWS
+    X = rng.uniform(0, 1, (n, 3))
+    z = 0.4 * X[:, 0] + 0.2 * X[:, 1] ** 2 + 0.005 * rng.normal(size=n)
+    kw = dict(target_name="z", cv=3, n_iter=1, progress=False, learning_curve=False, importances=False,
+              search_max_rows=None, model_params={"max_iter": 20})
+    res = train(X, z, algorithm="gbt", **kw)
+    said = res.derived_features()
+    assert "local linear estimate of the target from the 150 nearest training objects" in said
+    assert "keeps the training features" in said and "principal components" in said
+    assert said in res.summary_text()
+    assert "local linear estimate" in res.report(tmp_path / "r.html").read_text()
+    plain = train(X, z, algorithm="gbt", local_linear=False, rotate=False, **kw)
+    assert plain.derived_features() == "" and "computes" not in plain.summary_text()

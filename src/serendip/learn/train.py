@@ -572,11 +572,38 @@ class TrainResult:
         return (f" (boosted trees validated with one booster; the refitted model averages {GBT_BAGS}, "
                 "which usually scores a little better)")
 
+    def derived_features(self) -> str:
+        """``""``, or a sentence naming the features the model computes from the given ones.
+
+        The permutation importances are of the given features; the model may also see their
+        principal components (``rotate``), a local linear estimate of the target from the
+        nearest training objects (``local_linear``; the model then keeps the training
+        features) or a PCA projection.
+        """
+        from sklearn.pipeline import Pipeline
+
+        members = [self.model]
+        if hasattr(self.model, "estimators"):  # a vote of pipelines
+            members = [est for _, est in self.model.estimators]
+        steps = {name: step for m in members if isinstance(m, Pipeline) for name, step in m.named_steps.items()}
+        said = []
+        if "local" in steps:
+            k = getattr(steps["local"], "n_neighbors_", steps["local"].n_neighbors)
+            said.append(f"a local linear estimate of the target from the {k} nearest training objects "
+                        "(leave-one-out in training; the saved model keeps the training features)")
+        if "rotate" in steps:
+            said.append("the principal components of the standardised features")
+        if "pca" in steps:
+            said.append(f"a PCA projection ({steps['pca'].n_components} components)")
+        return ("From the given features the model also computes: " + "; ".join(said) + ".") if said else ""
+
     def summary_text(self) -> str:
         """A few lines for people: algorithm, CV and test scores, verdict."""
         lines = [f"{self.task} with {self.algorithm}; params {self.best_params}",
                  f"CV {self.scoring}: {np.mean(self.cv_scores):.4f} ± {np.std(self.cv_scores):.4f} "
                  f"over {len(self.cv_scores)} folds{self.cv_caveat()}"]
+        if self.derived_features():
+            lines.append(self.derived_features())
         keys = (["accuracy", "balanced_accuracy", "macro_f1", "roc_auc", "average_precision",
                  "recall_at_precision_0.9"] if self.task == "classification"
                 else ["rmse", "mae", "bias", "r2", "sigma_nmad", "catastrophic_fraction"])
