@@ -111,6 +111,8 @@ def test_on_by_default_for_boosted_regression_on_many_rows():
                dict(algorithm="gbt", task="regression", local_linear=False)):
         pipe, _ = build_pipeline(**{"n_features": 5, "n_train": 5000, **kw})
         assert "local" not in pipe.named_steps, kw
+    with pytest.raises(ValueError, match="local_linear=True is for regression"):
+        build_pipeline("gbt", "classification", n_features=5, n_train=5000, local_linear=True)
 
 
 def test_trained_model_with_the_estimate_saves_and_predicts(tmp_path, rng):

@@ -239,6 +239,9 @@ def build_pipeline(algorithm: str, task: str, *, n_features: int, n_train: int, 
     if local_linear is None:
         local_linear = algorithm == "gbt" and not clf and few_features and n_train >= LOCAL_LINEAR_MIN_ROWS
     if local_linear:
+        if clf:
+            raise ValueError("local_linear=True is for regression: a local linear fit to class labels means "
+                             "nothing; leave local_linear unset (None) or False for classification")
         from .local_linear import LocalLinearEstimate
 
         steps.append(("local", LocalLinearEstimate(n_jobs=n_jobs)))
