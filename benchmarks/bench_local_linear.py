@@ -12,18 +12,15 @@ Three figures, on the galaxy photo-z training data:
 * prediction throughput of ``train(algorithm="gbt")``'s pipeline with and without the
   estimate, on ``--queries`` objects (the training galaxies, repeated and jittered).
 
-Data: ``../shared/data`` (override with ``SERENDIP_SHARED_DATA``).
+Data: ``../shared/data`` (override with ``SERENDIP_SHARED_DATA``), read as
+``bench_learn_real.py`` reads it.
 """
 from __future__ import annotations
 
 import argparse
-import os
 import time
-from pathlib import Path
 
 import numpy as np
-
-DATA = Path(os.environ.get("SERENDIP_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 
 
 def _einsum_fits(Xn, yn, q, ridge):
@@ -50,8 +47,9 @@ def _timed(fn, repeats=1):
 def main():
     from sklearn.neighbors import NearestNeighbors
 
+    from bench_learn_real import _galaxy_photoz_arrays  # the same galaxies as the photo-z benchmarks
+
     from serendip.learn.local_linear import LocalLinearEstimate, _local_fits
-    from serendip.learn.tables import read_any_table, select_features
     from serendip.learn.train import build_pipeline
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -59,11 +57,7 @@ def main():
     ap.add_argument("--n-jobs", type=int, default=1)
     args = ap.parse_args()
 
-    tab = read_any_table(DATA / "sdss_galaxy_qso_colors_specz" / "sdss_galaxy_colors.csv.gz")
-    gal = tab[tab["spec_class"] == "GALAXY"]
-    X, y, _ = select_features(gal, "redshift", colors="ugriz")
-    Xa = np.column_stack([np.asarray(X[c], float) for c in X.colnames])
-    y = np.asarray(y, float)
+    Xa, y, _ = _galaxy_photoz_arrays()
     rng = np.random.default_rng(0)
     Q = Xa[rng.integers(0, len(Xa), args.queries)] + rng.normal(0, 0.01, (args.queries, Xa.shape[1]))
 

@@ -78,6 +78,11 @@ class LocalLinearEstimate(TransformerMixin, BaseEstimator):
         -------
         self
         """
+        self._fit(X, y)
+        return self
+
+    def _fit(self, X, y) -> np.ndarray:
+        """Validate, keep the standardised training set, and return the validated ``X``."""
         X, y = check_X_y(X, y, dtype=np.float64, y_numeric=True)
         self.n_features_in_ = X.shape[1]
         if self.n_neighbors < 1:
@@ -92,7 +97,7 @@ class LocalLinearEstimate(TransformerMixin, BaseEstimator):
         self.X_fit_ = (X - self.center_) / self.scale_
         self.y_fit_ = np.asarray(y, dtype=np.float64)
         self.n_neighbors_ = int(min(self.n_neighbors, X.shape[0] - 1))
-        return self
+        return X
 
     def transform(self, X):
         """Return ``[X, estimate]``: the features with the local linear estimate appended.
@@ -110,7 +115,7 @@ class LocalLinearEstimate(TransformerMixin, BaseEstimator):
         if X.shape[1] != self.n_features_in_:
             raise ValueError(f"X has {X.shape[1]} features, but LocalLinearEstimate was fitted with "
                              f"{self.n_features_in_}")
-        return np.column_stack([X, self._estimate(X, leave_one_out=False)])
+        return np.column_stack([X, self._estimate((X - self.center_) / self.scale_, leave_one_out=False)])
 
     def fit_transform(self, X, y=None, **fit_params):
         """Fit, then append each training row's leave-one-out estimate.
@@ -126,9 +131,8 @@ class LocalLinearEstimate(TransformerMixin, BaseEstimator):
         """
         if y is None:
             raise ValueError("LocalLinearEstimate needs the target y to fit")
-        self.fit(X, y)
-        X = check_array(X, dtype=np.float64)
-        return np.column_stack([X, self._estimate(X, leave_one_out=True)])
+        X = self._fit(X, y)
+        return np.column_stack([X, self._estimate(self.X_fit_, leave_one_out=True)])
 
     def get_feature_names_out(self, input_features=None):
         """Input feature names and ``local_linear_estimate``."""
@@ -137,10 +141,10 @@ class LocalLinearEstimate(TransformerMixin, BaseEstimator):
                  else [f"x{i}" for i in range(self.n_features_in_)])
         return np.asarray([*names, "local_linear_estimate"], dtype=object)
 
-    def _estimate(self, X, *, leave_one_out: bool) -> np.ndarray:
+    def _estimate(self, Q, *, leave_one_out: bool) -> np.ndarray:
+        """The estimate at standardised queries ``Q`` (the training rows themselves when leaving one out)."""
         from sklearn.neighbors import NearestNeighbors
 
-        Q = (X - self.center_) / self.scale_
         k = self.n_neighbors_
         nn = NearestNeighbors(n_neighbors=k + leave_one_out, n_jobs=self.n_jobs).fit(self.X_fit_)
         out = np.empty(Q.shape[0])

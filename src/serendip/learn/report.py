@@ -78,8 +78,9 @@ def render_report(result, title: str | None = None, *, provenance: dict | None =
                  f"{cv.size} folds{html.escape(result.cv_caveat())}. The held-out test split "
                  f"({result.summary.get('n_test')} objects, "
                  f"{html.escape(str(result.summary.get('split')))}) was used once, for the scores below.</p>")
-    if result.derived_features():
-        parts.append(f"<p>{html.escape(result.derived_features())}</p>")
+    derived = result.derived_features()
+    if derived:
+        parts.append(f"<p>{html.escape(derived)}</p>")
     if result.learning_curve:
         lc = result.learning_curve
         parts.append(f"<p class='verdict'>Learning curve: {html.escape(lc['verdict'])}.</p>"

@@ -605,8 +605,9 @@ class TrainResult:
         lines = [f"{self.task} with {self.algorithm}; params {self.best_params}",
                  f"CV {self.scoring}: {np.mean(self.cv_scores):.4f} ± {np.std(self.cv_scores):.4f} "
                  f"over {len(self.cv_scores)} folds{self.cv_caveat()}"]
-        if self.derived_features():
-            lines.append(self.derived_features())
+        derived = self.derived_features()
+        if derived:
+            lines.append(derived)
         keys = (["accuracy", "balanced_accuracy", "macro_f1", "roc_auc", "average_precision",
                  "recall_at_precision_0.9"] if self.task == "classification"
                 else ["rmse", "mae", "bias", "r2", "sigma_nmad", "catastrophic_fraction"])
