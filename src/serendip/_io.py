@@ -122,10 +122,22 @@ def _table_format(path: Path) -> str:
 
 
 def _jsonable(value: Any) -> Any:
+    """``value`` with numpy scalars/arrays, paths, quantities, units and sets turned into JSON types.
+
+    A Quantity becomes ``{"value": ..., "unit": "..."}``; anything else JSON cannot hold is
+    left for ``json.dumps(..., default=str)``.
+    """
     if isinstance(value, dict):
         return {str(k): _jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [_jsonable(v) for v in value]
+    if isinstance(value, (set, frozenset)):
+        return sorted((_jsonable(v) for v in value), key=str)
+    unit = getattr(value, "unit", None)
+    if unit is not None and hasattr(value, "value") and isinstance(value, np.ndarray):  # an astropy Quantity
+        return {"value": np.asarray(value.value).tolist(), "unit": str(unit)}
+    if type(value).__module__.startswith("astropy.units"):  # a Unit
+        return str(value)
     if isinstance(value, np.generic):
         return value.item()
     if isinstance(value, np.ndarray):
@@ -170,29 +182,32 @@ def write_table(table, path: str | os.PathLike, *, overwrite: bool = True) -> Pa
     meta = _jsonable(dict(out.meta))
     out = out.copy(copy_data=False)
     if fmt == "fits":
-        out.meta = {"SERENDIP": json.dumps(meta)}
+        out.meta = {"SERENDIP": json.dumps(meta, default=str)}
     elif fmt == "ascii.csv":
-        out.meta = {"comments": ["serendip-meta: " + json.dumps(meta)]}
+        out.meta = {"comments": ["serendip-meta: " + json.dumps(meta, default=str)]}
     else:
         out.meta = meta
     with atomic_path(path) as tmp:
         if fmt == "ascii.csv":
             out.write(tmp, format="ascii.csv", comment="# ")
             _quote_hash_rows(tmp)
+        elif fmt == "ascii.ecsv":
+            out.write(tmp, format=fmt)
+            _quote_hash_rows(tmp, delimiter=" ")
         else:
             out.write(tmp, format=fmt)
     return path
 
 
-def _quote_hash_rows(path: Path) -> None:
-    """Quote a data row's first field when it starts with ``#``, so CSV readers do not skip the row as a comment."""
+def _quote_hash_rows(path: Path, delimiter: str = ",") -> None:
+    """Quote a data row's first field when it starts with ``#``, so CSV/ECSV readers do not skip the row as a comment."""
     with open(path, encoding="utf-8", newline="") as fh:
         lines = fh.readlines()
     body = next((k for k, line in enumerate(lines) if not line.startswith("#")), len(lines)) + 1  # after the header
     changed = False
     for k in range(body, len(lines)):
         if lines[k].startswith("#"):
-            first, sep, rest = lines[k].partition(",")
+            first, sep, rest = lines[k].partition(delimiter)
             end = first.rstrip("\r\n")
             lines[k] = f'"{end}"' + first[len(end):] + sep + rest
             changed = True
@@ -212,10 +227,15 @@ def read_table(path: str | os.PathLike):
     fmt = _table_format(path)
     if fmt == "parquet":
         require("pyarrow", "parquet", f"reading {path.name}")
+    if path.is_file() and path.stat().st_size == 0:
+        raise ValueError(f"cannot read {path}: the file is empty (0 bytes)")
     try:
-        return _read_table_as(path, fmt)
+        tab = _read_table_as(path, fmt)
     except (OSError, ValueError, UnicodeDecodeError) as exc:
         raise ValueError(f"cannot read {path} as a {fmt} table: {exc}") from exc
+    if not tab.colnames:
+        raise ValueError(f"cannot read {path} as a {fmt} table: it has no columns")
+    return tab
 
 
 def _read_table_as(path: Path, fmt: str):

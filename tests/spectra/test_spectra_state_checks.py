@@ -109,8 +109,9 @@ def test_mask_bits_after_resampling_warn_that_nothing_can_be_applied(caplog):
 
 def test_csv_rows_whose_first_cell_starts_with_a_hash_survive(tmp_path):
     t = Table({"id": ["#7", "b", "#x"], "x": [1.0, 2.0, 3.0]})
-    write_table(t, tmp_path / "t.csv")
-    assert list(read_table(tmp_path / "t.csv")["id"]) == ["#7", "b", "#x"]
+    for name in ("t.csv", "t.ecsv"):
+        write_table(t, tmp_path / name)
+        assert list(read_table(tmp_path / name)["id"]) == ["#7", "b", "#x"], name
     s = _spectra(meta={"id": ["#7", "b"]})
     write_wide_table(s, tmp_path / "w.csv")
     assert list(read_table_spectra(tmp_path / "w.csv").ids) == ["#7", "b"]
@@ -159,3 +160,22 @@ def test_fetch_reports_unusable_plate_mjd_fiber_rows_without_requesting_them(tmp
     assert "row 0: plate is missing" in out["reason"][0]
     assert "row 1: fiberid is missing" in out["reason"][1]
     assert "row 2: mjd is not a positive whole number" in out["reason"][2]
+
+
+@pytest.mark.parametrize("name", ["q.ecsv", "q.fits", "q.csv"])
+def test_quantities_units_and_sets_in_meta_are_written(tmp_path, name):
+    import astropy.units as u
+
+    t = Table({"x": [1.0, 2.0]})
+    t.meta.update(wmin=3600 * u.AA, unit=u.erg / u.s, tags={"b", "a"}, edges=[1, 2] * u.nm)
+    write_table(t, tmp_path / name)
+    meta = read_table(tmp_path / name).meta
+    assert meta["wmin"] == {"value": 3600.0, "unit": "Angstrom"}
+    assert meta["edges"] == {"value": [1.0, 2.0], "unit": "nm"}
+    assert meta["tags"] == ["a", "b"] and "erg" in meta["unit"]
+
+
+def test_an_empty_table_file_is_an_error(tmp_path):
+    (tmp_path / "e.csv").write_bytes(b"")
+    with pytest.raises(ValueError, match="e.csv.*empty"):
+        read_table(tmp_path / "e.csv")
