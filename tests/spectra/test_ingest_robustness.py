@@ -162,6 +162,37 @@ def test_resume_with_other_settings_is_refused(sdss_fits_dir, tmp_path, interrup
     assert SpectraStore(out).provenance["ingest"]["normalize"] == "median"
 
 
+def test_append_with_the_same_range_reuses_the_store_grid(sdss_fits_dir, tmp_path):
+    # the default grid's step comes from the files read (float32 loglam): other files give a step
+    # ~1e-7 different, which must not make the same command refuse to append
+    a1 = _copy(sdss_fits_dir, A1, tmp_path / "a1")
+    a2 = _copy(sdss_fits_dir, A2, tmp_path / "a2")
+    out = tmp_path / "s.h5"
+    first = ingest([a1], out, progress=False, wmin=4000, wmax=5000)
+    grid = SpectraStore(out).wavelength.value
+    assert not np.array_equal(ing.default_grid(sorted(a2.iterdir()), wmin=4000, wmax=5000).value, grid)  # the trap
+    more = ingest([a2], out, progress=False, if_exists="append", wmin=4000, wmax=5000)
+    assert more.n_read > 0 and more.n_total == first.n_read + more.n_read
+    np.testing.assert_array_equal(SpectraStore(out).wavelength.value, grid)
+    with pytest.raises(ValueError, match=r"grid: 970 px.* 200 px"):  # a real change is still refused
+        ingest([a2], out, progress=False, if_exists="append", wmin=4000, wmax=5000, npix=200)
+
+
+def test_resume_with_other_inputs_is_refused(sdss_fits_dir, tmp_path, interrupt_reading):
+    d = _copy(sdss_fits_dir, A1 + A2, tmp_path / "in")
+    other = _copy(sdss_fits_dir, A2, tmp_path / "other")
+    out = tmp_path / "s.h5"
+    restore = interrupt_reading(3)
+    with pytest.raises(KeyboardInterrupt):
+        ingest([d], out, progress=False, block_size=1, **SDSS_GRID)
+    restore()
+    with pytest.raises(ValueError, match="started on a different list of input files"):
+        ingest([other], out, progress=False, block_size=1, **SDSS_GRID)
+    assert partial_path(out).exists()  # kept for the job that owns it
+    res = ingest([d], out, progress=False, block_size=1, **SDSS_GRID)
+    assert res.n_total == 4
+
+
 # ---------------------------------------------------------------------------------------------- bug 4
 def test_append_retries_rejected_files_and_counts_only_stored_ones(sdss_fits_dir, tmp_path, monkeypatch):
     d = _copy(sdss_fits_dir, A1 + A2, tmp_path / "in")

@@ -41,6 +41,7 @@ the data are neither smoothed nor invented.
 from __future__ import annotations
 
 import glob as _glob
+import hashlib
 import os
 import time
 from dataclasses import dataclass, field
@@ -58,7 +59,7 @@ from .lines import SKY_LINES
 from .preprocess import (DEFAULT_AND_MASK_BITS, _has_step, _mask_core, _snr_core, and_mask_value, fill_masked,
                          normalize as _normalize)
 from .resample import _describe_grid, _grid_values, make_grid, resample_many
-from .store import MetaSchema, MetaTypeError, SpectraStore, partial_path
+from .store import _INPUT_LIST_KEY, MetaSchema, MetaTypeError, SpectraStore, partial_path
 
 __all__ = ["ingest", "IngestResult", "expand_inputs", "default_grid", "rejected_path"]
 
@@ -337,6 +338,43 @@ def default_grid(files, *, kind: str = "log", wmin=None, wmax=None, npix=None, r
     return make_grid(kind, wmin, wmax, npix=None if npix is None else int(npix), step=step)
 
 
+def _input_list_fingerprint(files) -> str:
+    """SHA-256 of the resolved input paths (sorted): resuming an unfinished run checks it is the same job."""
+    h = hashlib.sha256()
+    for f in sorted(str(Path(f).resolve()) for f in files):
+        h.update(f.encode("utf-8", "surrogateescape") + b"\0")
+    return h.hexdigest()
+
+
+#: A default grid within this fraction of a pixel of an existing store's grid is that grid.
+_GRID_SNAP_PIXELS = 1e-3
+
+
+def _snap_to_stored_grid(grid: np.ndarray, *stores) -> np.ndarray:
+    """Return the grid of the first existing store in ``stores`` when ``grid`` matches it to within
+    ``_GRID_SNAP_PIXELS`` of a pixel, else ``grid``.
+
+    A default grid's step is the median native step of the files read, and SDSS ``loglam`` is
+    stored in float32: the same ``wmin``/``wmax`` on another set of files gives a grid that differs
+    by ~1e-7 in relative terms (a few 1e-4 of a pixel). Appending such files, or resuming, then uses the
+    store's exact grid instead of refusing a difference no one asked for.
+    """
+    for path in stores:
+        if path is None or not Path(path).exists():
+            continue
+        import h5py
+
+        try:
+            with h5py.File(path, "r") as f:
+                stored = np.asarray(f["wavelength"][...], dtype=np.float64)
+        except (OSError, KeyError):
+            continue
+        if stored.shape == grid.shape and np.max(np.abs(stored - grid)) <= _GRID_SNAP_PIXELS * np.min(np.diff(stored)):
+            return stored
+        return grid
+    return grid
+
+
 def _stored_ids(store: SpectraStore) -> dict[str, str]:
     """Id -> source file name of every spectrum already in ``store`` (to skip the same spectrum reached twice)."""
     meta = store.meta
@@ -472,11 +510,15 @@ def ingest(inputs, output, grid="log", wmin=None, wmax=None, npix=None, rest_fra
     else:
         grid_q = grid
     grid_w = _grid_values(grid_q)
+    if isinstance(grid, str):
+        grid_w = _snap_to_stored_grid(grid_w, output if if_exists == "append" else None,
+                                      partial_path(output) if resume else None)
     grid_info = _describe_grid(grid_w)
     params = {"grid": grid_info, "rest_frame": bool(rest_frame), "mask_bits": mask_bits if isinstance(
         mask_bits, (int, type(None))) else list(mask_bits), "sky_lines": bool(sky_lines), "normalize": normalize,
         "norm_window": None if norm_window is None else list(norm_window), "fill": bool(fill),
-        "min_good_fraction": min_good_fraction, "min_coverage": min_coverage, "z_column": z_column}
+        "min_good_fraction": min_good_fraction, "min_coverage": min_coverage, "z_column": z_column,
+        _INPUT_LIST_KEY: _input_list_fingerprint(files)}
     store = SpectraStore.create(output, grid_w, provenance={"serendip_version": __version__, "ingest": params,
                                                            "rest_frame": bool(rest_frame)},
                                 if_exists=if_exists, resume=resume)

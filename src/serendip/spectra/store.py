@@ -362,25 +362,38 @@ def _settings_value(key: str, value):
     return json.loads(json.dumps(_jsonable(value)))
 
 
-def _settings_differences(old: dict | None, new: dict | None) -> list[str]:
+#: ``provenance["ingest"]`` key holding a fingerprint of the run's input list (compared on resume only:
+#: an append brings other inputs by design).
+_INPUT_LIST_KEY = "input_list_sha256"
+
+
+def _settings_differences(old: dict | None, new: dict | None, inputs: bool = False) -> list[str]:
     """Lines ``name: old → new`` for every processing setting (``provenance["ingest"]``, grid aside) that differs.
 
-    A setting recorded on one side only (a store written by another version) is not compared.
+    A setting recorded on one side only (a store written by another version) is not compared. The
+    input-list fingerprint is compared only with ``inputs=True`` (resuming an unfinished run).
     """
     if not isinstance(old, dict) or not isinstance(new, dict):
         return []
     lines = []
-    for key in sorted(set(old) & set(new) - {"grid"}):
+    skip = {"grid"} if inputs else {"grid", _INPUT_LIST_KEY}
+    for key in sorted(set(old) & set(new) - skip):
         if _settings_value(key, old[key]) != _settings_value(key, new[key]):
-            lines.append(f"{key}: {old[key]!r} in the store, {new[key]!r} now")
+            if key == _INPUT_LIST_KEY:
+                lines.append("inputs: the unfinished run was started on a different list of input files")
+            else:
+                lines.append(f"{key}: {old[key]!r} in the store, {new[key]!r} now")
     return lines
 
 
 def _grid_difference(old: np.ndarray, new: np.ndarray) -> str | None:
     if old.shape == new.shape and np.allclose(old, new, rtol=1e-12, atol=0):
         return None
-    return (f"grid: {old.size} px, {old[0]:.2f}-{old[-1]:.2f} Å in the store, "
+    text = (f"grid: {old.size} px, {old[0]:.2f}-{old[-1]:.2f} Å in the store, "
             f"{new.size} px, {new[0]:.2f}-{new[-1]:.2f} Å now")
+    if old.shape == new.shape:
+        text += f" (largest difference {np.max(np.abs(old - new)):.3g} Å)"
+    return text
 
 
 class SpectraStore:
@@ -505,7 +518,7 @@ class SpectraStore:
                 log.warning("cannot resume the unfinished store %s (%s); starting over", tmp, exc)
             else:
                 try:
-                    diffs = store._differences(grid, new_settings)
+                    diffs = store._differences(grid, new_settings, inputs=True)
                 except (OSError, ValueError, KeyError) as exc:
                     store._f.close()
                     log.warning("cannot resume the unfinished store %s (%s); starting over", tmp, exc)
@@ -514,7 +527,7 @@ class SpectraStore:
                         store._f.close()
                         raise ValueError(
                             f"cannot resume the unfinished store {tmp}: it was started with different settings "
-                            "(" + "; ".join(diffs) + "). Re-run with the same settings to resume it, or start over "
+                            "(" + "; ".join(diffs) + "). Re-run with the same inputs and settings to resume it, or start over "
                             "(resume=False; CLI: --no-resume), which discards it")
                     store._truncate_to_committed()
                     log.info("resuming %s from %d committed rows", tmp, store.n_objects)
@@ -584,13 +597,16 @@ class SpectraStore:
         self._f.attrs["complete"] = False
         self._f.flush()
 
-    def _differences(self, grid: np.ndarray, settings: dict | None) -> list[str]:
-        """How ``grid`` and processing ``settings`` differ from this store's (see :meth:`create`)."""
+    def _differences(self, grid: np.ndarray, settings: dict | None, inputs: bool = False) -> list[str]:
+        """How ``grid`` and processing ``settings`` differ from this store's (see :meth:`create`).
+
+        ``inputs=True`` (resuming) also compares the fingerprint of the input list.
+        """
         diffs = []
         g = _grid_difference(self._f["wavelength"][...], grid)
         if g:
             diffs.append(g)
-        diffs += _settings_differences(self.provenance_without_inputs().get("ingest"), settings)
+        diffs += _settings_differences(self.provenance_without_inputs().get("ingest"), settings, inputs=inputs)
         return diffs
 
     # ------------------------------------------------------------------ writing
