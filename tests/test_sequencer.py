@@ -426,6 +426,68 @@ def test_sequence_floor_clips_before_the_chunk_check():
     assert "floor" not in str(info.value)
 
 
+def test_auto_floor_follows_the_data_units(caplog):
+    """Fluxes in cgs units (~1e-17) got a floor of 1e-15 (above every value) and a meaningless order."""
+    import logging
+
+    from serendip.sequencer import sequence
+    from serendip.sequencer.api import positive_floor
+
+    grid, flux, t = moving_line(30, m=60)
+    flux = flux.copy()
+    flux[:, 0] = -0.01  # one noisy pixel per spectrum triggers the floor
+    ref = sequence(flux, scales=[1, 2], progress=False)
+    cgs = sequence(flux * 1e-17, scales=[1, 2], progress=False)
+    assert cgs.meta["floor"] == pytest.approx(ref.meta["floor"] * 1e-17, rel=1e-9)
+    assert cgs.meta["n_clipped"] == ref.meta["n_clipped"] == 30
+    np.testing.assert_array_equal(cgs["index"], ref["index"])
+    assert positive_floor(np.zeros(5)) == 1e-3  # all zero: any positive value will do
+    assert positive_floor([0.0, 0.0, 2.0, -4.0]) == pytest.approx(3e-3)  # zeros do not pull it down
+    # a floor that reshapes most of the data is reported
+    with caplog.at_level(logging.WARNING, logger="serendip.sequencer"):
+        sequence(flux - 1.5, scales=[1], progress=False)  # most pixels below zero
+    assert "raised" in caplog.text and "check the input" in caplog.text
+
+
+def test_auto_floor_leaves_zeros_alone_without_kl_and_kl_needs_a_positive_floor():
+    from serendip.sequencer import sequence
+
+    grid, flux, t = moving_line(20, m=40)
+    flux = flux.copy()
+    flux[2, :4] = 0.0
+    tab = sequence(flux, metrics=["EMD", "energy"], scales=[1], progress=False)
+    assert tab.meta["floor"] is None and tab.meta["n_clipped"] == 0  # zeros are fine for EMD and energy
+    assert sequence(flux, scales=[1], progress=False).meta["n_clipped"] == 4  # not for KL
+    with pytest.raises(ValueError, match="floor must be a positive number"):
+        sequence(flux, scales=[1], floor=0, progress=False)
+    assert sequence(flux, metrics=["EMD"], scales=[1], floor=0, progress=False).meta["floor"] == 0.0
+
+
+def test_knn_keeps_zero_distances_between_identical_objects():
+    """kNN's placeholder for a zero distance (5e-324) made the median edge 5e-324 and D* infinite."""
+    grid, flux, t = moving_line(20, m=60)
+    X = np.repeat(flux, 2, axis=0)  # every object twice
+    exact = Sequencer(scales=[1, 2], method="exact", progress=False).fit(X, grid=grid)
+    knn = Sequencer(scales=[1, 2], method="knn", n_neighbors=6, progress=False).fit(X, grid=grid)
+    # the kNN graph may miss an MST edge, so the medians agree closely rather than exactly; before the fix
+    # they were 5e-324
+    np.testing.assert_allclose(knn.results_["median_edge"], exact.results_["median_edge"], rtol=0.1)
+    assert np.all(knn.results_["median_edge"] > 1e-6)
+    assert np.all(np.isfinite(knn.tree_.data))
+    assert not hasattr(Sequencer(scales=[1], method="exact", progress=False).fit(X, grid=grid),
+                       "n_candidate_edges_")
+    knn.set_params(method="exact").fit(X, grid=grid)
+    assert not hasattr(knn, "n_candidate_edges_")  # not left over from the kNN fit
+
+
+def test_best_k_must_be_a_whole_number():
+    grid, flux, t = moving_line(20, m=40)
+    for bad in (2.5, 0, True):
+        with pytest.raises(ValueError, match="best_k must be a positive integer"):
+            Sequencer(scales=[1], best_k=bad, progress=False).fit(flux, grid=grid)
+    assert Sequencer(scales=[1, 2], best_k=2.0, progress=False).fit(flux, grid=grid).order_.size == 20
+
+
 # ----------------------------------------------------------------------------- real data
 def test_pyhammer_dwarfs_ordered_by_spectral_type(shared_data):
     import pandas as pd
@@ -608,7 +670,7 @@ def test_sequence_floor_must_not_be_negative(tmp_path, capsys, floor):
     out = tmp_path / "s.fits"
     assert main(["-q", "sequence", str(tmp_path / "x.npz"), "-o", str(out), "--scales", "1", "--floor", floor]) == 2
     err = capsys.readouterr().err
-    assert "floor must be a non-negative number" in err and "--floor" in err
+    assert "floor must be a positive number" in err and "--floor" in err  # KL is among the default metrics
     assert not out.exists()
 
 

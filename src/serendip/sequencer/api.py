@@ -10,18 +10,25 @@ from .._logging import get_logger
 
 __all__ = ["load_sequencer_input", "sequence", "positive_floor"]
 
-#: Metrics that compare distributions and so need strictly positive flux.
+#: Metrics that compare distributions: EMD and energy need flux >= 0, KL needs flux > 0.
 _POSITIVE_METRICS = ("EMD", "energy", "KL")
+
+#: Above this fraction of clipped values, ``sequence`` warns that the floor reshapes the data.
+_CLIP_WARN_FRACTION = 0.25
 
 
 def positive_floor(X, relative: float = 1e-3) -> float:
-    """The flux floor used to make spectra positive: ``relative`` × the median of ``|X|``.
+    """The flux floor used to make spectra positive: ``relative`` × the median of the non-zero ``|X|``.
 
     Real spectra go to zero or below in noisy or masked pixels, while EMD, energy
     and KL compare distributions and need positive values. Clipping the noise at a
-    small fraction of the typical flux changes nothing where there is signal.
+    small fraction of the typical flux changes nothing where there is signal. The
+    floor follows the data's own scale, so fluxes in cgs units (~1e-17) get a floor
+    of ~1e-20; only an all-zero array falls back to ``relative`` itself.
     """
-    return float(relative * max(float(np.median(np.abs(np.asarray(X)))), 1e-12))
+    a = np.abs(np.asarray(X, dtype=np.float64))
+    a = a[a > 0]
+    return float(relative * (float(np.median(a)) if a.size else 1.0))
 
 log = get_logger(__name__)
 
@@ -61,10 +68,12 @@ def sequence(input, output=None, *, metrics=("EMD", "energy", "KL", "L2"), scale
     plot : path, optional
         PNG of the classic Sequencer figure (:func:`~serendip.sequencer.plot_sequence`).
     floor : "auto", float or None
-        EMD, energy and KL need strictly positive flux, and ingested spectra have
+        EMD and energy need flux >= 0 and KL flux > 0, and ingested spectra have
         noisy pixels at or below zero. ``"auto"`` (default): when a metric needs it
-        and some value is not positive, values below :func:`positive_floor` (10⁻³ of
-        the median absolute flux) are raised to it. A number (>= 0): clip at that value.
+        and some value breaks its rule, values below :func:`positive_floor` (10⁻³ of
+        the median non-zero absolute flux, so it follows the data's units) are raised
+        to it; more than a quarter of the values clipped gives a warning. A number
+        (>= 0; > 0 with KL): clip at that value.
         ``None``: no clipping (non-positive values are then an error). The value
         used and the number of clipped pixels are in ``meta`` (``floor``, ``n_clipped``).
     Other parameters are those of :class:`~serendip.sequencer.Sequencer`.
@@ -86,27 +95,34 @@ def sequence(input, output=None, *, metrics=("EMD", "energy", "KL", "L2"), scale
     else:
         X, source = input, "array"
     metric_list = [metrics] if isinstance(metrics, str) else list(metrics)
+    xlabel = "wavelength [Å]" if hasattr(X, "wavelength") else ("pixel" if grid is None else None)
     floor_used, n_clipped = None, 0
     if floor is not None and any(m in _POSITIVE_METRICS for m in metric_list):
         from .sequencer import prepare_input
 
         # read once with no positivity or chunk-sum check: the clipping below fixes those values
         flux, g, fids = prepare_input(X, grid, metrics=["L2"], check_chunks=False)
+        kl = "KL" in metric_list
         if isinstance(floor, str):
             if floor != "auto":
                 raise ValueError(f"floor must be 'auto', a number or None, got {floor!r}")
-            value = positive_floor(flux) if np.any(flux <= 0) else None
+            # KL needs every value > 0; EMD and energy only >= 0 (exact zeros are left alone)
+            value = positive_floor(flux) if np.any(flux <= 0 if kl else flux < 0) else None
         else:
             value = float(floor)
-            if not value >= 0:  # also refuses NaN: clipping below zero leaves negative flux
-                raise ValueError(f"floor must be a non-negative number (EMD and energy need flux >= 0, KL > 0), "
-                                 f"'auto' or None; got {floor!r} (CLI: --floor)")
+            if not (value > 0 if kl else value >= 0):  # also refuses NaN
+                raise ValueError(f"floor must be a {'positive' if kl else 'non-negative'} number (EMD and energy "
+                                 f"need flux >= 0, KL > 0), 'auto' or None; got {floor!r} (CLI: --floor)")
         if value is not None:
             n_clipped = int(np.count_nonzero(flux < value))
             flux = np.maximum(flux, value)
             floor_used = value
             log.info("sequence: %d of %d flux values raised to the floor %.3g (EMD, energy and KL need positive "
                      "flux; floor=None turns this off)", n_clipped, flux.size, value)
+            if n_clipped > _CLIP_WARN_FRACTION * flux.size:
+                log.warning("sequence: the floor %.3g raised %.0f%% of all flux values; the spectra are then "
+                            "shaped by the floor, not the data: check the input (negative continuum? wrong "
+                            "units?) or choose floor= yourself", value, 100 * n_clipped / flux.size)
         X, grid = flux, g
         if ids is None and fids is not None and not _default_ids(np.asarray(fids).astype(str)):
             ids = fids
@@ -138,6 +154,6 @@ def sequence(input, output=None, *, metrics=("EMD", "energy", "KL", "L2"), scale
         from .sequencer import prepare_input
 
         flux, g, _ = prepare_input(X, grid, metrics=["L2"], check_chunks=False)  # checked by the fit
-        fig, _ = plot_sequence(flux, seq.order_, seq.results_, g, elongation=seq.elongation_)
+        fig, _ = plot_sequence(flux, seq.order_, seq.results_, g, elongation=seq.elongation_, xlabel=xlabel)
         save_png(fig, plot)
     return tab
