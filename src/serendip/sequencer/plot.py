@@ -13,7 +13,8 @@ def _display_rows(X: np.ndarray) -> np.ndarray:
     return np.clip((X - lo) / np.where(hi > lo, hi - lo, 1.0), 0, 1)
 
 
-def plot_sequence(X, order, results=None, grid=None, *, elongation=None, title=None, max_rows=2000, figsize=None):
+def plot_sequence(X, order, results=None, grid=None, *, elongation=None, title=None, max_rows=2000, figsize=None,
+                  xlabel=None):
     """Draw the data in input order and in sequence order, and eta per (metric, scale).
 
     Parameters
@@ -30,6 +31,10 @@ def plot_sequence(X, order, results=None, grid=None, *, elongation=None, title=N
         Final elongation, shown in the title.
     max_rows : int
         Larger data sets are thinned evenly along the rows for the image.
+    xlabel : str, optional
+        The x-axis label. Default: "wavelength [Å]" for a Spectra (or a grid given as an astropy
+        Quantity, converted to Å), "pixel" without a grid, and "grid" for a plain array, whose
+        units serendip cannot know.
 
     Returns
     -------
@@ -38,8 +43,16 @@ def plot_sequence(X, order, results=None, grid=None, *, elongation=None, title=N
     """
     from ..plotting.style import figure
 
+    label = xlabel
     if grid is None and hasattr(X, "wavelength"):
         grid = X.wavelength.to_value("Angstrom")
+        label = label or "wavelength [Å]"
+    elif grid is not None and hasattr(grid, "unit"):
+        import astropy.units as u
+
+        grid = grid.to_value(u.AA, equivalencies=u.spectral())
+        label = label or "wavelength [Å]"
+    label = label or ("pixel" if grid is None else "grid")
     if hasattr(X, "flux"):
         X = X.flux
     X = np.asarray(X, dtype=float)
@@ -56,7 +69,7 @@ def plot_sequence(X, order, results=None, grid=None, *, elongation=None, title=N
                    interpolation="nearest")
     axes[1].set_title("sequence order")
     for ax in axes[:2]:
-        ax.set_xlabel("wavelength [Å]" if grid.min() > 100 else "pixel")
+        ax.set_xlabel(label)
     axes[0].set_ylabel("object")
     if ncols == 3:
         ax = axes[2]

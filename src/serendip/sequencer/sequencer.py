@@ -254,9 +254,11 @@ class _KnnBackend:
 
     def _mst(self, wf, wb):
         w = np.minimum(wf, wb)
-        w = np.where(w > 0, w, _TINY)
+        w = np.where(w > 0, w, _TINY)  # scipy drops stored zeros: a placeholder for identical objects
         G = sp.csr_matrix((w, (self.rows, self.cols)), shape=(self.n, self.n))
-        return mst_sparse(G)
+        u, v, w = mst_sparse(G)
+        w[w <= _TINY] = 0.0  # the placeholder is a zero distance again, as in the exact backend
+        return u, v, w
 
     def chunk(self, rep):
         self.df = pair_distances(rep, self.rows, self.cols)
@@ -381,7 +383,8 @@ class Sequencer(BaseEstimator):
         for s in scales:
             if s < 1 or s >= m:
                 raise ValueError(f"scale {s} must be >= 1 and smaller than the number of pixels ({m})")
-        if self.best_k is not None and int(self.best_k) < 1:
+        if self.best_k is not None and (isinstance(self.best_k, bool) or not float(self.best_k).is_integer()
+                                        or int(self.best_k) < 1):
             raise ValueError(f"best_k must be a positive integer or None, got {self.best_k!r}")
         return metrics, scales
 
@@ -425,6 +428,7 @@ class Sequencer(BaseEstimator):
         self.scales_ = scales
         if method == "exact":
             backend = _ExactBackend(n, self.n_jobs)
+            self.__dict__.pop("n_candidate_edges_", None)  # a kNN-only attribute from an earlier fit
         else:
             rows, cols = knn_candidate_pairs(flux, x, n_neighbors=self.n_neighbors, n_jobs=self.n_jobs,
                                              random_state=sklearn_random_state(self.random_state))
