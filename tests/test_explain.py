@@ -71,3 +71,19 @@ def test_explain_errors_and_fallback():
     normal = np.flatnonzero(model.weirdness_ <= np.quantile(model.weirdness_, 0.9))
     normal = normal[normal != g0]
     assert set(ex.neighbours) == set(normal[np.argsort(d[normal])[:5]])
+
+
+def test_masked_values_in_an_imputed_model_do_not_spoil_the_explanation():
+    """One NaN in a normal object made that feature's scatter NaN for every explanation, and the peak NaN."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(120, 8))
+    X[:, 1] += X[:, 0]
+    X[7, 2] = 9.0  # object 7 is weird at feature 2
+    X[5, 3] = np.nan  # one masked value in an ordinary object
+    X[7, 6] = np.nan  # and one in the object explained
+    m = UnsupervisedRandomForest(40, random_state=0, progress=False, impute=True).fit(X)
+    e = explain_weirdness(m, X, 7, smooth=1)
+    assert np.all(np.isfinite(e.scatter)) and np.isfinite(e.reference).all()
+    assert np.isnan(e.residual[6]) and np.isnan(e.importance[6])  # not measured: not invented
+    assert np.isfinite(np.delete(e.importance, 6)).all()
+    assert e.peak_feature == 2 and e.top_features[0] == 2 and 6 not in e.top_features[:5]

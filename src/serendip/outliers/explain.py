@@ -19,9 +19,14 @@ similarity to the object (very weird objects may share no good leaf with
 anyone), the rest of the reference set is filled with the normal objects
 nearest in Euclidean distance, and ``n_forest_neighbours`` says how many came
 from the forest.
+
+Masked (NaN) values, as a model fitted with ``impute=True`` accepts, are left out
+of every median and distance: a feature the object itself lacks has a NaN
+residual and importance and is ranked as 0.
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -109,10 +114,13 @@ def _rows(X, rows):
 def _robust_scatter(X, candidates, rng, max_rows=5000):
     sample = candidates if candidates.size <= max_rows else np.sort(rng.choice(candidates, max_rows, replace=False))
     Y = _rows(X, sample)
-    med = np.median(Y, axis=0)
-    mad = 1.4826 * np.median(np.abs(Y - med), axis=0)
-    floor = np.median(mad[mad > 0]) * 1e-3 if np.any(mad > 0) else 1.0
-    return np.maximum(mad, floor)
+    with warnings.catch_warnings():  # a feature masked in every sampled row stays NaN, then gets the floor
+        warnings.simplefilter("ignore", RuntimeWarning)
+        med = np.nanmedian(Y, axis=0)
+        mad = 1.4826 * np.nanmedian(np.abs(Y - med), axis=0)
+    ok = mad > 0
+    floor = np.median(mad[ok]) * 1e-3 if np.any(ok) else 1.0
+    return np.where(ok, mad, floor)
 
 
 def _nearest_euclid(X, x, candidates, k):
@@ -123,7 +131,7 @@ def _nearest_euclid(X, x, candidates, k):
         a, b = np.searchsorted(cset, [start, start + block.shape[0]])
         if b > a:
             rows = cset[a:b]
-            d = np.sqrt(((block[rows - start] - x) ** 2).sum(axis=1))
+            d = np.sqrt(np.nansum((block[rows - start] - x) ** 2, axis=1))  # masked features left out
             best_i.append(rows)
             best_d.append(d)
     if not best_i:
@@ -214,15 +222,19 @@ def explain_weirdness(model_or_X, X=None, index=0, *, k: int = 10, normal_quanti
         chosen = np.concatenate([chosen, extra])
     rows = _rows(X, np.concatenate([[index], chosen]))
     x, refs = rows[0], rows[1:]
-    reference = np.median(refs, axis=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # All-NaN slice: a feature no reference measured
+        reference = np.nanmedian(refs, axis=0)
     residual = x - reference
     rng = np.random.default_rng(random_state)
     scatter = _robust_scatter(X, candidates, rng)
     importance = np.abs(residual) / scatter
-    top = np.argsort(-importance, kind="stable")[:n_features]
-    sm = importance
+    # a masked (NaN) feature has no residual: it stays NaN in the explanation and counts as 0 for the ranking
+    known = np.nan_to_num(importance, nan=0.0)
+    top = np.argsort(-known, kind="stable")[:n_features]
+    sm = known
     if smooth and smooth > 1:
-        sm = np.convolve(importance, np.ones(int(smooth)) / int(smooth), mode="same")
+        sm = np.convolve(known, np.ones(int(smooth)) / int(smooth), mode="same")
     peak = int(np.argmax(sm))
     return WeirdnessExplanation(
         index=index, id=str(ids[index]), weirdness=float(w[index]), rank=int(model.rank_[index]),
