@@ -28,6 +28,13 @@ def test_urf_dask_scores_equal_direct_scores(data, scheduler):
     assert np.argmax(w) == 7                                             # higher = weirder
 
 
+def test_a_dataframe_is_scored_like_score_samples_scores_it(data):
+    pd = pytest.importorskip("pandas")
+    urf = UnsupervisedRandomForest(n_estimators=10, random_state=0, progress=False).fit(data)
+    w = score_samples_dask(urf, pd.DataFrame(data), chunk_rows=40).compute(scheduler="sync")
+    np.testing.assert_allclose(w, urf.score_samples(pd.DataFrame(data)), rtol=0, atol=1e-12)
+
+
 def test_baseline_and_dask_array_input(data):
     det = IsolationForestDetector(random_state=0).fit(data)
     w = score_samples_dask(det, da.from_array(data, chunks=(25, 2)), chunk_rows=60).compute(scheduler="sync")

@@ -430,3 +430,15 @@ def test_the_aggregation_parameter_does_not_hide_sklearn_methods(rng):
     urf = UnsupervisedRandomForest(score_mode="knn", score_k=3, n_estimators=5, random_state=0, progress=False)
     assert callable(getattr(UnsupervisedRandomForest, "score", None)) or not hasattr(urf, "score")
     assert clone(urf).get_params()["score_mode"] == "knn"
+
+
+def test_knn_score_uses_only_the_objects_there_are_and_scores_stay_in_0_1():
+    """With fewer other objects than score_k, missing neighbours counted as distance 1."""
+    rng = np.random.default_rng(4)
+    X = rng.normal(size=(6, 3))
+    m = UnsupervisedRandomForest(20, score_mode="knn", score_k=10, random_state=0, progress=False).fit(X)
+    S = m.similarity_matrix()
+    off = S[~np.eye(6, dtype=bool)].reshape(6, 5)
+    np.testing.assert_allclose(m.weirdness_, (1 - off).mean(axis=1), atol=1e-12)  # all 5 others, no phantoms
+    two = UnsupervisedRandomForest(20, random_state=0, progress=False).fit(X[:2])
+    assert np.all((two.weirdness_ >= 0) & (two.weirdness_ <= 1))

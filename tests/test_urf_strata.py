@@ -82,3 +82,17 @@ def test_strata_api_meta_snr_and_scoring(rng):
         UnsupervisedRandomForest(snr_strata=[100.0], **kw).fit(X, snr=snr)
     with pytest.raises(ValueError, match="snr"):
         a.score_samples(X)
+
+
+def test_a_feature_constant_inside_one_stratum_is_accepted(rng):
+    """A line flag that is 0 for every low-S/N object made the stratum's fit refuse the whole data set."""
+    X = rng.normal(size=(120, 4))
+    snr = np.linspace(1, 20, 120)
+    X[:, 3] = (snr > 12) * rng.normal(size=120)  # constant (0) in the low-S/N stratum only
+    kw = dict(n_estimators=10, random_state=0, progress=False)
+    m = UnsupervisedRandomForest(snr_strata=[12.0], **kw).fit(X, snr=snr)
+    assert np.isfinite(m.weirdness_).all() and len(m.strata_models_) == 2
+    assert np.allclose(m.score_samples(X, snr=snr), m.weirdness_, atol=1e-12)
+    X[:, 2] = 1.0  # constant everywhere is still refused, naming the column of X
+    with pytest.raises(ValueError, match="constant .*feature column.*: 2"):
+        UnsupervisedRandomForest(snr_strata=[12.0], **kw).fit(X, snr=snr)

@@ -75,6 +75,8 @@ def _as_row_chunked(X, chunk_rows: int):
         X = X.flux
     if isinstance(X, da.Array):
         return X.rechunk({0: chunk_rows, 1: -1}), snr
+    if not (hasattr(X, "dtype") and hasattr(X, "shape")):  # a DataFrame, a list: as score_samples takes them
+        X = np.asarray(X)
     if np.ndim(X) != 2:
         raise ValueError(f"X must be 2-D (n_objects, n_features); found shape {np.shape(X)}")
     return da.from_array(X, chunks=(chunk_rows, -1)), snr

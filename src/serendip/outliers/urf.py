@@ -69,8 +69,11 @@ Variants (parameters of :class:`UnsupervisedRandomForest`)
   Scores are put on one scale with a robust z-score per stratum
   (``strata_scale="zscore"``, the default) or left raw (``"none"``).
 * ``n_repeats`` — the authors advise averaging independent runs; the
-  weirdness is the mean over runs and the similarity the mean of per-run
-  similarities (so w_i = mean_j(1 − S_ij) still holds exactly).
+  similarity is the mean of per-run similarities and the weirdness is scored
+  from it. With ``score_mode="mean"`` that is the mean of the runs' weirdness
+  (w_i = mean_j(1 − S_ij) still holds exactly); with ``"knn"`` the ``score_k``
+  nearest objects are those of the averaged similarity, which is not the mean
+  of per-run k-NN scores (each run would pick its own, noisier neighbours).
 * ``max_fit_samples`` — merged sub-forests: the objects are split at random
   into ceil(N / max_fit_samples) subsets, each gets its own synthetic data and
   its own share of the trees (optionally on a random feature subset,
@@ -255,8 +258,10 @@ class UnsupervisedRandomForest(WeirdnessDetector):
         Weirdness = mean_j (1 − S_ij) over all objects (paper), or the mean
         distance 1 − S_ij to the ``score_k`` most similar other objects.
     score_k : int, default 10
+        Neighbours of the ``"knn"`` score (fewer when there are fewer other objects).
     n_repeats : int, default 1
-        Independent runs (own synthetic data and forest) whose weirdness is averaged.
+        Independent runs (own synthetic data and forest) whose similarities are averaged
+        before scoring (for ``score_mode="mean"``: their weirdness is averaged).
     max_fit_samples : int or None, default None
         Above this many objects, fit merged sub-forests on random disjoint
         subsets of at most this size (each with its own synthetic data).
@@ -523,7 +528,11 @@ class UnsupervisedRandomForest(WeirdnessDetector):
                 raw.append(np.asarray(block, dtype=np.float32)[sample[a:b] - start])
             impute_values = _median_impute_values(np.concatenate(raw))
         const = ~(hi > lo)
-        if const.any():
+        if const.any() and getattr(self, "_allow_constant", False):
+            # an S/N stratum's model: the whole data set was checked; a feature constant inside one
+            # stratum (a line flag that is always 0 at low S/N) is simply never split on there
+            log.debug("%d feature(s) constant in this stratum; the forest ignores them", int(const.sum()))
+        elif const.any():
             cols = np.flatnonzero(const)
             shown = ", ".join(str(c) for c in cols[:10]) + (f" ... ({cols.size} in all)" if cols.size > 10 else "")
             raise ValueError(
@@ -620,8 +629,11 @@ class UnsupervisedRandomForest(WeirdnessDetector):
 
     def _scores_from_block(self, S, self_rows):
         if self.score_mode == "mean":
-            return 1.0 - np.asarray(S.sum(axis=1)).ravel() / self.n_train_
-        _, vals = topk_rows(S, self.score_k, exclude=self_rows)
+            # in [0, 1]: rounding can leave -4e-16 where an object shares every leaf with everyone
+            return np.clip(1.0 - np.asarray(S.sum(axis=1)).ravel() / self.n_train_, 0.0, 1.0)
+        # no more neighbours than there are other objects (the missing ones would count as distance 1)
+        k = max(1, min(int(self.score_k), self.n_train_ - (0 if self_rows is None else 1)))
+        _, vals = topk_rows(S, k, exclude=self_rows)
         return (1.0 - vals).mean(axis=1)
 
     # ------------------------------------------------------------------ public API
@@ -802,6 +814,7 @@ class UnsupervisedRandomForest(WeirdnessDetector):
                                  "use fewer strata")
             params["random_state"] = int(rs.randint(0, np.iinfo(np.int32).max))
             model = UnsupervisedRandomForest(**params)
+            model._allow_constant = True  # checked on all of X above
             Xs = src.take(rows, self.block_size, None) if not self.impute else _take_raw(src, rows)
             try:
                 model.fit(Xs)
