@@ -204,3 +204,78 @@ def test_masked_magnitudes_become_nan_colours_not_their_fill_values():
     cols = dict(zip(names, arrays))
     assert np.isnan(cols["u-g"][1]) and np.isnan(cols["g-r"][1])
     assert cols["u-g"][0] == 0.0 and cols["r-i"][1] == 0.0
+
+
+# --- review fixes (2026-11-26) --------------------------------------------------------------------
+def test_a_class_that_the_grouped_split_puts_only_in_the_test_split_is_refused():
+    rng = np.random.default_rng(0)
+    groups = np.repeat(np.arange(6), 10)
+    y = np.where(groups % 2 == 0, "GALAXY", "STAR").astype("<U6")
+    y[groups == 0] = "QSO"  # one group only: wherever it goes, one side lacks QSOs
+    X = np.column_stack([rng.normal(size=60) + 3 * (y == "STAR") + 6 * (y == "QSO"), rng.normal(size=60)])
+    outcomes = set()
+    for seed in range(6):
+        try:
+            res = train(X, y, groups=groups, random_state=seed, **{**FAST, "cv": 2})
+        except ValueError as exc:
+            assert "class(es) ['QSO']" in str(exc) and "test split" in str(exc)
+            outcomes.add("refused")
+        else:
+            assert "QSO" in set(res.model.classes_)  # trained on it: it was in the training split
+            outcomes.add("trained")
+    assert "refused" in outcomes
+
+
+def test_pca_is_sized_for_the_rows_a_cross_validation_fit_sees():
+    """cv=2 fits see half the training rows, fewer than a PCA sized on all of them: it crashed."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(60, 200))
+    y = np.where(X[:, 0] > 0, "star", "galaxy")
+    res = train(X, y, pca=True, raw=True, **{**FAST, "cv": 2, "algorithm": "svm", "model_params": None})
+    assert res.best_params.get("pca__n_components", 0) <= 24  # 48 training rows, 24 per fit
+
+
+def test_masked_quantity_columns_and_nullable_booleans_are_missing_values():
+    import astropy.units as u
+    from astropy.table import QTable
+    from astropy.utils.masked import Masked
+
+    pd = pytest.importorskip("pandas")
+    q = QTable({"f": Masked([3.0, 999999.0, 7.0, 9.0] * u.mag, mask=[False, True, False, False]),
+                "g": [1.0, 2.0, 3.0, 4.0] * u.mag})
+    X, _, names, _, _ = prepare_xy(q)
+    assert np.isnan(X[1, 0]) and X[2, 0] == 7.0 and names == ["f", "g"]
+    _, y, _, _, keep = prepare_xy(np.ones((4, 1)), Masked([1.0, 2.0, 3.0, 4.0] * u.km, mask=[0, 0, 1, 0]))
+    assert keep.tolist() == [True, True, False, True] and y.tolist() == [1.0, 2.0, 4.0]
+    df = pd.DataFrame({"flag": pd.array([True, None, False], dtype="boolean"), "x": [1.0, 2.0, 3.0]})
+    X, *_ = prepare_xy(df)
+    assert X[0, 0] == 1.0 and np.isnan(X[1, 0]) and X[2, 0] == 0.0
+
+
+def test_recommend_counts_only_rows_with_a_target(tmp_path):
+    from serendip.learn import recommend
+    from serendip.learn.tables import recommend_table
+
+    y = np.array([0, 1] * 50 + [np.nan] * 3)
+    recs = recommend(np.zeros((103, 3)), y)
+    assert not any("rarest class has only 3" in c for r in recs for c in r.caveats)
+    assert any("100 examples" in t for r in recs for t in r.reasons)
+    tab = Table({"a": np.arange(30.0), "cls": MaskedColumn([1, 2, 3] * 10, mask=[False] * 20 + [True] * 10)})
+    ref = recommend(np.zeros((20, 1)), np.array([1, 2, 3] * 10)[:20])
+    tab.write(tmp_path / "t.ecsv")
+    got = recommend_table(tmp_path / "t.ecsv", "cls")
+    assert [(r.algorithm, r.score) for r in got] == [(r.algorithm, r.score) for r in ref]
+
+
+def test_tiny_data_does_not_call_every_feature_the_target_in_disguise():
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(8, 3))
+    y = np.array([0, 1] * 4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # any warning fails here
+        from serendip.learn.train import _warn_target_in_disguise
+
+        _warn_target_in_disguise(X, y, ["x0", "x1", "x2"])
+    code = np.column_stack([y * 2.0 + 1.0] * 1)  # a real code of the class is still caught
+    with pytest.warns(UserWarning, match="alone names the class"):
+        _warn_target_in_disguise(np.repeat(code, 3, axis=0), np.repeat(y, 3), ["code"])

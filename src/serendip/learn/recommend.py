@@ -136,7 +136,8 @@ def recommend(X, y, task: str | None = None, raw: bool = False) -> list[Recommen
         Only the shape is used.
     y : array-like of shape (n_objects,)
         The target; its kind decides the task when ``task`` is None, and its
-        class balance enters the advice.
+        class balance enters the advice. Rows with a missing target (NaN, NA,
+        masked, empty) are not counted, as ``train`` drops them.
     task : {"classification", "regression"}, optional
         Inferred by :func:`infer_task` when not given.
     raw : bool
@@ -151,10 +152,16 @@ def recommend(X, y, task: str | None = None, raw: bool = False) -> list[Recommen
     """
     if hasattr(X, "flux") and hasattr(X, "wavelength"):
         raw = True
+    from .train import _target_and_missing
+
     n, p = _shape(X)
-    y = np.asarray(y)
+    y, missing = _target_and_missing(y)
     if y.shape[0] != n:
         raise ValueError(f"X has {n} rows but y has {y.shape[0]} values")
+    if missing.all():
+        raise ValueError("the target is missing (NaN/NA/masked/empty) in every row")
+    if missing.any():  # as train drops them: the advice is for the rows that can be trained on
+        y, n = y[~missing], int((~missing).sum())
     task = task or infer_task(y)
     if task not in ("classification", "regression"):
         raise ValueError(f"task must be 'classification' or 'regression', got {task!r}")

@@ -371,16 +371,8 @@ def recommend_table(path, target: str, *, features=None, colors: str | None = No
 
     tab = read_any_table(path, query=query)
     X, y, _ = select_features(tab, target, features, colors)
-    ok = _target_present(y)
-    return recommend(np.empty((int(ok.sum()), len(X.colnames))), y[ok], task=task, raw=raw)
-
-
-def _target_present(y):
-    if y.dtype.kind == "f":
-        return np.isfinite(y)
-    if y.dtype.kind in "OUS":
-        return np.array([v is not None and str(v).strip() != "" for v in y])
-    return np.ones(y.shape[0], dtype=bool)
+    # recommend leaves out the rows whose target is missing (masked, NaN, empty), as train drops them
+    return recommend(np.empty((len(y), len(X.colnames))), y, task=task, raw=raw)
 
 
 def train_table(path, target: str, output=None, *, features=None, colors: str | None = None,
@@ -521,7 +513,12 @@ def predict_table(model_path, table_path, output, *, trusted: bool | list = Fals
     if saved.task == "classification" and hasattr(model, "predict_proba"):
         try:
             proba = saved.predict_proba(X)
-            for k, cl in enumerate(saved.metadata.get("classes") or model.classes_):
+            classes = getattr(model, "classes_", None)
+            classes = list(saved.metadata.get("classes") or []) if classes is None else list(classes)
+            if len(classes) != proba.shape[1]:
+                raise ValueError(f"the model gives {proba.shape[1]} class probabilities but names {len(classes)} "
+                                 f"classes ({classes}); the model file is inconsistent")
+            for k, cl in enumerate(classes):
                 out[f"proba_{cl}"] = proba[:, k]
         except (AttributeError, NotImplementedError):
             pass

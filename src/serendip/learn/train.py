@@ -53,9 +53,20 @@ def prepare_xy(X, y=None, *, feature_names=None, drop_nan_target: bool = True):
         arrays = []
         for label, c in zip(labels, cols):
             xc = X[label]
-            col = np.asarray(xc)
-            if hasattr(xc, "mask") and np.ma.isMaskedArray(xc):
-                col = np.ma.filled(xc.astype(float) if xc.dtype.kind in "iufb" else xc, np.nan)
+            parts = _masked_parts(xc)
+            dtype = getattr(xc, "dtype", None)
+            if parts is not None:  # an astropy Masked column (QTable): masked values are missing
+                data, mask = parts
+                col = np.where(mask, np.nan, data.astype(float)) if data.dtype.kind in "iufb" else data
+            elif dtype is not None and not isinstance(dtype, np.dtype) and hasattr(xc, "isna"):
+                # a pandas nullable column (Int64, Float64, boolean): NA is a missing value
+                np_dtype = getattr(dtype, "numpy_dtype", None)
+                numeric = np_dtype is not None and np_dtype.kind in "iufb"
+                col = xc.to_numpy(dtype=float, na_value=np.nan) if numeric else np.asarray(xc)
+            else:
+                col = np.asarray(getattr(xc, "value", xc))
+                if hasattr(xc, "mask") and np.ma.isMaskedArray(xc):
+                    col = np.ma.filled(xc.astype(float) if xc.dtype.kind in "iufb" else xc, np.nan)
             if col.ndim != 1:
                 raise ValueError(f"feature column {c!r} is not one value per row (shape {col.shape})")
             if col.dtype.kind not in "iufb":
@@ -85,18 +96,9 @@ def prepare_xy(X, y=None, *, feature_names=None, drop_nan_target: bool = True):
     keep = np.ones(Xa.shape[0], dtype=bool)
     if y is None:
         return Xa, None, names, target_name, keep
-    ya, missing = _target_values(y)
-    if ya.ndim != 1:
-        ya = ya.ravel()
-        missing = missing.ravel()
+    ya, missing = _target_and_missing(y)
     if ya.shape[0] != Xa.shape[0]:
         raise ValueError(f"X has {Xa.shape[0]} rows but y has {ya.shape[0]} values")
-    if ya.dtype.kind == "f":
-        missing |= ~np.isfinite(ya)
-    elif ya.dtype.kind == "O":
-        missing |= np.array([_missing_value(v) for v in ya], dtype=bool)
-    elif ya.dtype.kind in "US":
-        missing |= np.char.strip(ya.astype(str)) == ""
     if missing.any():
         where = f" {target_name!r}" if target_name else ""
         if not drop_nan_target:
@@ -113,6 +115,36 @@ def prepare_xy(X, y=None, *, feature_names=None, drop_nan_target: bool = True):
     return Xa[keep], ya[keep], names, target_name, keep
 
 
+def _target_and_missing(y):
+    """Return ``(values, missing)`` for a target: 1-D values and the mask of rows with no target.
+
+    Missing means masked, NaN, ``pd.NA``/``None`` or blank text, in any container
+    (numpy, numpy/astropy masked, astropy ``Masked`` quantities, pandas nullable types).
+    ``train`` drops these rows; ``recommend`` leaves them out of its counts.
+    """
+    ya, missing = _target_values(y)
+    if ya.ndim != 1:
+        ya = ya.ravel()
+        missing = missing.ravel()
+    if ya.dtype.kind == "f":
+        missing |= ~np.isfinite(ya)
+    elif ya.dtype.kind == "O":
+        missing |= np.array([_missing_value(v) for v in ya], dtype=bool)
+    elif ya.dtype.kind in "US":
+        missing |= np.char.strip(ya.astype(str)) == ""
+    return ya, missing
+
+
+def _masked_parts(v):
+    """``(data, mask)`` of an astropy ``Masked`` array (e.g. a ``MaskedQuantity`` column of a QTable),
+    with units dropped; None for anything else. numpy's ``MaskedArray`` is handled by the callers."""
+    if np.ma.isMaskedArray(v) or not (hasattr(v, "unmasked") and hasattr(v, "mask")):
+        return None
+    data = v.unmasked
+    data = np.asarray(getattr(data, "value", data))
+    return data, np.asarray(v.mask, dtype=bool)
+
+
 def _target_values(y):
     """Return ``(values as a numpy array, missing-row mask)`` for a target.
 
@@ -120,9 +152,11 @@ def _target_values(y):
     (``pd.NA``, ``None``, ``NaN`` in nullable ``Int64``/``boolean``/``string``/category columns)
     are flagged missing; the values keep their natural numpy type (integers stay integers).
     """
-    if np.ma.isMaskedArray(y):
-        missing = np.ma.getmaskarray(y).copy()
-        ya = np.asarray(np.ma.getdata(y))
+    parts = _masked_parts(y)
+    if np.ma.isMaskedArray(y) or parts is not None:
+        ya, missing = parts if parts is not None else (np.asarray(np.ma.getdata(y)), np.ma.getmaskarray(y))
+        missing = np.array(missing, dtype=bool)  # a writable copy
+        ya = np.asarray(getattr(ya, "value", ya))
         if ya.dtype.kind == "f":
             ya = np.where(missing, np.nan, ya)
         return ya, missing
@@ -201,11 +235,13 @@ def _scoring(task: str, redshift: bool, scoring):
 def build_pipeline(algorithm: str, task: str, *, n_features: int, n_train: int, random_state=0,
                    n_jobs=None, redshift: bool = False, pca: bool | int = False, y_std: float = 1.0,
                    cnn_params: dict | None = None, rotate: bool | None = None,
-                   local_linear: bool | None = None):
+                   local_linear: bool | None = None, n_fit_min: int | None = None):
     """Return ``(Pipeline, parameter space)`` for one algorithm.
 
     The space is a small dict of lists over the pipeline's ``model__``/``pca__``
     parameters, chosen to cover the usual good settings in a handful of fits.
+    ``n_fit_min`` (default ``n_train``) is the fewest rows any fit of the search will
+    see, a cross-validation fold's training part: PCA sizes are capped by it.
 
     ``rotate`` (default: on for gradient-boosted trees with at most
     ``ROTATE_MAX_FEATURES`` features and no PCA) appends the principal components of
@@ -250,7 +286,7 @@ def build_pipeline(algorithm: str, task: str, *, n_features: int, n_train: int, 
     if rotate:
         steps.append(("rotate", rotation_features(random_state)))
     if pca and algorithm != "cnn":
-        max_comp = max(1, min(n_features, int(0.6 * n_train)))
+        max_comp = max(1, min(n_features, int(0.6 * n_train), n_train if n_fit_min is None else int(n_fit_min)))
         if isinstance(pca, bool):
             options = sorted({min(k, max_comp) for k in (10, 20, 40)})
             space["pca__n_components"] = options
@@ -442,7 +478,9 @@ def _warn_target_in_disguise(X, y, names) -> None:
         if np.unique(col[ok][:1000]).size > 4 * n_classes:  # a measured quantity, not a label code (cheap test)
             continue
         values, inv = np.unique(col[ok], return_inverse=True)
-        if values.size > 4 * n_classes:
+        if values.size > 4 * n_classes or values.size > ok.sum() / 2:
+            # many values, or most of them seen once: no evidence of a code (on tiny data every
+            # measured feature would otherwise "name the class")
             continue
         # each value of the feature belongs to a single class
         pairs = np.unique(np.column_stack([inv.ravel(), codes[ok]]), axis=0)
@@ -967,6 +1005,12 @@ def _train(X, y, algorithm, task, *, test_size, groups, cv, random_state, n_jobs
         raise ValueError(f"the split leaves {tr.size} training and {te.size} test row(s): each of the cv={cv} "
                          "validation folds and the test split need at least 2 rows for a score to mean anything "
                          f"(one row gives a perfect sigma_NMAD or R² of nothing); add data, lower cv or raise test_size")
+    if task == "classification":
+        absent = np.setdiff1d(np.unique(ya), np.unique(ya[tr]))
+        if absent.size:  # only a grouped split can do this: whole groups go to one side
+            raise ValueError(f"the grouped split puts every row of class(es) {[str(c) for c in absent]} in the test "
+                             "split, so the model could never predict them: those classes live in too few groups. "
+                             "Use other groups, another random_state (CLI: --seed), or drop those classes")
     test_fraction = te.size / n
     if groups is not None and abs(test_fraction - test_size) > 0.1:
         msg = (f"the grouped split holds out {test_fraction:.0%} of the rows ({te.size} of {n}), not the "
@@ -998,6 +1042,8 @@ def _train(X, y, algorithm, task, *, test_size, groups, cv, random_state, n_jobs
     gs = gtr[search_idx] if gtr is not None else None
     splitter = _cv_splitter(task, cv, gs, random_state)
     y_std = float(np.std(ytr)) if task == "regression" else 1.0
+    # the fewest rows a search fit sees (with cv=2, half the rows: fewer than a PCA sized on all of them)
+    n_fit_min = min(len(a) for a, _ in splitter.split(Xs, ys, gs))
 
     rows, best, tuned = [], None, []
     accepted: set = set()  # model_params keys some candidate accepts
@@ -1009,7 +1055,7 @@ def _train(X, y, algorithm, task, *, test_size, groups, cv, random_state, n_jobs
                                      random_state=random_state, n_jobs=n_jobs_model, redshift=redshift,
                                      pca=use_pca, y_std=y_std, cnn_params=cnn_params,
                                      rotate=False if raw else rotate,
-                                     local_linear=False if raw else local_linear)
+                                     local_linear=False if raw else local_linear, n_fit_min=n_fit_min)
         if rec.algorithm == "cnn":
             space = {}
         if model_params:
