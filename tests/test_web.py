@@ -118,6 +118,25 @@ def test_bad_requests_get_clear_errors(served, tmp_path):
         LabelBook(tmp_path / "bad.csv")
 
 
+def test_duplicate_or_missing_ids_are_refused(tmp_path):
+    from astropy.table import MaskedColumn
+
+    with pytest.raises(ValueError, match=r"appear more than once.*'3'"):
+        make_server(Table({"id": ["1", "2", "3", "3"], "weirdness": [0.1, 0.2, 0.3, 0.4]}), port=0,
+                    labels=tmp_path / "l.csv")
+    with pytest.raises(ValueError, match="no id \\(masked\\), first at row 1"):
+        make_server(Table({"id": MaskedColumn([1, 2, 3], mask=[False, True, False]), "weirdness": [0.1, 0.2, 0.3]}),
+                    port=0, labels=tmp_path / "l.csv")
+
+
+def test_too_many_form_fields_get_their_own_message(served):
+    start, _, ids, _ = served
+    base, _ = start()
+    form = {f"f{k}": "x" for k in range(20)}
+    code, body = _post(base + "/label", id=ids[0], label="interesting", **form)
+    assert code == 400 and "too many form fields" in body["error"]
+
+
 def test_sequence_table_in_sequence_order(tmp_path):
     tab = Table({"id": ["c", "a", "b"], "position": [2, 0, 1]})
     server = make_server(tab, port=0, labels=tmp_path / "l.csv")

@@ -268,8 +268,19 @@ class BrowseState:
             rows = np.arange(len(table))
         if top is not None:
             rows = rows[:top]
+        id_col = table["id"]
+        if np.ma.isMaskedArray(id_col) and np.ma.getmaskarray(id_col).any():
+            bad = np.flatnonzero(np.ma.getmaskarray(id_col))
+            raise ValueError(f"{bad.size} row(s) of the table have no id (masked), first at row {int(bad[0])}; "
+                             "every object needs an id to be labelled")
+        all_ids = np.asarray(id_col).astype(str)
+        uniq, counts = np.unique(all_ids, return_counts=True)
+        if (counts > 1).any():
+            dup = uniq[counts > 1]
+            raise ValueError(f"{dup.size} id(s) appear more than once in the table, e.g. {dup[:3].tolist()}; a label "
+                             "is stored per id, so each object needs its own id")
         self.table = table[rows]
-        self.ids = np.asarray(self.table["id"]).astype(str)
+        self.ids = all_ids[rows]
         self.id_set = frozenset(self.ids)
         self.scores = None if values is None else values[rows]
         self._integer_scores = bool(self.score_name) and np.asarray(table[order]).dtype.kind in "iu"
@@ -495,9 +506,12 @@ def _handler(state: BrowseState):
                 raise _BadRequest(400, f"the request body has {len(raw)} bytes, not the {n} of its Content-Length")
             try:
                 return parse_qs(raw.decode("utf-8"), keep_blank_values=True, errors="strict", max_num_fields=16)
-            except ValueError:  # UnicodeDecodeError included: raw bytes or %-escapes that are not UTF-8
+            except UnicodeDecodeError:  # raw bytes or %-escapes that are not UTF-8
                 raise _BadRequest(400, "the request body must be UTF-8 form data "
                                        "(application/x-www-form-urlencoded)") from None
+            except ValueError:  # parse_qs: more than max_num_fields fields
+                raise _BadRequest(400, "the request has too many form fields (a label needs id, label "
+                                       "and note)") from None
 
         def do_GET(self):
             path = urlparse(self.path).path
