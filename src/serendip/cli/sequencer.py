@@ -65,7 +65,7 @@ def register(subparsers) -> None:
     p.add_argument("--mode", choices=["improved", "faithful"], default="improved",
                    help="improved (default) or faithful (reproduces thesequencer 0.0.5)")
     p.add_argument("--method", choices=["auto", "exact", "knn"], default="auto",
-                   help="exact N×N matrices or a kNN graph (auto: exact up to 20,000 objects)")
+                   help="exact N×N matrices or a kNN graph (auto: exact up to 8,000 objects, 1 GB of matrices)")
     p.add_argument("--best-k", type=positive_int, default=None,
                    help="combine only the K most elongated (metric, scale)")
     p.add_argument("--n-neighbors", type=positive_int, default=15, help="neighbours per object for --method knn")

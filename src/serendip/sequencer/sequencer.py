@@ -43,12 +43,13 @@ Methods: ``"exact"`` computes full N x N chunk matrices (memory 2 x 8 N^2 bytes,
 time O(N^2 M)); ``"knn"`` evaluates the same distances only on the edges of a
 k-nearest-neighbour graph of the objects (memory O(N k)), so every spanning tree
 is a spanning tree of that graph (approximate). ``"auto"`` picks exact for
-``N <= 20,000`` and kNN above. Exact is slow at the top of that range: measured
-on 2 cores with M = 1000 pixels and the default scales, a fit takes 13.5 s at
-N = 1000, 37 s at N = 2000 and 63 s at N = 3000, and the work per chunk grows
-about as N^2 (every pair of objects), so N = 20,000 takes far longer than
-minutes (and 2 x 8 N^2 = 6.4 GB for the two matrices). Pass ``method="knn"``
-for large N when the approximation is acceptable.
+``N <= 8,000`` (``EXACT_MAX_N``; the two matrices then take at most 1.0 GB) and kNN
+above. Exact is slow at the top of that range: measured on 2 cores with M = 1000
+pixels and the default scales, a fit takes 13.5 s at N = 1000, 37 s at N = 2000
+and 63 s at N = 3000, and the work per chunk grows about as N^2 (every pair of
+objects), so N = 8,000 takes several minutes. Pass ``method="exact"`` to go
+further when the memory (2 x 8 N^2 bytes: 6.4 GB at N = 20,000) and time are
+there, or ``method="knn"`` below the threshold when the approximation is acceptable.
 """
 from __future__ import annotations
 
@@ -74,8 +75,9 @@ log = get_logger(__name__)
 #: Power of the elongation weights in the improved combination (faithful: 1).
 IMPROVED_WEIGHT_POWER = 2.0
 
-#: Largest N for which ``method="auto"`` uses exact N x N matrices.
-EXACT_MAX_N = 20_000
+#: Largest N for which ``method="auto"`` uses exact N x N matrices (two of them: 1.0 GB at 8,000;
+#: it was 20,000, i.e. 6.4 GB, more than a laptop should be asked for without saying so).
+EXACT_MAX_N = 8_000
 
 
 def prepare_input(X: Any, grid: Any = None, metrics=METRICS, scales=None, check_chunks: bool = True):
@@ -310,7 +312,7 @@ class Sequencer(BaseEstimator):
         scale-free, unit-invariant, orders along the main path and reports a
         comparable elongation (see the module docstring).
     method : {"auto", "exact", "knn"}
-        ``"auto"`` is exact for ``N <= EXACT_MAX_N`` (20,000), kNN above.
+        ``"auto"`` is exact for ``N <= EXACT_MAX_N`` (8,000; at most 1.0 GB of matrices), kNN above.
     best_k : int or None
         Combine only the ``best_k`` (metric, scale) trees with the highest elongation.
     n_neighbors : int
