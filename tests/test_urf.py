@@ -442,3 +442,10 @@ def test_knn_score_uses_only_the_objects_there_are_and_scores_stay_in_0_1():
     np.testing.assert_allclose(m.weirdness_, (1 - off).mean(axis=1), atol=1e-12)  # all 5 others, no phantoms
     two = UnsupervisedRandomForest(20, random_state=0, progress=False).fit(X[:2])
     assert np.all((two.weirdness_ >= 0) & (two.weirdness_ <= 1))
+
+
+def test_sparse_input_gets_its_own_message():
+    import scipy.sparse as sp
+
+    with pytest.raises(TypeError, match="sparse matrix.*toarray"):
+        UnsupervisedRandomForest(5, progress=False).fit(sp.random(20, 4, density=0.5, format="csr", random_state=0))

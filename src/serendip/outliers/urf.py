@@ -138,6 +138,9 @@ class _Source:
             self.obj = X
             self.n = n_rows(X)
         else:
+            if hasattr(X, "tocsr") or hasattr(X, "nnz"):  # scipy sparse: np.asarray makes a 0-d object array
+                raise TypeError(f"{name} is a sparse matrix; the forest needs dense features: pass {name}.toarray() "
+                                "(spectra and catalogue features are dense anyway)")
             arr = X if isinstance(X, np.ndarray) else np.asarray(X)
             if arr.dtype.kind in "OUSV":
                 raise ValueError(f"{name} must be numeric; found dtype {arr.dtype} (strings or objects)")
