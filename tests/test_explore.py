@@ -431,3 +431,77 @@ def test_run_cluster_keeps_dots_in_the_output_stem(tmp_path, rng):
     from serendip._io import read_table
 
     assert "typical_index" in read_table(written["summary"]).colnames  # FITS keeps the 2-D column
+
+
+# ----------------------------------------------------------------------------- review fixes (2026-11-26)
+def _blobs2d(rng, n=60):
+    centres = np.array([[0.0, 0.0], [8.0, 0.0], [0.0, 8.0]])
+    lab = np.arange(n) % 3
+    return centres[lab] + rng.normal(0, 0.5, (n, 2)), lab
+
+
+def test_dense_and_sparse_similarities_become_one_minus_s(rng):
+    """A similarity matrix was read as distances: every object's neighbours were its least similar."""
+    X, lab = _blobs2d(rng)
+    D = np.sqrt(((X[:, None] - X[None]) ** 2).sum(-1))
+    S = np.exp(-D)  # 1 on the diagonal, the largest in each row
+    ref_idx, _ = knn_from_precomputed(1.0 - S, n_neighbors=5)
+    for kind in ("similarity", "auto"):
+        idx, dist = knn_from_precomputed(S, n_neighbors=5, precomputed_kind=kind)
+        np.testing.assert_array_equal(idx, ref_idx)
+        assert np.all(lab[idx] == lab[:, None])
+    sparse = sp.csr_matrix(np.where(S > 0.05, S, 0.0))
+    idx, dist = knn_from_precomputed(sparse, precomputed_kind="similarity")
+    assert np.all(lab[idx[:, :3]] == lab[:, None]) and np.all(np.diff(dist, axis=1) >= 0)
+    with pytest.raises(ValueError, match="cannot tell whether the precomputed matrix"):
+        knn_from_precomputed(S + np.eye(len(S)) * -0.5, n_neighbors=5)
+
+
+def test_tsne_from_a_dense_matrix_gets_the_neighbours_its_perplexity_needs(rng, caplog):
+    import logging
+
+    X, _ = _blobs2d(rng, n=120)
+    D = np.sqrt(((X[:, None] - X[None]) ** 2).sum(-1))
+    with caplog.at_level(logging.INFO, logger="serendip.explore"):
+        e = embed(precomputed=D, method="tsne", perplexity=20, random_state=0)
+    assert e.shape == (120, 2) and "using perplexity" not in caplog.text  # 61 neighbours were asked for
+    e2 = embed(D, method="tsne", metric="precomputed", random_state=0)  # PCA init is impossible on distances
+    assert e2.shape == (120, 2)
+    g = embed(X, method="tsne", random_state=np.random.default_rng(1))  # a Generator is accepted
+    assert g.shape == (120, 2)
+
+
+def test_masked_values_and_second_id_columns_are_not_features(tmp_path, rng):
+    from astropy.table import Table
+
+    from serendip.explore.workflows import load_input
+
+    X = np.ma.masked_array(rng.normal(size=(10, 3)), mask=np.zeros((10, 3), bool))
+    X[0, 1] = np.ma.masked
+    X.data[0, 1] = -9999.0
+    with pytest.raises(ValueError, match="NaN or infinite value.*row 0 column 1"):
+        embed(X, method="pca")
+    tab = Table({"objid": np.arange(10) + 1237648720693755918, "specobjid": np.arange(10) * 10**17,
+                 "g_r": rng.normal(size=10), "u_g": rng.normal(size=10)})
+    tab.write(tmp_path / "t.ecsv")
+    assert list(load_input(tmp_path / "t.ecsv").columns) == ["g_r", "u_g"]
+
+
+def test_run_embed_with_one_component_or_many_categories_writes_what_it_can(tmp_path, rng, caplog):
+    import logging
+
+    from astropy.table import Table
+
+    from serendip.explore import run_embed
+
+    n = 50
+    tab = Table({"id": np.arange(n).astype(str), "a": rng.normal(size=n), "b": rng.normal(size=n),
+                 "kind": np.array([f"k{i % 25}" for i in range(n)])})
+    tab.write(tmp_path / "t.ecsv")
+    with caplog.at_level(logging.WARNING, logger="serendip.explore"):
+        out, png = run_embed(tmp_path / "t.ecsv", tmp_path / "e1.fits", method="pca", n_components=1,
+                             columns=["a", "b"])
+    assert png is None and "no PNG" in caplog.text and len(out) == n
+    out, png = run_embed(tmp_path / "t.ecsv", tmp_path / "e2.fits", method="pca", columns=["a", "b"],
+                         color_by="kind")
+    assert png is not None and png.exists()  # 25 categories: the largest 19 and "other"

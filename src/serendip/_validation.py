@@ -67,6 +67,8 @@ def check_matrix(
     if hasattr(X, "flux") and hasattr(X, "wavelength"):
         _warn_unfilled(X, name)
         X = X.flux
+    if np.ma.isMaskedArray(X) and np.ma.getmaskarray(X).any() and np.asarray(X).dtype.kind in "iufb":
+        X = np.ma.filled(X.astype(np.float64), np.nan)  # masked values are missing, not their fill values
     try:
         arr = np.asarray(X)
     except Exception as exc:  # ragged lists etc.

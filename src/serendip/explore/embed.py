@@ -80,8 +80,10 @@ def knn_from_precomputed(precomputed, n_objects: int | None = None, *, precomput
     n_objects : int, optional
         The expected N; a mismatch is an error.
     precomputed_kind : {"auto", "distance", "similarity"}
-        How to read the values of a tuple; similarities ``S`` become distances
-        ``1 - S``. ``"auto"`` decides from the sort order of each row.
+        How to read the values; similarities ``S`` become distances ``1 - S``.
+        ``"auto"`` decides a tuple from the sort order of each row, a dense
+        matrix from its diagonal (zero: distances; each row's largest value:
+        similarities), and reads a sparse graph as distances.
     n_neighbors : int
         Neighbours asked of a model's ``most_similar``.
 
@@ -98,11 +100,14 @@ def knn_from_precomputed(precomputed, n_objects: int | None = None, *, precomput
         precomputed = (indices, values)
         precomputed_kind = "similarity"
     if sp.issparse(precomputed):
-        return _knn_from_sparse(precomputed, n_objects)
+        return _knn_from_sparse(precomputed, n_objects, similarity=precomputed_kind == "similarity")
     if isinstance(precomputed, (tuple, list)) and len(precomputed) == 2:
         return _knn_from_lists(precomputed[0], precomputed[1], n_objects, precomputed_kind)
     arr = np.asarray(precomputed)
     if arr.ndim == 2 and arr.shape[0] == arr.shape[1] and arr.dtype.kind in "fiu":
+        kind = _dense_kind(arr) if precomputed_kind == "auto" else precomputed_kind
+        if kind == "similarity":
+            arr = np.clip(1.0 - np.asarray(arr, dtype=np.float64), 0.0, None)
         return _knn_from_dense(arr, n_objects, n_neighbors)
     raise ValueError(
         "precomputed must be a sparse (N, N) distance graph, a tuple (indices, distances_or_similarities) "
@@ -116,13 +121,30 @@ def _check_n(n: int, n_objects: int | None, what: str) -> None:
         raise ValueError(f"the precomputed {what} describes {n} objects but X has {n_objects}")
 
 
-def _knn_from_sparse(graph, n_objects):
+def _dense_kind(arr) -> str:
+    """A square matrix's kind: zeros on the diagonal is distances; a diagonal that is each row's
+    largest value (1 for URF similarities) is similarities; anything else is ambiguous."""
+    diag = np.diagonal(arr).astype(np.float64)
+    if np.all(diag == 0):
+        return "distance"
+    if np.all(diag > 0) and np.all(np.max(arr, axis=1) <= diag):
+        log.info("the precomputed matrix has its largest value on the diagonal: read as similarities (1 - S)")
+        return "similarity"
+    raise ValueError("cannot tell whether the precomputed matrix holds distances (zero diagonal) or similarities "
+                     "(largest value on the diagonal); pass precomputed_kind='distance' or 'similarity'")
+
+
+def _knn_from_sparse(graph, n_objects, similarity=False):
     graph = sp.coo_matrix(graph)
     if graph.shape[0] != graph.shape[1]:
         raise ValueError(f"a precomputed neighbour graph must be square (N, N); got shape {graph.shape}")
     n = graph.shape[0]
     _check_n(n, n_objects, "graph")
     data = np.asarray(graph.data, dtype=np.float64)
+    if similarity:  # stored similarities S become distances 1 - S (unstored pairs: no neighbour)
+        if not np.all(np.isfinite(data)):
+            raise ValueError("a precomputed similarity graph must hold finite values")
+        data = np.clip(1.0 - data, 0.0, None)
     if not np.all(np.isfinite(data)) or np.any(data < 0):
         raise ValueError("a precomputed distance graph must hold finite, non-negative distances")
     return _knn_from_triplets(graph.row, graph.col, data, n)
@@ -249,7 +271,7 @@ def embed(X=None, method: str = "pca", n_components: int = 2, *, metric: str = "
     perplexity : float
         t-SNE perplexity. With a precomputed graph of k neighbours it is capped at
         ``(k - 1) / 3`` (t-SNE uses ``3 * perplexity + 1`` neighbours), with a log message.
-    random_state : int or None
+    random_state : int, Generator or None
     pca_dims : int or None
         For Euclidean t-SNE/UMAP on more than ``pca_dims`` features, reduce to that many
         principal components first (the usual practice; ``None`` disables).
@@ -288,6 +310,9 @@ def _embed(X, method, n_components, metric, precomputed, precomputed_kind, n_nei
         raise ValueError(f"n_components must be a positive integer; got {n_components!r}")
     if X is None and precomputed is None:
         raise ValueError("embed needs features X or a precomputed neighbour graph")
+    from .._validation import sklearn_random_state
+
+    random_state = sklearn_random_state(random_state)  # a Generator becomes one int (TSNE refuses Generators)
     if X is not None:
         X = as_feature_matrix(X, name="X", min_rows=2)
     n = X.shape[0] if X is not None else None
@@ -296,7 +321,9 @@ def _embed(X, method, n_components, metric, precomputed, precomputed_kind, n_nei
     if precomputed is not None:
         if method == "pca":
             raise ValueError("method='pca' needs features, not a precomputed graph; use method='tsne' or 'umap'")
-        knn = knn_from_precomputed(precomputed, n, precomputed_kind=precomputed_kind, n_neighbors=n_neighbors)
+        # t-SNE needs 3 x perplexity + 1 neighbours; ask a model or a dense matrix for that many
+        k_ask = n_neighbors if method != "tsne" else max(n_neighbors, int(np.ceil(3 * perplexity)) + 1)
+        knn = knn_from_precomputed(precomputed, n, precomputed_kind=precomputed_kind, n_neighbors=k_ask)
         n = knn[0].shape[0]
 
     if method == "tsne" and n > max_tsne:
@@ -344,8 +371,10 @@ def _tsne(X, knn, n_components, metric, perplexity, random_state, **kwargs):
         if cap < 1:
             raise ValueError(f"t-SNE on a precomputed graph needs at least 4 neighbours per object; got {k}")
         if perplexity > cap:
-            log.info("perplexity %.1f needs %d neighbours but the graph has %d; using perplexity %.2f",
-                     perplexity, int(3 * perplexity + 1), k, cap)
+            if k < n - 1:  # a graph with too few neighbours, not a small data set: say so
+                log.warning("perplexity %.1f needs %d neighbours but the precomputed graph has %d; using "
+                            "perplexity %.2f (give more neighbours, e.g. most_similar(%d))",
+                            perplexity, int(3 * perplexity + 1), k, cap, int(3 * perplexity + 1))
             perplexity = cap
         if perplexity >= n:
             raise ValueError(f"perplexity ({perplexity}) must be less than the number of objects ({n})")
@@ -359,7 +388,9 @@ def _tsne(X, knn, n_components, metric, perplexity, random_state, **kwargs):
     if perplexity >= n:
         raise ValueError(f"t-SNE perplexity ({perplexity}) must be less than the number of objects ({n}); "
                          "lower perplexity")
-    if "init" not in kwargs and n_components > min(X.shape):
+    if "init" not in kwargs and metric == "precomputed":
+        kwargs["init"] = "random"  # scikit-learn's PCA initialisation needs features, not distances
+    elif "init" not in kwargs and n_components > min(X.shape):
         # scikit-learn's default PCA initialisation cannot make more components than there are features
         log.info("t-SNE: %d feature(s) cannot give a %d-component PCA initialisation; using init='random'",
                  X.shape[1], n_components)

@@ -109,7 +109,8 @@ def _from_table(tab, source, columns=None) -> ExploreInput:
         if columns is not None:
             log.info("%s is an embedding table: using its coordinates %s as features", source, columns)
         else:
-            columns = [c for c in tab.colnames if c != idcol and _numeric_1d(tab, c)]
+            # every identifier column is left out (a second one, e.g. specobjid ~3e17, would swamp distances)
+            columns = [c for c in tab.colnames if c not in _ID_COLUMNS and _numeric_1d(tab, c)]
         if not columns:
             raise ValueError(f"{source}: no numeric feature columns found (columns: {tab.colnames})")
     missing = [c for c in columns if c not in tab.colnames]
@@ -303,7 +304,10 @@ def run_embed(source, output, *, method: str = "pca", n_components: int = 2, col
     output = Path(output)
     write_table(tab, output)
     png_path = None
-    if png:
+    if png and emb.shape[1] < 2:
+        log.warning("a %d-component embedding has no 2-D map; no PNG written (the table %s holds it)",
+                    emb.shape[1], output)
+    elif png:
         png_path = output.with_suffix(".png") if png is True else Path(png)
         fig, _ = plot_embedding(emb, color=color, label=color_by, title=f"{method} embedding of {inp.source}")
         save_png(fig, png_path)
