@@ -100,3 +100,36 @@ def test_cluster_medians_and_comparison(rng, tmp_path):
     fig, axes = plot_comparison(tab)
     assert len(axes) == 2 and len(axes[0].patches) == 2
     _nonblank(save_png(fig, tmp_path / "compare.png"))
+
+
+def test_user_text_is_drawn_literally_and_nan_colours_are_shown(rng, tmp_path):
+    """Ids or labels with '$' were parsed as mathtext (and crashed); NaN colours hid their points."""
+    from serendip.plotting import plot_embedding, save_png
+
+    emb = rng.normal(size=(30, 2))
+    fig, ax = plot_embedding(emb, color=np.array(["a$\\q$", "b"] * 15), label="cl$\\x$", title="t$\\q$ $1$")
+    save_png(fig, tmp_path / "c.png")  # drawing is where mathtext failed
+    assert ax.get_title() == "t\\$\\q\\$ \\$1\\$"
+    v = rng.normal(size=30)
+    v[:5] = np.nan
+    fig, ax = plot_embedding(emb, color=v)
+    drawn = sum(len(c.get_offsets()) for c in ax.collections)
+    assert drawn == 30  # the five without a value are drawn (grey), not hidden
+    save_png(fig, tmp_path / "n.png")
+
+
+def test_report_cluster_map_of_many_objects_shows_real_clusters(rng):
+    """Above 100,000 objects the cluster panel was a hexbin of the median cluster number (3.5 of 0 and 7)."""
+    from matplotlib.collections import PolyCollection
+
+    from serendip.report.figures import embedding_maps
+
+    n = 100_001
+    xy = rng.normal(size=(n, 2))
+    lab = np.where(xy[:, 0] > 0, 7, 0).astype(float)
+    fig, axes = embedding_maps(xy, [("cluster", lab, "cluster")], method="umap")
+    ax = np.atleast_1d(axes)[0]
+    hexes = [c for c in ax.collections if isinstance(c, PolyCollection)]
+    assert len(hexes) == 2  # one layer per cluster, each in one colour
+    for c in hexes:
+        assert len({tuple(np.round(fc, 6)) for fc in c.get_facecolors()}) == 1

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .style import figure
+from .style import figure, literal
 
 __all__ = ["plot_comparison"]
 
@@ -45,11 +45,11 @@ def plot_comparison(table, metrics=("roc_auc", "average_precision"), *, figsize=
                 sel = (det_col == det) & (kind_col == kind)
                 heights.append(values[sel][0] if sel.any() else np.nan)
             ax.bar(np.arange(len(kinds)) + (j - (len(detectors) - 1) / 2) * width, heights, width,
-                   label=det, color=palette(j % 10))
+                   label=literal(det), color=palette(j % 10))
         if metric == "roc_auc":
             ax.axhline(0.5, color="k", lw=0.8, ls="--")
         ax.set_xticks(np.arange(len(kinds)))
-        ax.set_xticklabels(kinds, rotation=20)
+        ax.set_xticklabels([literal(k) for k in kinds], rotation=20)
         ax.set_ylim(0, 1.02)
         ax.set_ylabel(metric.replace("_", " "))
     axes[0, 0].legend(ncols=min(len(detectors), 6), fontsize=7, loc="upper center", bbox_to_anchor=(0.5, 1.25))

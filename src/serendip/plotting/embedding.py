@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .style import CMAP_WEIRDNESS, COLORS, figure
+from .style import CMAP_WEIRDNESS, COLORS, figure, literal
 
 __all__ = ["plot_embedding"]
 
@@ -33,7 +33,9 @@ def plot_embedding(emb, color=None, *, ax=None, label: str | None = None, cmap=N
     color : array (N,), optional
         Numeric values (colour bar; e.g. weirdness, higher = weirder, or Sequencer position)
         or categories (strings, or integers with at most 20 values, e.g. class or cluster;
-        cluster -1 is drawn grey as noise).
+        cluster -1 is drawn grey as noise; beyond 20 categories the 19 largest keep a colour
+        and the rest are drawn grey as "other"). Objects with a NaN numeric colour are
+        drawn small and grey underneath.
     ax : matplotlib Axes, optional
         Draw into this axes instead of a new figure.
     label : str, optional
@@ -74,29 +76,41 @@ def plot_embedding(emb, color=None, *, ax=None, label: str | None = None, cmap=N
         else:
             hb = ax.hexbin(x, y, C=values.astype(float), reduce_C_function=np.median, gridsize=gridsize,
                            cmap=cmap or CMAP_WEIRDNESS, mincnt=1, linewidths=0)
-            fig.colorbar(hb, ax=ax, label=f"median {label or 'value'} per cell")
+            fig.colorbar(hb, ax=ax, label=literal(f"median {label or 'value'} per cell"))
     elif values is None:
         ax.scatter(x, y, s=size, c=COLORS["normal"], alpha=alpha, linewidths=0, rasterized=True)
     elif categorical:
-        cats = np.unique(values)
-        if cats.size > _MAX_CATEGORIES:
-            raise ValueError(f"color has {cats.size} categories; at most {_MAX_CATEGORIES} can be told apart")
+        cats, counts = np.unique(values, return_counts=True)
+        other = None
+        if cats.size > _MAX_CATEGORIES:  # the largest categories keep a colour; the rest are drawn as "other"
+            keep = np.sort(np.argsort(-counts, kind="stable")[:_MAX_CATEGORIES - 1])
+            other = ~np.isin(values, cats[keep])
+            cats = cats[keep]
         from matplotlib import colormaps
 
         palette = colormaps["tab20" if cats.size > 10 else "tab10"]
+        if other is not None:
+            ax.scatter(x[other], y[other], s=size, color=COLORS["normal"], alpha=alpha * 0.5, linewidths=0,
+                       rasterized=True, label=f"other ({other.sum()})")
         for i, c in enumerate(cats):
             sel = values == c
             is_noise = values.dtype.kind in "iu" and c == -1
             ax.scatter(x[sel], y[sel], s=size, color=COLORS["normal"] if is_noise else palette(i % palette.N),
                        alpha=alpha * (0.5 if is_noise else 1.0), linewidths=0, rasterized=True,
-                       label=f"{c} ({sel.sum()})" if not is_noise else f"noise ({sel.sum()})")
-        ax.legend(title=label, markerscale=max(1.0, 12.0 / size) ** 0.5, fontsize=7, loc="best")
+                       label=literal(f"{c} ({sel.sum()})") if not is_noise else f"noise ({sel.sum()})")
+        ax.legend(title=None if label is None else literal(label), markerscale=max(1.0, 12.0 / size) ** 0.5,
+                  fontsize=7, loc="best")
     else:
         v = values.astype(float)
-        order = np.argsort(np.where(np.isfinite(v), v, -np.inf), kind="stable")  # weirdest drawn last, on top
+        bad = ~np.isfinite(v)
+        if bad.any():  # no value: drawn small and grey underneath, not hidden
+            ax.scatter(x[bad], y[bad], s=max(size * 0.5, 0.5), color="#cccccc", linewidths=0, rasterized=True,
+                       label=f"no value ({bad.sum()})")
+        good = np.flatnonzero(~bad)
+        order = good[np.argsort(v[good], kind="stable")]  # weirdest drawn last, on top
         sc = ax.scatter(x[order], y[order], c=v[order], s=size, cmap=cmap or CMAP_WEIRDNESS, alpha=alpha,
                         linewidths=0, rasterized=True)
-        fig.colorbar(sc, ax=ax, label=label or "value")
+        fig.colorbar(sc, ax=ax, label=literal(label or "value"))
     if highlight is not None:
         h = np.asarray(highlight)
         if h.dtype == bool and h.shape != (len(x),):
@@ -110,5 +124,5 @@ def plot_embedding(emb, color=None, *, ax=None, label: str | None = None, cmap=N
     ax.set_xlabel("embedding 1")
     ax.set_ylabel("embedding 2")
     if title:
-        ax.set_title(title)
+        ax.set_title(literal(title))
     return fig, ax

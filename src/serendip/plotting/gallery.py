@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..spectra.lines import LINES, PLOT_LINES
-from .style import COLORS, figure
+from .style import COLORS, figure, literal
 
 __all__ = ["plot_spectrum_gallery"]
 
@@ -157,7 +157,7 @@ def plot_spectrum_gallery(wavelength, flux=None, mask=None, *, ids=None, z=None,
             title += "   z unknown (observed frame, no lines)"
         for k, v in score_dict.items():
             title += f"   {k} = {v[i]:.3g}"
-        ax.set_title(title, loc="left", fontsize=8)
+        ax.set_title(literal(title), loc="left", fontsize=8)
         ax.set_ylabel("flux")
         if i == 0 and (overlays or mask[i].any()):
             ax.legend(fontsize=6, loc="upper right", ncols=3)

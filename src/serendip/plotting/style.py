@@ -56,3 +56,25 @@ def save_png(fig, path: str | Path, dpi: int | None = None) -> Path:
     with mpl.rc_context(RC), atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=dpi or RC["savefig.dpi"])
     return path
+
+
+def literal(text) -> str:
+    """``text`` as a string matplotlib draws verbatim, never as mathtext.
+
+    Matplotlib reads a string with an even number of unescaped ``$`` as
+    mathtext, so an object id such as ``obj$\\foo$`` would be typeset (or make
+    the figure fail to draw). Escaping every ``$`` as ``\\$`` keeps the text
+    literal; matplotlib shows ``\\$`` as ``$`` in plain text.
+
+    Parameters
+    ----------
+    text : object
+        Any value; it is converted with ``str``.
+
+    Returns
+    -------
+    str
+        The escaped text, for titles, axis labels, tick labels and legend
+        entries that show user strings (object ids, column or detector names).
+    """
+    return str(text).replace("$", r"\$")

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from ..plotting.style import CMAP_SEQUENCE, CMAP_WEIRDNESS, COLORS, RC, figure
+from ..plotting.style import literal as _literal
 from ..spectra.lines import LINES, PLOT_LINES
 
 __all__ = ["data_overview", "weirdest_gallery", "weirdness_distribution", "weirdness_vs_snr",
@@ -21,26 +22,11 @@ WAVE_REST = "rest-frame wavelength [Å]"
 WAVE_OBS = "observed wavelength [Å]"
 
 
-def _literal(text) -> str:
-    """``text`` as a string matplotlib draws verbatim, never as mathtext.
+def _single_colour(colour):
+    """A colour map that is ``colour`` everywhere (a hexbin of one category)."""
+    from matplotlib.colors import ListedColormap
 
-    Matplotlib reads a string with an even number of unescaped ``$`` as
-    mathtext, so an object id such as ``obj$\\foo$`` would be typeset (or make
-    the figure fail to draw). Escaping every ``$`` as ``\\$`` keeps the text
-    literal; matplotlib shows ``\\$`` as ``$`` in plain text.
-
-    Parameters
-    ----------
-    text : object
-        Any value; it is converted with ``str``.
-
-    Returns
-    -------
-    str
-        The escaped text, for titles, axis labels, tick labels and legend
-        entries that show user strings (object ids, column or detector names).
-    """
-    return str(text).replace("$", r"\$")
+    return ListedColormap([colour])
 
 
 def _finite(a) -> np.ndarray:
@@ -325,7 +311,19 @@ def embedding_maps(xy, colourings: Sequence[tuple[str, np.ndarray, str]], *, met
         if kind == "cluster":
             ok &= values >= 0
         ax.scatter(xy[~ok, 0], xy[~ok, 1], s=2, color="#cccccc", rasterized=True, label="none")
-        if big:
+        if big and kind == "cluster":
+            # a median of cluster numbers is not a cluster: draw each cluster's cells in its own colour,
+            # largest cluster first, so every cell shows a real cluster (the smallest one present on top)
+            from matplotlib import colormaps
+
+            cmap = colormaps["tab20"]
+            labs, counts = np.unique(values[ok].astype(int), return_counts=True)
+            extent = (*limits[0], *limits[1]) if limits is not None else None
+            for j in np.argsort(-counts, kind="stable"):
+                m = ok & (values == labs[j])
+                ax.hexbin(xy[m, 0], xy[m, 1], gridsize=80, mincnt=1, linewidths=0, extent=extent,
+                          cmap=_single_colour(cmap(int(j) % 20)))
+        elif big:
             hb = ax.hexbin(xy[ok, 0], xy[ok, 1], C=values[ok], gridsize=80, reduce_C_function=np.median,
                            cmap=CMAP_WEIRDNESS if kind == "weirdness" else CMAP_SEQUENCE)
             fig.colorbar(hb, ax=ax, shrink=0.8)
