@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import hashlib
 import threading
 import time
@@ -65,12 +66,25 @@ def _handler(archive: _Archive):
                 self.wfile.write(body[: len(body) // 2])
                 self.close_connection = True
                 return
+            if mode == "hducut":  # the file up to the end of COADD, no Content-Length, then the line drops
+                from astropy.io import fits
+
+                with fits.open(io.BytesIO(body)) as hdul:
+                    info = hdul[2].fileinfo()
+                self.send_response(200)
+                self.end_headers()
+                self.wfile.write(body[:info["hdrLoc"]])
+                self.close_connection = True
+                return
             if mode == "notfits":
                 body = b"<html><body>Service temporarily unavailable</body></html>" * 60
             rng = self.headers.get("Range")
             if rng and mode == "ok":
                 archive.ranges.append(rng)
                 start = int(rng.split("=")[1].split("-")[0])
+                if start >= len(body):
+                    self.send_error(416, "Requested Range Not Satisfiable")
+                    return
                 part = body[start:]
                 self.send_response(206)
                 self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
@@ -108,11 +122,12 @@ def server(sdss_fits_dir):
     # failure modes live at plates that do not exist in the real sample; the payload is a real file
     real = (sdss_fits_dir / rows[0]["file"]).read_bytes()
     bad = {}
-    for k, mode in enumerate(("404", "truncate", "drop", "notfits", "flaky", "resume", "slow")):
+    for k, mode in enumerate(("404", "truncate", "drop", "notfits", "flaky", "resume", "slow", "hducut",
+                              "done", "other")):
         plate, mjd, fiber = 9001 + k, 57000, 1
         path = _rel(spectrum_url(plate, mjd, fiber, "v5_13_2", base))
         archive.files[path] = real
-        archive.modes[path] = "ok" if mode == "resume" else mode
+        archive.modes[path] = "ok" if mode in ("resume", "done", "other") else mode
         bad[mode] = (plate, mjd, fiber, path)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
@@ -187,8 +202,10 @@ def test_resume_an_interrupted_download(server, tmp_path):
     plate, mjd, fiber, path = server["bad"]["resume"]
     real = server["real"]
     dest = tmp_path / f"spec-{plate:04d}-{mjd:05d}-{fiber:04d}.fits"
-    # an interrupted run left half the bytes in the .partial file
+    # an interrupted run left half the bytes in the .partial file, and noted where they came from
     dest.with_name(dest.name + ".partial").write_bytes(real[:100_000])
+    url = spectrum_url(plate, mjd, fiber, "v5_13_2", server["base"])
+    dest.with_name(dest.name + ".partial.url").write_text(url + "\n")
     server["archive"].ranges.clear()
     out = fetch_sdss(Table({"plate": [plate], "mjd": [mjd], "fiberid": [fiber]}), tmp_path,
                      base_url=server["base"], run2d="v5_13_2", **FAST)
@@ -252,3 +269,59 @@ def test_each_unusable_row_keeps_its_own_reason(tmp_path):
     assert list(out["status"][:2]) == ["failed", "failed"]
     assert out["reason"][0].startswith("row 0: plate is missing")
     assert out["reason"][1].startswith("row 1: plate is not a positive whole number")
+
+
+def test_partial_bytes_of_another_url_are_not_joined(server, tmp_path):
+    """A partial from another run2d/base was resumed with Range and passed as a valid chimera."""
+    plate, mjd, fiber, path = server["bad"]["other"]
+    real = server["real"]
+    dest = tmp_path / f"spec-{plate:04d}-{mjd:05d}-{fiber:04d}.fits"
+    other = (sorted(server["fits_dir"].glob("spec-*.fits"))[-1]).read_bytes()
+    assert other[:100_000] != real[:100_000]
+    dest.with_name(dest.name + ".partial").write_bytes(other[:100_000])
+    dest.with_name(dest.name + ".partial.url").write_text("http://elsewhere/sas/26/x.fits\n")
+    server["archive"].ranges.clear()
+    out = fetch_sdss(Table({"plate": [plate], "mjd": [mjd], "fiberid": [fiber]}), tmp_path,
+                     base_url=server["base"], run2d="v5_13_2", **FAST)
+    assert out["status"][0] == "ok" and server["archive"].ranges == []  # fetched whole
+    assert dest.read_bytes() == real
+    assert not dest.with_name(dest.name + ".partial.url").exists()
+
+
+def test_download_cut_at_an_hdu_boundary_is_refused(server, tmp_path):
+    plate, mjd, fiber, _ = server["bad"]["hducut"]
+    out = fetch_sdss(Table({"plate": [plate], "mjd": [mjd], "fiberid": [fiber]}), tmp_path,
+                     base_url=server["base"], run2d="v5_13_2", **{**FAST, "retries": 0})
+    assert out["status"][0] == "failed" and "SPECOBJ/SPALL" in out["reason"][0]
+    assert not Path(out["path"][0]).exists()
+
+
+def test_a_complete_partial_answered_416_is_kept(server, tmp_path):
+    """A run stopped between the last byte and the rename: the 416 threw the whole file away."""
+    plate, mjd, fiber, _ = server["bad"]["done"]
+    dest = tmp_path / f"spec-{plate:04d}-{mjd:05d}-{fiber:04d}.fits"
+    dest.with_name(dest.name + ".partial").write_bytes(server["real"])
+    dest.with_name(dest.name + ".partial.url").write_text(
+        spectrum_url(plate, mjd, fiber, "v5_13_2", server["base"]) + "\n")
+    out = fetch_sdss(Table({"plate": [plate], "mjd": [mjd], "fiberid": [fiber]}), tmp_path,
+                     base_url=server["base"], run2d="v5_13_2", **{**FAST, "retries": 0})
+    assert out["status"][0] == "ok" and dest.read_bytes() == server["real"]
+
+
+def test_url_problems_fail_one_row_at_once(server, tmp_path):
+    assert spectrum_url(266, 51602, 13, 26.0, "http://m") == spectrum_url(266, 51602, 13, "26", "http://m")
+    waits = []
+
+    def template(**f):
+        if f["fiberid"] == 2:
+            raise KeyError("no such layout")
+        return "{base}/x/{plate}-{fiberid}.fits".format(**f)
+
+    out = fetch_sdss(Table({"plate": [1, 1, 10**19], "mjd": [2, 2, 2], "fiberid": [1, 2, 3]}), tmp_path,
+                     base_url="nosuchscheme://host", template=template, sleep=waits.append,
+                     **{**FAST, "retries": 3})
+    assert list(out["status"]) == ["failed"] * 3
+    assert "bad URL" in out["reason"][0] and out["attempts"][0] == 1  # not retried
+    assert "cannot build its URL" in out["reason"][1] and "no such layout" in out["reason"][1]
+    assert "too large" in out["reason"][2]
+    assert waits == []

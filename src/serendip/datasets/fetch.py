@@ -13,15 +13,19 @@ Pass ``template=`` to use another mirror or layout.
 Robustness
 ----------
 * **Cache:** a file already in ``out_dir`` that opens as FITS with a
-  ``COADD`` HDU is not downloaded again (status ``cached``).
+  ``COADD`` HDU and its ``SPECOBJ``/``SPALL`` HDU is not downloaded again
+  (status ``cached``).
 * **Atomic, resumable:** bytes go to ``NAME.partial`` and are renamed to
   ``NAME`` only after the file verified; a ``.partial`` file is never taken as
-  done. A later run continues a ``.partial`` with an HTTP ``Range`` request
-  when the server supports it, and starts afresh otherwise.
+  done. ``NAME.partial.url`` notes the URL the bytes came from. A later run
+  continues a ``.partial`` of the same URL with an HTTP ``Range`` request when
+  the server supports it (and the reply starts at the right byte), and starts
+  afresh otherwise; a ``.partial`` of another URL (another run2d, mirror or
+  template) is discarded, never joined.
 * **Retries:** connection errors, timeouts, truncated bodies, 5xx/408/429
   answers and bodies that are not valid FITS are retried up to ``retries``
   times with exponential backoff (``backoff · 2^k`` seconds); 404 and other
-  4xx answers fail at once.
+  4xx answers, and URLs urllib cannot fetch, fail at once.
 * **Never raises for one file:** each request gets a row with ``status`` ok /
   cached / failed and a ``reason``.
 """
@@ -43,7 +47,7 @@ from pathlib import Path
 import numpy as np
 from astropy.table import Table
 
-from .._io import read_table
+from .._io import atomic_write_text, read_table
 from .._logging import get_logger
 from .._logging import progress as _progress_bar
 from .._version import __version__
@@ -168,7 +172,7 @@ def spectrum_url(plate: int, mjd: int, fiberid: int, run2d: str | None = None,
     TypeError
         If ``template`` is neither None, a string nor a callable.
     """
-    run2d = str(run2d).strip() if run2d not in (None, "") else default_run2d(plate)
+    run2d = _run2d_text(run2d) if run2d not in (None, "") else default_run2d(plate)
     fields = dict(base=base_url.rstrip("/"), run2d=run2d, plate=int(plate), mjd=int(mjd), fiberid=int(fiberid))
     if template is None:
         template = SDSS_TEMPLATE if run2d.isdigit() else EBOSS_TEMPLATE
@@ -179,8 +183,20 @@ def spectrum_url(plate: int, mjd: int, fiberid: int, run2d: str | None = None,
     return check_template(template).format(**fields)
 
 
+def _run2d_text(run2d) -> str:
+    """RUN2D as text; a number that is whole (26, 26.0 from a table column with gaps) is written as an integer."""
+    if isinstance(run2d, (int, float, np.integer, np.floating)) and not isinstance(run2d, bool):
+        if np.isfinite(run2d) and float(run2d) == int(run2d):
+            return str(int(run2d))
+    return str(run2d).strip()
+
+
 def verify_spec_file(path: str | os.PathLike) -> str | None:
-    """Return ``None`` if ``path`` is a complete FITS file with a readable ``COADD`` HDU, else the reason."""
+    """Return ``None`` if ``path`` is a complete FITS file with a readable ``COADD`` HDU and the
+    spectrum's catalogue HDU (``SPECOBJ``, or ``SPALL`` in BOSS files), else the reason.
+
+    The catalogue HDU comes after ``COADD``: a download cut off at an HDU boundary (with no
+    ``Content-Length`` to tell) lacks it, and is refused."""
     from astropy.io import fits
 
     path = Path(path)
@@ -209,6 +225,8 @@ def verify_spec_file(path: str | os.PathLike) -> str | None:
                 data = hdul["COADD"].data
                 if data is None or len(data) == 0 or "flux" not in [c.lower() for c in data.columns.names]:
                     return "COADD HDU holds no flux"
+                if "SPECOBJ" not in names and "SPALL" not in names:
+                    return f"no SPECOBJ/SPALL HDU (HDUs: {', '.join(names)}): cut off after COADD?"
         # astropy only warns about a cut-off file; harmless warnings (extra zero padding) pass
         cut = [str(w.message) for w in caught if "truncat" in str(w.message).lower()]
         if cut:
@@ -232,6 +250,7 @@ def _positive_ints(col) -> tuple[np.ndarray, np.ndarray]:
     why[~np.isfinite(x)] = "is missing or not a number"
     fin = np.isfinite(x)
     why[fin & ((x <= 0) | (x != np.round(x)))] = "is not a positive whole number"
+    why[fin & (x >= 1e9) & (why == "")] = "is too large for an SDSS plate, MJD or fiber number"
     return np.where(why == "", x, 0).astype(np.int64), why
 
 
@@ -266,8 +285,13 @@ def _download_one(url: str, dest: Path, *, retries: int, backoff: float, timeout
                   sleep: Callable[[float], None]) -> tuple[str, str, int, int]:
     """Fetch ``url`` to ``dest``; returns (status, reason, attempts, bytes). Never raises."""
     partial = dest.with_name(dest.name + ".partial")
+    source = dest.with_name(dest.name + ".partial.url")  # where the partial bytes came from
     reason = ""
     attempts = 0
+    if partial.exists() and (not source.exists() or source.read_text(encoding="utf-8").strip() != url):
+        # bytes of another URL (other run2d, base or template): joining them would make a chimera
+        log.info("%s: the unfinished download came from another URL; starting over", dest.name)
+        partial.unlink(missing_ok=True)
     for attempt in range(int(retries) + 1):
         if attempt:
             sleep(min(_MAX_BACKOFF, backoff * 2 ** (attempt - 1)))
@@ -277,12 +301,16 @@ def _download_one(url: str, dest: Path, *, retries: int, backoff: float, timeout
         if offset:
             headers["Range"] = f"bytes={offset}-"
         try:
+            atomic_write_text(source, url + "\n")
             with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout) as resp:
                 status = getattr(resp, "status", 200)
-                if offset and status == 206:
+                if offset and status == 206 and _range_start(resp) == offset:
                     mode, expected = "ab", _expected_total(resp, offset)
-                else:
+                else:  # a full body (or a range that does not start where the partial ends): from scratch
                     mode, offset, expected = "wb", 0, _int_or_none(resp.headers.get("Content-Length"))
+                    if status == 206:
+                        raise http.client.HTTPException("the server sent a range that does not continue the "
+                                                        "unfinished download")
                 got = offset
                 with open(partial, mode) as fh:
                     while True:
@@ -296,14 +324,28 @@ def _download_one(url: str, dest: Path, *, retries: int, backoff: float, timeout
                 continue  # keep the .partial: the next attempt resumes it
         except urllib.error.HTTPError as exc:
             reason = f"HTTP {exc.code} {exc.reason}"
-            if exc.code == 416 and offset:   # range not satisfiable: start again from scratch
-                partial.unlink(missing_ok=True)
+            if exc.code == 416 and offset:
+                # range not satisfiable: the partial may already be whole (a run stopped before the rename)
+                if verify_spec_file(partial) is None:
+                    return _finish(partial, source, dest, attempts)
+                partial.unlink(missing_ok=True)  # otherwise start again from scratch
                 continue
             if 400 <= exc.code < 500 and exc.code not in (408, 429):
                 partial.unlink(missing_ok=True)
+                source.unlink(missing_ok=True)
                 return "failed", reason, attempts, 0
             continue
-        except (OSError, http.client.HTTPException, ValueError) as exc:
+        except ValueError as exc:  # a malformed URL: retrying cannot help
+            if isinstance(exc, UnicodeError):
+                reason = f"{type(exc).__name__}: {exc}"
+                continue
+            return "failed", f"bad URL {url!r}: {exc}", attempts, 0
+        except urllib.error.URLError as exc:
+            if "unknown url type" in str(exc.reason):  # no scheme, or one urllib cannot fetch: permanent
+                return "failed", f"bad URL {url!r}: {exc.reason}", attempts, 0
+            reason = f"{type(exc).__name__}: {exc}"
+            continue
+        except (OSError, http.client.HTTPException) as exc:
             reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
             continue
         problem = verify_spec_file(partial)
@@ -311,9 +353,7 @@ def _download_one(url: str, dest: Path, *, retries: int, backoff: float, timeout
             reason = f"downloaded file rejected: {problem}"
             partial.unlink(missing_ok=True)
             continue
-        size = partial.stat().st_size
-        os.replace(partial, dest)
-        return "ok", "", attempts, size
+        return _finish(partial, source, dest, attempts)
     return "failed", reason or "gave up", attempts, 0
 
 
@@ -321,6 +361,23 @@ def _int_or_none(text):
     try:
         return int(text)
     except (TypeError, ValueError):
+        return None
+
+
+def _finish(partial: Path, source: Path, dest: Path, attempts: int) -> tuple[str, str, int, int]:
+    """Rename a verified download into place and drop its URL note."""
+    size = partial.stat().st_size
+    os.replace(partial, dest)
+    source.unlink(missing_ok=True)
+    return "ok", "", attempts, size
+
+
+def _range_start(resp):
+    """The first byte of a 206 reply (``Content-Range: bytes START-END/TOTAL``), or None."""
+    rng = resp.headers.get("Content-Range", "")
+    try:
+        return int(rng.split()[1].split("-", 1)[0])
+    except (IndexError, ValueError):
         return None
 
 
@@ -410,12 +467,21 @@ def fetch_sdss(table_or_path, out_dir, base_url: str = DEFAULT_BASE_URL, run2d: 
             r = v.decode() if isinstance(v, bytes) else (None if np.ma.is_masked(v) else str(v))
             r = (r or "").strip() or None
         run2ds.append(r or (str(run2d) if run2d else default_run2d(plates[i])))
-    urls = [spectrum_url(p, m, f, r, base_url, template) for p, m, f, r in zip(plates, mjds, fibers, run2ds)]
+    if template is not None and not callable(template):
+        check_template(template)  # a bad template is the caller's error, not one file's
+    urls = []
+    for i, (p, m, f, r) in enumerate(zip(plates, mjds, fibers, run2ds)):
+        try:  # a callable template may fail for one row only
+            urls.append(spectrum_url(p, m, f, r, base_url, template))
+        except Exception as exc:  # noqa: BLE001 - one file must never stop the batch
+            urls.append("")
+            bad_rows.setdefault(i, f"row {i}: cannot build its URL ({type(exc).__name__}: {exc}); not fetched")
     dests = [out_dir / f"spec-{p:04d}-{m:05d}-{f:04d}.fits" for p, m, f in zip(plates, mjds, fibers)]
 
     def work(i):
         if i in bad_rows:
             return "failed", bad_rows[i], 0, 0
+        url = urls[i]
         dest = dests[i]
         if dest.exists():
             problem = verify_spec_file(dest)
@@ -425,7 +491,7 @@ def fetch_sdss(table_or_path, out_dir, base_url: str = DEFAULT_BASE_URL, run2d: 
             with contextlib.suppress(OSError):
                 dest.unlink()
         try:
-            return _download_one(urls[i], dest, retries=retries, backoff=backoff, timeout=timeout, sleep=sleep)
+            return _download_one(url, dest, retries=retries, backoff=backoff, timeout=timeout, sleep=sleep)
         except Exception as exc:  # noqa: BLE001 - one file must never stop the batch
             return "failed", f"{type(exc).__name__}: {exc}", 1, 0
 
