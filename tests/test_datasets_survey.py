@@ -214,3 +214,27 @@ def test_planted_anomalies_look_as_documented(survey):
     i = np.flatnonzero(subs == "spikes")[0]
     chi = (s.flux[i] - survey.model[i]) * np.sqrt(s.ivar[i])
     assert 6 < chi.max() < 200  # visible, not absurd
+
+
+def test_tail_and_sky_residual_anomalies_are_what_the_docs_say(survey):
+    """extreme_lines were 4-8x their own EW (11 % inside the normal range); sky_residual added a
+    smooth continuum offset whenever the object's sky scale was not 1."""
+    import importlib
+
+    sv = importlib.import_module("serendip.datasets.survey")
+    t = survey.truth
+    subs = np.asarray(t["anomaly_subkind"])
+    normal = np.asarray(t["anomaly_kind"]) == "normal"
+    ew = np.asarray(t["ew_halpha"])
+    assert ew[normal].max() < sv.EW_HALPHA_NORMAL_MAX * 1.2
+    assert np.all(ew[subs == "extreme_lines"] >= 4 * sv.EW_HALPHA_NORMAL_MAX)
+    wave = survey.spectra.wavelength.value
+    sky = ph.sky_spectrum(wave)
+    line_free = (sky - sv._sky_continuum(wave)) < 1e-3 * sky.max()
+    assert line_free.sum() > 100
+    for scale in (0.56, 1.4):
+        flux = np.zeros(wave.size)
+        sv._apply_bad(np.random.default_rng(0), "sky_residual", flux, np.ones(wave.size), np.ones(wave.size), wave,
+                      sky, scale, {"sky_res": 0.2})
+        assert np.max(np.abs(flux[line_free])) < 1e-3 * np.max(np.abs(flux))  # lines only, no offset
+        assert np.max(flux) > 0

@@ -143,7 +143,7 @@ def _normal_params(rng, n, t):
         "metallicity": -0.45 + 0.65 * t + rng.normal(0, 0.07, n),
         "ebv": np.clip(0.03 + 0.30 * (1 - t) ** 1.5 + rng.normal(0, 0.03, n), 0.0, None),
         "sigma_v": np.clip(70 + 170 * t + rng.normal(0, 12, n), 30, None),
-        "ew_halpha": 110 * np.exp(-t / 0.22) * 10 ** rng.normal(0, 0.1, n),
+        "ew_halpha": 110 * np.exp(-t / 0.22) * 10 ** rng.normal(0, 0.1, n),  # below ~EW_HALPHA_NORMAL_MAX
         "log_n2ha": -0.8 + 0.75 * t + rng.normal(0, 0.05, n),
         "log_o3hb": 0.35 - 1.6 * t + 1.1 * t**2 + rng.normal(0, 0.08, n),
         "log_o2hb": 0.45 - 0.35 * t + rng.normal(0, 0.05, n),
@@ -178,6 +178,11 @@ def _assign_anomalies(rng, n, anomaly_fraction):
     return kinds, subkinds
 
 
+#: The top of the normal galaxies' Hα equivalent width (Å): 110 Å at the youngest age with a
+#: 2-sigma (0.2 dex) scatter. ``extreme_lines`` objects get 4-8 times this.
+EW_HALPHA_NORMAL_MAX = 110 * 10 ** 0.2
+
+
 def _apply_param_anomalies(rng, p, t, z, kinds, subkinds, z_range):
     """Modify the physical parameters of tail/unknown objects (in place)."""
     def sel(name):
@@ -188,7 +193,8 @@ def _apply_param_anomalies(rng, p, t, z, kinds, subkinds, z_range):
     p_new = _normal_params(rng, ix.size, t[ix])
     for key in p:
         p[key][ix] = p_new[key]
-    p["ew_halpha"][ix] *= rng.uniform(4, 8, ix.size)
+    # 4-8 x the normal maximum (not x the object's own EW, which left ~11 % inside the normal range)
+    p["ew_halpha"][ix] = EW_HALPHA_NORMAL_MAX * rng.uniform(4, 8, ix.size)
     p["log_o3hb"][ix] += 0.3
 
     ix = sel("very_dusty")
@@ -436,7 +442,7 @@ def _sky_continuum(wave):
     return 2.0 + 3.0 * ((wave - 3800.0) / 5400.0) ** 2
 
 
-def _apply_bad(rng, sub, flux, sigma, model, wave, sky_obj, extra_row):
+def _apply_bad(rng, sub, flux, sigma, model, wave, sky, sky_scale, extra_row):
     """Instrument/pipeline problems the pipeline did not flag (one object, in place)."""
     m = flux.size
     if sub == "spikes":
@@ -457,7 +463,9 @@ def _apply_bad(rng, sub, flux, sigma, model, wave, sky_obj, extra_row):
         flux *= scale
         sigma *= scale
     elif sub == "sky_residual":
-        lines_only = sky_obj - _sky_continuum(wave)
+        # the lines of this object's sky only: its continuum scales with it (subtracting the unscaled
+        # continuum left a smooth offset of (sky_scale - 1) x continuum x sky_res on every pixel)
+        lines_only = sky_scale * (sky - _sky_continuum(wave))
         flux += float(extra_row["sky_res"]) * lines_only
 
 
@@ -584,7 +592,7 @@ def make_survey(n: int = 5000, seed: int = 0, anomaly_fraction: float = 0.03, *,
         fl = mdl + sigma * block_rng.standard_normal(mdl.shape)
         for j, r_ in enumerate(rows):
             if kinds[r_] == "bad":
-                _apply_bad(block_rng, subkinds[r_], fl[j], sigma[j], mdl[j], wave, sky * sky_scale[r_],
+                _apply_bad(block_rng, subkinds[r_], fl[j], sigma[j], mdl[j], wave, sky, float(sky_scale[r_]),
                            {k: v[r_] for k, v in extra.items()})
         iv = 1.0 / sigma**2
         iv[zero_ivar] = 0.0
