@@ -171,11 +171,18 @@ def test_demo_rejects_tiny_n(tmp_path):
         stages_module.demo_config(n=5, out=tmp_path)
 
 
-def test_init_config_cli(tmp_path, capsys):
+def test_init_config_cli(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
     path = tmp_path / "my.toml"
     assert main(["init-config", "-o", str(path), "--inputs", "spectra/"]) == 0
     assert "serendip run" in capsys.readouterr().out
-    assert 'inputs = ["spectra/"]' in path.read_text()
+    assert 'inputs = ["spectra"]' in path.read_text()
+    # typed relative to the current folder, written relative to the config's folder (how run reads them)
+    (tmp_path / "configs").mkdir()
+    assert main(["init-config", "-o", "configs/c.toml", "--inputs", "spectra/", "spec-*.fits"]) == 0
+    assert 'inputs = ["../spectra", "../spec-*.fits"]' in (tmp_path / "configs" / "c.toml").read_text()
+    assert main(["init-config", "-o", "configs", "--force"]) == 2  # a folder: named as such
+    assert "is a folder" in capsys.readouterr().err
     assert main(["init-config", "-o", str(path)]) == 2  # exists: refused, one-line error
     assert "exists" in capsys.readouterr().err
     assert main(["run", str(tmp_path / "absent.toml")]) == 2

@@ -39,7 +39,9 @@ def _run(args) -> int:
 def _init_config(args) -> int:
     from ..pipeline import write_example_config
 
-    path = write_example_config(args.output, inputs=args.inputs or None, overwrite=args.force)
+    # inputs are typed relative to the current folder; the config reads them relative to itself
+    path = write_example_config(args.output, inputs=args.inputs or None, overwrite=args.force,
+                                inputs_relative_to=".")
     print(f"wrote example config {path}; edit [data] inputs, then: serendip run {path}")
     return 0
 

@@ -15,6 +15,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 __all__ = ["DEFAULTS", "load_config", "merge_config", "write_example_config", "example_config_text",
            "dump_toml", "loads_toml"]
 
@@ -205,7 +207,28 @@ def _check_ranges(cfg: dict, source: str) -> None:
     need(cfg["sequencer"]["metrics"] != [] and set(cfg["sequencer"]["metrics"]) <= {"EMD", "energy", "KL", "L2"},
          "sequencer", "metrics", "must be a non-empty list drawn from EMD, energy, KL, L2")
     need(cfg["report"]["top_n"] >= 1, "report", "top_n", "must be >= 1")
+    need(cfg["report"]["top_n"] <= cfg["weirdness"]["top_n"], "report", "top_n",
+         f"must not exceed [weirdness] top_n ({cfg['weirdness']['top_n']}): the report shows the objects the "
+         "weirdness stage explained; raise [weirdness] top_n too")
     need(cfg["compare"]["top_k"] >= 0, "compare", "top_k", "must be >= 0 (0 = the number of planted anomalies)")
+    need(cfg["data"]["wmin"] > 0 and np.isfinite(cfg["data"]["wmax"]), "data", "wmin",
+         "and wmax must be positive, finite wavelengths in Å")
+    for section, key in (("weirdness", "max_features_pixels"), ("sequencer", "max_pixels"),
+                         ("explore", "max_pixels")):
+        need(cfg[section][key] == 0 or cfg[section][key] >= 3, section, key,
+             "must be 0 (no binning) or at least 3 pixels")
+    need(cfg["weirdness"]["max_fit_samples"] == 0 or cfg["weirdness"]["max_fit_samples"] >= 2, "weirdness",
+         "max_fit_samples", "must be 0 (all objects) or at least 2")
+    need(cfg["explore"]["min_cluster_size"] == 0 or cfg["explore"]["min_cluster_size"] >= 2, "explore",
+         "min_cluster_size", "must be 0 (chosen from N) or at least 2")
+    from ..outliers.baselines import _ALIASES, DETECTORS
+
+    unknown = [d for d in cfg["compare"]["detectors"] if str(d).lower() not in set(DETECTORS) | set(_ALIASES)]
+    need(not unknown, "compare", "detectors",
+         f"names unknown detector(s) {unknown}; choose from " + ", ".join(DETECTORS))
+    inputs_given = bool(cfg["data"]["inputs"]) or bool(str(cfg["data"]["store"]).strip())
+    need(not (cfg["data"]["simulate"] > 0 and inputs_given), "data", "simulate",
+         "must be 0 when [data] inputs or store is set: simulated spectra would be made and then ignored")
 
 
 def load_config(source: str | os.PathLike | dict | None = None) -> dict:
@@ -304,7 +327,7 @@ compare_faithful = true     # also score with the faithful algorithm, for compar
 faithful_trees = 100        # trees for that comparison
 max_features_pixels = 50    # spectra are binned down to at most this many features (coarse
                             # bins average the noise away: better recall on the synthetic survey)
-max_fit_samples = 3000      # forests are fitted on at most this many objects (all are scored)
+max_fit_samples = 3000      # forests are fitted on at most this many objects (all are scored; 0 = all)
 n_similar = 10              # most similar objects kept for each of the weirdest
 top_n = 12                  # the weirdest objects explained and shown
 
@@ -328,12 +351,12 @@ max_pixels = 250            # spectra are binned down to at most this many pixel
 
 [compare]
 enabled = true
-detectors = ["iforest", "lof", "knn", "pca"]   # baselines compared with the forest
+detectors = ["iforest", "lof", "knn", "pca"]   # baselines compared with the forest (also "ensemble")
 top_k = 0                   # k for recall@k; 0 = the number of planted anomalies
 
 [report]
 title = "serendip discovery report"
-top_n = 12                  # objects in the gallery of the weirdest
+top_n = 12                  # objects in the gallery of the weirdest (at most [weirdness] top_n)
 '''
 
 
@@ -344,17 +367,38 @@ def example_config_text(inputs: list[str] | None = None) -> str:
 
 
 def write_example_config(path: str | os.PathLike = "serendip.toml", *, inputs: list[str] | None = None,
-                         overwrite: bool = False) -> Path:
+                         overwrite: bool = False, inputs_relative_to: str | os.PathLike | None = None) -> Path:
     """Write the documented example configuration to ``path`` (atomically) and return the path.
+
+    ``inputs`` are written as given: :func:`load_config` reads relative paths relative to the
+    config file's folder. With ``inputs_relative_to`` (the CLI passes the current folder, where
+    the user typed them) relative inputs are taken relative to that folder and rewritten
+    relative to the config file's folder, so they name the same files.
 
     Raises
     ------
     FileExistsError
         If ``path`` exists and ``overwrite`` is false.
+    IsADirectoryError
+        If ``path`` is a folder.
     """
     from .._io import atomic_write_text
 
     path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"{path} is a folder; give the config file's name (e.g. {path / 'serendip.toml'})")
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path} exists; choose another name or pass overwrite=True (--force)")
+    if inputs is not None and inputs_relative_to is not None:
+        base, start = path.resolve().parent, Path(inputs_relative_to).resolve()
+        inputs = [_relative_to(str(start / os.path.expanduser(p)), base) for p in inputs]
     return atomic_write_text(path, example_config_text(inputs))
+
+
+def _relative_to(target: str, base: Path) -> str:
+    """``target`` relative to ``base`` when they share a root, else absolute (forward slashes for TOML)."""
+    try:
+        rel = os.path.relpath(target, base)
+    except ValueError:  # another drive on Windows
+        rel = target
+    return Path(rel).as_posix()
