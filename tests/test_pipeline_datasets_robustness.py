@@ -154,6 +154,8 @@ def test_every_config_value_a_stage_reads_is_in_its_key(tmp_path, fits_dir, sour
         for section, key in sorted(reads.get(stage.name, ())):
             if (section, key) in stages_module.RUNTIME_ONLY:
                 continue
+            if (section, key) == ("data", "store") and cfg["data"]["simulate"] > 0:
+                continue  # a store cannot be combined with simulate: no other valid value, nothing to go stale
             after = {s.name: json.dumps(s.params, sort_keys=True, default=str)
                      for s in stages_module.build_stages(_perturbed(cfg, section, key), run)}
             covering = [n for n in _upstream(stages, stage.name) if after[n] != before[n]]
@@ -350,3 +352,80 @@ def test_baseline_neighbourhoods_stay_local_on_small_runs():
     assert baseline_neighbours("lof", 3) == 1
     for n in range(2, 60):
         assert 1 <= baseline_neighbours("lof", n) <= max(1, (n - 1) // 2)
+
+
+# ---------------------------------------------------------------------- review fixes (2026-11-26)
+def _run(cfg):
+    from serendip.pipeline import run_pipeline
+
+    return run_pipeline(cfg, progress=False)
+
+
+def test_a_run_folder_inside_its_input_folder_is_reused_and_not_ingested(tmp_path, fits_dir):
+    """The run's own tables were ingested (and rejected) and changed the input fingerprint every time."""
+    import shutil
+
+    folder = tmp_path / "spectra"
+    shutil.copytree(fits_dir, folder)
+    cfg = _config(folder / "serendip-run", fits=folder)
+    first = _run(cfg)
+    assert first.records["ingest"]["status"] == "done"
+    again = _run(cfg)
+    assert "ingest" in again.reused and "weirdness" in again.reused
+    from serendip.spectra import SpectraStore
+
+    with SpectraStore(folder / "serendip-run" / "data" / "store.h5") as st:
+        assert not any("serendip-run" in str(f) for f in st.rejected["file"])
+
+
+def test_a_config_that_reads_the_runs_own_store_does_not_delete_it(tmp_path, fits_dir):
+    out = tmp_path / "run"
+    _run(_config(out, fits=fits_dir))
+    store = out / "data" / "store.h5"
+    assert store.exists()
+    cfg = copy.deepcopy(SMALL)
+    cfg["run"]["output"] = str(out)
+    cfg["data"] = {"store": str(store)}  # the ingest key changes (a store instead of inputs)
+    res = _run(load_config(cfg))
+    assert store.exists() and res.records["ingest"]["status"] == "done"
+    assert res.records["ingest"]["info"]["store"] == str(store)
+
+
+def test_records_of_stages_this_run_does_not_have_are_dropped(tmp_path, fits_dir):
+    """A demo's simulate record left in the folder made the report call real data synthetic."""
+    out = tmp_path / "run"
+    _run(_config(out, simulate=N_SPECTRA))
+    assert RunFolder(out).read_record("simulate") is not None
+    res = _run(_config(out, fits=fits_dir))
+    assert RunFolder(out).read_record("simulate") is None and "simulate" not in res.records
+    assert not (out / "data" / "fits").exists()  # the simulated files went with their record
+    html = (out / "report.html").read_text(encoding="utf-8")
+    assert "synthetic survey" not in html
+
+
+def test_a_changed_config_after_an_interrupted_ingest_starts_the_ingest_over(tmp_path, fits_dir, interrupt_reading):
+    out = tmp_path / "run"
+    restore = interrupt_reading(5)
+    with pytest.raises(KeyboardInterrupt):
+        _run(_config(out, fits=fits_dir))
+    restore()
+    assert (out / "data" / ".store.h5.partial").exists()
+    res = _run(_config(out, fits=fits_dir, data={"wmin": 3800.0}))  # other settings than the partial store's
+    assert res.records["ingest"]["status"] == "done"
+    assert res.records["ingest"]["info"]["grid"].startswith("log 3800-")
+    assert len(res.records["ingest"]["info"]["input_hashes"]) == N_SPECTRA
+
+
+@pytest.mark.parametrize("section, values, message", [
+    ("weirdness", {"max_fit_samples": -1}, "max_fit_samples must be 0"),
+    ("weirdness", {"max_features_pixels": -5}, "max_features_pixels must be 0"),
+    ("explore", {"min_cluster_size": 1}, "min_cluster_size must be 0"),
+    ("sequencer", {"max_pixels": 1}, "max_pixels must be 0"),
+    ("compare", {"detectors": ["iforst"]}, "unknown detector.*iforst"),
+    ("report", {"top_n": 20}, r"top_n must not exceed \[weirdness\] top_n"),
+    ("data", {"wmax": float("inf")}, "positive, finite wavelengths"),
+    ("data", {"simulate": 30, "store": "x.h5"}, "simulate must be 0 when"),
+])
+def test_more_bad_config_values_are_refused_up_front(section, values, message):
+    with pytest.raises(ValueError, match=message):
+        load_config({section: values})

@@ -328,14 +328,28 @@ def _output_facts(run: RunFolder, outputs: Iterable[str]) -> dict:
     return facts
 
 
-def _remove_outputs(run: RunFolder, record: dict) -> None:
-    """Delete the outputs a stale record lists (only paths inside the run folder)."""
+def _paths_read(config: dict) -> set[Path]:
+    """The files and folders the config reads (``[data] store`` and ``inputs``), resolved."""
+    d = config.get("data", {}) if isinstance(config, dict) else {}
+    out = set()
+    for item in [d.get("store") or "", *(d.get("inputs") or [])]:
+        if str(item).strip() and not any(ch in str(item) for ch in "*?["):
+            out.add(Path(item).resolve())
+    return out
+
+
+def _remove_outputs(run: RunFolder, record: dict, keep: set[Path] = frozenset()) -> None:
+    """Delete the outputs a stale record lists (only paths inside the run folder, never one in ``keep``
+    or holding one: a config may name the run's own store as its input)."""
     import shutil
 
     root = run.path.resolve()
     for rel in record.get("outputs", {}):
         p = (run.path / rel).resolve()
         if p == root or root not in p.parents:
+            continue
+        if p in keep or any(p in k.parents for k in keep):
+            log.info("keeping %s: the config reads it", p)
             continue
         if p.is_dir():
             shutil.rmtree(p, ignore_errors=True)
@@ -390,6 +404,14 @@ def run_stages(run: RunFolder | str | os.PathLike, stages: Sequence[Stage], *, c
         raise ValueError(f"cannot force unknown stage(s) {sorted(unknown)}; stages are {names}")
 
     _write_config(run, config)
+    keep = _paths_read(config)
+    # records of stages this pipeline does not have (a demo's "simulate" in a folder now used for real
+    # data) would describe data that are no longer there: drop them with their outputs
+    for name, old in run.records().items():
+        if name not in names:
+            log.info("stage %s is not part of this run: its old record and outputs are removed", name)
+            run.record_path(name).unlink(missing_ok=True)
+            _remove_outputs(run, old, keep)
     records: dict[str, dict] = {}
     ran, reused = [], []
     for index, stage in enumerate(stages):
@@ -413,7 +435,7 @@ def run_stages(run: RunFolder | str | os.PathLike, stages: Sequence[Stage], *, c
         if run.record_path(stage.name).exists():
             run.record_path(stage.name).unlink()
         if old is not None:
-            _remove_outputs(run, old)
+            _remove_outputs(run, old, keep)
         ctx = StageContext(run=run, stage=stage, config=config, progress=progress, records=dict(records))
         started = _now()
         t0 = time.perf_counter()

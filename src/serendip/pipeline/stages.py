@@ -163,10 +163,17 @@ def stage_ingest(ctx: StageContext) -> StageResult:
                              "store, or [data] simulate = N for synthetic data)")
         info["inputs"] = list(inputs)
         path = _store_path(run)
-        ingest(inputs, path, grid=d["grid"], wmin=d["wmin"], wmax=d["wmax"], npix=d["npix"],
-               rest_frame=d["rest_frame"], sky_lines=d["mask_sky"],
-               normalize=None if d["normalize"] == "none" else d["normalize"], fill=True,
-               progress=ctx.progress, if_exists="overwrite")
+        from ..spectra.store import ResumeMismatchError
+
+        kw = dict(grid=d["grid"], wmin=d["wmin"], wmax=d["wmax"], npix=d["npix"], rest_frame=d["rest_frame"],
+                  sky_lines=d["mask_sky"], normalize=None if d["normalize"] == "none" else d["normalize"],
+                  fill=True, progress=ctx.progress, if_exists="overwrite", exclude=_run_outputs(run, inputs))
+        try:
+            ingest(inputs, path, **kw)
+        except ResumeMismatchError as exc:
+            # an interrupted ingest of another config: its rows cannot be reused; this run's ingest wins
+            log.warning("%s; starting the ingest over", exc)
+            ingest(inputs, path, resume=False, **kw)
         outputs = [path]
     with open_store(path) as store:
         spectra = store.load()
@@ -584,7 +591,15 @@ def store_as_input(cfg: dict) -> dict:
     return cfg
 
 
-def _fingerprint(paths: list[str]) -> str:
+def _run_outputs(run, inputs=()) -> list[Path]:
+    """The run folder, whose files are never inputs when it sits inside an input folder; but an input named
+    inside it (the demo's ``data/fits``) keeps its files, and then only the run's output folders are left out."""
+    root = run.path.resolve()
+    inside = any(p == root or root in p.parents for p in (Path(i).resolve() for i in inputs))
+    return [run.tables, run.figures, run.path / "stages"] if inside else [run.path]
+
+
+def _fingerprint(paths: list[str], exclude=()) -> str:
     """A cheap fingerprint of the input files (path, size, modification time), for the stage key.
 
     Changing, adding or removing an input file changes it, so ingest (and
@@ -593,10 +608,13 @@ def _fingerprint(paths: list[str]) -> str:
     import hashlib
 
     h = hashlib.sha256()
+    skip = {Path(e).resolve() for e in exclude}
     for item in paths:
         p = Path(item)
         files = sorted(f for f in p.rglob("*") if f.is_file()) if p.is_dir() else [p]
         for f in files:
+            if skip and not skip.isdisjoint(f.resolve().parents):
+                continue  # the run's own outputs, when the run folder sits inside an input folder
             try:
                 st = f.stat()
             except OSError:
@@ -645,7 +663,8 @@ def build_stages(config: dict, run: RunFolder) -> list[Stage]:
         ingest_params["inputs"] = [str(run.data / "fits")]
     elif not d["store"]:
         ingest_params["inputs"] = _expand_inputs(d["inputs"])
-        ingest_params["fingerprint"] = _fingerprint(ingest_params["inputs"])
+        ingest_params["fingerprint"] = _fingerprint(ingest_params["inputs"],
+                                                    exclude=_run_outputs(run, ingest_params["inputs"]))
     else:
         ingest_params["inputs"] = []
         ingest_params["fingerprint"] = _fingerprint([d["store"]])

@@ -159,6 +159,8 @@ def expand_inputs(inputs, exclude=()) -> tuple[list[Path], list[dict]]:
     the reason, since they usually repeat the same objects; name them explicitly to
     ingest them.
 
+    ``exclude`` lists files, or folders whose files, to leave out.
+
     Returns
     -------
     files : list of Path
@@ -201,7 +203,7 @@ def expand_inputs(inputs, exclude=()) -> tuple[list[Path], list[dict]]:
     files = []
     for f in found:
         r = f.resolve()
-        if r in seen or r in exclude or f.name.endswith(".partial"):
+        if r in seen or r in exclude or f.name.endswith(".partial") or not exclude.isdisjoint(r.parents):
             continue
         seen.add(r)
         files.append(f)
@@ -404,7 +406,7 @@ def ingest(inputs, output, grid="log", wmin=None, wmax=None, npix=None, rest_fra
            norm_window=None, fill: bool = True, block_size: int = 1024, progress: bool = True, *,
            format: str | None = None, if_exists: str = "error", resume: bool = True,
            min_good_fraction: float = 0.2, min_coverage: float = 0.5, coverage_fraction: float = 0.8,
-           grid_sample: int = 200, z_column: str = "z") -> IngestResult:
+           grid_sample: int = 200, z_column: str = "z", exclude=()) -> IngestResult:
     """Read, clean, resample and store many spectra files in one HDF5 :class:`SpectraStore`.
 
     Parameters
@@ -448,7 +450,8 @@ def ingest(inputs, output, grid="log", wmin=None, wmax=None, npix=None, rest_fra
     resume : bool
         Continue an interrupted run (its hidden partial store, kept after
         Ctrl-C) instead of starting over; files already committed are skipped
-        by hash. The settings must be those of the interrupted run.
+        by hash. The inputs and settings must be those of the interrupted run
+        (otherwise :class:`~serendip.spectra.store.ResumeMismatchError`).
     min_good_fraction : float
         Reject objects with fewer usable native pixels after masking (a fraction in [0, 1]).
     min_coverage : float
@@ -457,6 +460,9 @@ def ingest(inputs, output, grid="log", wmin=None, wmax=None, npix=None, rest_fra
         Default-grid rule (see the module docstring).
     z_column : str
         Metadata column holding the redshift.
+    exclude : sequence of path
+        Files, or folders whose files, are never inputs (e.g. a pipeline's own run folder
+        inside an input folder).
 
     Returns
     -------
@@ -494,7 +500,7 @@ def ingest(inputs, output, grid="log", wmin=None, wmax=None, npix=None, rest_fra
     if output.exists() and if_exists == "error":
         raise FileExistsError(f"{output} exists: pass if_exists='overwrite' to rebuild it or 'append' to add new "
                               "inputs only (CLI: --overwrite / --append)")
-    files, rejected_rows = expand_inputs(inputs, exclude=[output, partial_path(output)])
+    files, rejected_rows = expand_inputs(inputs, exclude=[output, partial_path(output), *exclude])
     if not files:
         raise ValueError("nothing could be read: no input files found"
                          + (f" ({rejected_rows[0]['file']}: {rejected_rows[0]['reason']})" if rejected_rows else ""))

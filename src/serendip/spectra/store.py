@@ -362,6 +362,10 @@ def _settings_value(key: str, value):
     return json.loads(json.dumps(_jsonable(value)))
 
 
+class ResumeMismatchError(ValueError):
+    """An unfinished store cannot be resumed: it was started with other inputs, grid or settings."""
+
+
 #: ``provenance["ingest"]`` key holding a fingerprint of the run's input list (compared on resume only:
 #: an append brings other inputs by design).
 _INPUT_LIST_KEY = "input_list_sha256"
@@ -525,7 +529,7 @@ class SpectraStore:
                 else:
                     if diffs:
                         store._f.close()
-                        raise ValueError(
+                        raise ResumeMismatchError(
                             f"cannot resume the unfinished store {tmp}: it was started with different settings "
                             "(" + "; ".join(diffs) + "). Re-run with the same inputs and settings to resume it, or start over "
                             "(resume=False; CLI: --no-resume), which discards it")
