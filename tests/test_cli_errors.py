@@ -144,3 +144,10 @@ def test_output_that_is_the_input_is_refused(verb, tmp_path, capsys, monkeypatch
     err = capsys.readouterr().err
     assert "is also an input" in err
     assert table.read_text() == before
+
+
+def test_no_verb_is_a_usage_error(capsys):
+    from serendip.cli import main
+
+    assert main([]) == 2
+    assert "usage" in capsys.readouterr().err

@@ -88,8 +88,8 @@ def main(argv: list[str] | None = None) -> int:
     level = logging.WARNING if args.quiet else (logging.DEBUG if args.verbose else logging.INFO)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     if not getattr(args, "verb", None) or not hasattr(args, "func"):
-        parser.print_help()
-        return 1
+        parser.print_help(sys.stderr)
+        return 2  # a usage error, as argparse reports one
     args.progress = not args.quiet
     try:
         _check_output_is_not_an_input(args)
