@@ -1,9 +1,7 @@
 """The scripts in examples/ run and find what they claim to find."""
 import runpy
-import sys
 
 import numpy as np
-import pytest
 from conftest import REPO_ROOT
 
 EXAMPLES = REPO_ROOT / "examples"

@@ -172,17 +172,16 @@ def recommend(X, y, task: str | None = None, raw: bool = False) -> list[Recommen
             raise ValueError(f"task='regression' needs a numeric target, but the target has non-numeric values "
                              f"such as {str(y[0])!r}; use task='classification' for classes") from None
 
-    n_classes, min_class, imbalance = 0, n, 1.0
+    min_class, imbalance = n, 1.0
     if task == "classification":
         _, counts = np.unique(y.astype(str) if y.dtype.kind == "O" else y, return_counts=True)
-        n_classes, min_class = counts.size, int(counts.min())
+        min_class = int(counts.min())
         imbalance = float(counts.max() / counts.min())
 
     few_features = p <= 30
     many_features = p > 100
     small = n < 1000
     large = n > 20000
-    per_feature = n / max(p, 1)
     recs: dict[str, Recommendation] = {a: Recommendation(a, 0.5) for a in ALGORITHMS}
 
     # --- SVM -------------------------------------------------------------------------------
