@@ -53,7 +53,7 @@ def test_chunked_validation_loss_equals_one_pass():
     xt = torch.from_numpy(_standardise_rows(X)[:, None, :])
     y_enc = np.searchsorted(clf.classes_, y).astype(np.int64)
     yt = torch.from_numpy(y_enc)
-    loss_fn = clf._loss(torch, y_enc)
+    loss_fn = clf._loss(torch, y_enc, clf.n_outputs_)
     rows = np.arange(300)
     with torch.no_grad():
         whole = float(loss_fn(net(xt), yt))

@@ -115,17 +115,21 @@ class _CNN1DBase(BaseEstimator):
         self.progress = progress
 
     # -- helpers ---------------------------------------------------------------------------
-    def _module(self, torch):
-        net = _build(torch, self.n_features_in_, self.n_outputs_, tuple(self.n_filters), self.kernel_size,
+    def _module(self, torch, n_features=None, n_outputs=None, state=None):
+        """The network: fresh for the given sizes, or (no sizes) the fitted one with its weights."""
+        if n_features is None:
+            n_features, n_outputs, state = self.n_features_in_, self.n_outputs_, self.state_
+        net = _build(torch, n_features, n_outputs, tuple(self.n_filters), self.kernel_size,
                      self.pool, self.hidden, self.dropout)
-        if getattr(self, "state_", None) is not None:
-            net.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in self.state_.items()})
+        if state is not None:
+            net.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in state.items()})
         return net
 
     def _encode_y(self, y):
+        """``(encoded target, fitted attributes)``; the attributes are set only once training succeeds."""
         raise NotImplementedError
 
-    def _loss(self, torch, y_enc):
+    def _loss(self, torch, y_enc, n_outputs):
         raise NotImplementedError
 
     def fit(self, X, y):
@@ -134,75 +138,96 @@ class _CNN1DBase(BaseEstimator):
         There is no ``sample_weight`` (it used to be accepted and ignored); class
         imbalance is handled by ``class_weight``.
         """
+        from sklearn.utils.validation import column_or_1d
+
         from .._logging import progress as _progress
         from .._validation import check_matrix
 
         torch = _torch()
         device = _resolve_device(torch, self.device)
+        for name in ("epochs", "batch_size", "patience"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+                raise ValueError(f"{name} must be a positive integer; got {value!r}")
+        if self.class_weight not in ("balanced", None):
+            raise ValueError(f"class_weight must be 'balanced' or None; got {self.class_weight!r}")
         X = check_matrix(X, name="X", dtype=np.float32, min_rows=2)
-        y = np.asarray(y)
+        y = column_or_1d(y, warn=True)  # a (n, 1) target would broadcast against the (n, 1) output
         if y.shape[0] != X.shape[0]:
             raise ValueError(f"X has {X.shape[0]} rows but y has {y.shape[0]}")
-        self.n_features_in_ = X.shape[1]
-        y_enc = self._encode_y(y)
-        self.state_ = None
+        n_features = X.shape[1]
+        y_enc, fitted = self._encode_y(y)
         rng = np.random.default_rng(self.random_state)
         seed = int(rng.integers(0, 2**31 - 1))
         old_threads = torch.get_num_threads()
         if self.n_threads:
             torch.set_num_threads(int(self.n_threads))
-        try:
-            torch.manual_seed(seed)
-            Xs = _standardise_rows(X)
-            idx = rng.permutation(X.shape[0])
-            n_val = int(round(self.validation_fraction * X.shape[0])) if self.validation_fraction else 0
-            n_val = n_val if X.shape[0] - n_val >= 2 and n_val >= 2 else 0
-            va, tr = idx[:n_val], idx[n_val:]
-            xt = torch.from_numpy(Xs[:, None, :])
-            yt = torch.from_numpy(y_enc)
-            net = self._module(torch).to(device)
-            opt = torch.optim.Adam(net.parameters(), lr=self.learning_rate, weight_decay=self.weight_decay)
-            loss_fn = self._loss(torch, y_enc[tr]).to(device)
-            # batches are cut on the host and copied over, so no copy of the whole set sits on the GPU
-            on_device = (lambda t: t.to(device, non_blocking=True)) if device != "cpu" else (lambda t: t)
-            best, best_state, bad = np.inf, None, 0
-            self.history_ = []
-            gen = torch.Generator().manual_seed(seed)
-            for _epoch in _progress(range(self.epochs), desc="CNN epochs", enabled=self.progress):
-                net.train()
-                perm = torch.from_numpy(tr)[torch.randperm(tr.size, generator=gen)]
-                total = 0.0
-                for start in range(0, perm.numel(), self.batch_size):
-                    b = perm[start:start + self.batch_size]
-                    opt.zero_grad()
-                    loss = loss_fn(net(on_device(xt[b])), on_device(yt[b]))
-                    loss.backward()
-                    opt.step()
-                    total += float(loss.detach()) * b.numel()
-                train_loss = total / tr.size
-                if n_val:
-                    net.eval()
-                    with torch.no_grad():
-                        val_loss = self._batched_loss(torch, net, loss_fn, xt, yt, va, on_device)
-                else:
-                    val_loss = train_loss
-                self.history_.append((train_loss, val_loss))
-                if val_loss < best - 1e-6:
-                    best, bad = val_loss, 0
-                    best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
-                else:
-                    bad += 1
-                    if bad >= self.patience:
-                        break
-            if best_state is not None:
-                net.load_state_dict(best_state)
-            self.state_ = {k: v.detach().cpu().numpy().copy() for k, v in net.state_dict().items()}
-            self.n_epochs_ = len(self.history_)
-            self.device_ = device
-        finally:
-            torch.set_num_threads(old_threads)
-        log.info("CNN trained %d epochs, best validation loss %.4g", self.n_epochs_, best)
+        # the caller's global torch random state is left as it was
+        with torch.random.fork_rng(devices=[] if device == "cpu" else None):
+            try:
+                torch.manual_seed(seed)
+                state, history = self._train(torch, device, X, y_enc, n_features, fitted["n_outputs_"], rng,
+                                             seed, _progress)
+            finally:
+                torch.set_num_threads(old_threads)
+        # attributes are set only now: a fit that fails leaves an earlier fit (or nothing) intact
+        for key, value in fitted.items():
+            setattr(self, key, value)
+        self.n_features_in_ = n_features
+        self.history_ = history
+        self.state_ = state
+        self.n_epochs_ = len(history)
+        self.device_ = device
+        log.info("CNN trained %d epochs, best validation loss %.4g", self.n_epochs_,
+                 min(v for _, v in history) if history else float("nan"))
         return self
+
+    def _train(self, torch, device, X, y_enc, n_features, n_outputs, rng, seed, _progress):
+        """Train a fresh network; returns its best weights (NumPy arrays) and the loss history."""
+        Xs = _standardise_rows(X)
+        idx = rng.permutation(X.shape[0])
+        n_val = int(round(self.validation_fraction * X.shape[0])) if self.validation_fraction else 0
+        n_val = n_val if X.shape[0] - n_val >= 2 and n_val >= 2 else 0
+        va, tr = idx[:n_val], idx[n_val:]
+        xt = torch.from_numpy(Xs[:, None, :])
+        yt = torch.from_numpy(y_enc)
+        net = self._module(torch, n_features, n_outputs).to(device)
+        opt = torch.optim.Adam(net.parameters(), lr=self.learning_rate, weight_decay=self.weight_decay)
+        loss_fn = self._loss(torch, y_enc[tr], n_outputs).to(device)
+        # batches are cut on the host and copied over, so no copy of the whole set sits on the GPU
+        on_device = (lambda t: t.to(device, non_blocking=True)) if device != "cpu" else (lambda t: t)
+        best, best_state, bad = np.inf, None, 0
+        history = []
+        gen = torch.Generator().manual_seed(seed)
+        for _epoch in _progress(range(self.epochs), desc="CNN epochs", enabled=self.progress):
+            net.train()
+            perm = torch.from_numpy(tr)[torch.randperm(tr.size, generator=gen)]
+            total = 0.0
+            for start in range(0, perm.numel(), self.batch_size):
+                b = perm[start:start + self.batch_size]
+                opt.zero_grad()
+                loss = loss_fn(net(on_device(xt[b])), on_device(yt[b]))
+                loss.backward()
+                opt.step()
+                total += float(loss.detach()) * b.numel()
+            train_loss = total / tr.size
+            if n_val:
+                net.eval()
+                with torch.no_grad():
+                    val_loss = self._batched_loss(torch, net, loss_fn, xt, yt, va, on_device)
+            else:
+                val_loss = train_loss
+            history.append((train_loss, val_loss))
+            if val_loss < best - 1e-6:
+                best, bad = val_loss, 0
+                best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
+            else:
+                bad += 1
+                if bad >= self.patience:
+                    break
+        if best_state is not None:
+            net.load_state_dict(best_state)
+        return {k: v.detach().cpu().numpy().copy() for k, v in net.state_dict().items()}, history
 
     def _batched_loss(self, torch, net, loss_fn, xt, yt, rows, on_device, chunk: int = 1024) -> float:
         """The loss over ``rows``: the network runs on chunks of inputs, the loss once on all outputs."""
@@ -275,17 +300,16 @@ class CNN1DClassifier(ClassifierMixin, _CNN1DBase):
     _classifier = True
 
     def _encode_y(self, y):
-        self.classes_, y_enc = np.unique(y, return_inverse=True)
-        if self.classes_.size < 2:
+        classes, y_enc = np.unique(y, return_inverse=True)
+        if classes.size < 2:
             raise ValueError("the CNN classifier needs at least two classes")
-        self.n_outputs_ = self.classes_.size
-        return y_enc.astype(np.int64)
+        return y_enc.astype(np.int64), {"classes_": classes, "n_outputs_": classes.size}
 
-    def _loss(self, torch, y_enc):
+    def _loss(self, torch, y_enc, n_outputs):
         weight = None
         if self.class_weight == "balanced":
-            counts = np.bincount(y_enc, minlength=self.n_outputs_).astype(np.float32)
-            w = np.where(counts > 0, counts.sum() / (self.n_outputs_ * np.maximum(counts, 1)), 0.0)
+            counts = np.bincount(y_enc, minlength=n_outputs).astype(np.float32)
+            w = np.where(counts > 0, counts.sum() / (n_outputs * np.maximum(counts, 1)), 0.0)
             weight = torch.from_numpy(w.astype(np.float32))
         return torch.nn.CrossEntropyLoss(weight=weight)
 
@@ -298,7 +322,8 @@ class CNN1DClassifier(ClassifierMixin, _CNN1DBase):
 
     def predict(self, X):
         """The most probable class of each spectrum."""
-        return self.classes_[np.argmax(self._forward(X), axis=1)]
+        z = self._forward(X)  # first: an unfitted model raises NotFittedError, not AttributeError
+        return self.classes_[np.argmax(z, axis=1)]
 
 
 class CNN1DRegressor(RegressorMixin, _CNN1DBase):
@@ -311,13 +336,12 @@ class CNN1DRegressor(RegressorMixin, _CNN1DBase):
         y = np.asarray(y, dtype=np.float64)
         if not np.all(np.isfinite(y)):
             raise ValueError("the regression target contains NaN or infinite values")
-        self.y_mean_, self.y_std_ = float(y.mean()), float(y.std() or 1.0)
-        self.n_outputs_ = 1
-        return ((y - self.y_mean_) / self.y_std_).astype(np.float32)[:, None]
+        mean, std = float(y.mean()), float(y.std() or 1.0)
+        return ((y - mean) / std).astype(np.float32)[:, None], {"y_mean_": mean, "y_std_": std, "n_outputs_": 1}
 
-    def _loss(self, torch, y_enc):
+    def _loss(self, torch, y_enc, n_outputs):
         return torch.nn.MSELoss()
 
     def predict(self, X):
-        """Predicted target values."""
-        return self._forward(X)[:, 0] * self.y_std_ + self.y_mean_
+        """Predicted target values (float64: de-standardised after the float32 network)."""
+        return self._forward(X)[:, 0].astype(np.float64) * self.y_std_ + self.y_mean_
