@@ -318,3 +318,68 @@ def test_cli_shows_a_training_warning_once_as_a_log_line(tmp_path):
     err = run.stderr
     assert err.count("alone names the class of every row") == 1
     assert "UserWarning" not in err and "warnings.warn" not in err
+
+
+# ----------------------------------------------------------------------------- review fixes (2026-11-26)
+def test_cnn_edge_cases_targets_failed_fits_and_global_state(rng):
+    pytest.importorskip("torch")
+    import torch
+    from sklearn.exceptions import DataConversionWarning, NotFittedError
+
+    from serendip.learn import CNN1DClassifier, CNN1DRegressor
+
+    X, y = _line_spectra(rng)
+    X, y = X[:80], y[:80].astype(float)
+    kw = dict(epochs=3, random_state=0, n_threads=1)
+    flat = CNN1DRegressor(**kw).fit(X, y).predict(X)
+    with pytest.warns(DataConversionWarning):  # a (n, 1) target broadcast against the output: it trained wrongly
+        col = CNN1DRegressor(**kw).fit(X, y[:, None]).predict(X)
+    np.testing.assert_allclose(col, flat, atol=1e-6)
+    big = CNN1DRegressor(**kw).fit(X, 1e8 + 10 * y).predict(X)
+    assert big.dtype == np.float64 and np.unique(big).size > 10  # de-standardised in float64, not float32
+    with pytest.raises(NotFittedError):
+        CNN1DClassifier().predict(X)
+    with pytest.raises(ValueError, match="batch_size must be a positive integer"):
+        CNN1DClassifier(batch_size=0).fit(X, y > 0.5)
+    with pytest.raises(ValueError, match="class_weight must be 'balanced' or None"):
+        CNN1DClassifier(class_weight="Balanced").fit(X, y > 0.5)
+    clf = CNN1DClassifier(**kw).fit(X, np.where(y > 0.5, "a", "b"))
+    before = clf.predict_proba(X)
+    with pytest.raises(ValueError, match="two classes"):
+        clf.fit(X[:, :32], np.full(80, "c"))  # a failed refit leaves the earlier fit whole
+    assert list(clf.classes_) == ["a", "b"] and clf.n_features_in_ == X.shape[1]
+    np.testing.assert_array_equal(clf.predict_proba(X), before)
+    state = torch.random.get_rng_state()
+    CNN1DClassifier(**kw).fit(X, y > 0.5)
+    assert torch.equal(state, torch.random.get_rng_state())  # the caller's torch seed is left alone
+
+
+def test_metrics_refuse_mismatched_inputs():
+    from serendip.learn import metrics as M
+
+    with pytest.raises(ValueError, match="3 values but the true values 1"):
+        M.regression_metrics([5.0], [1.0, 2.0, 3.0])
+    with pytest.raises(ValueError, match="no values"):
+        M.bias([], [])
+    with pytest.raises(ValueError, match=r"proba has shape \(4, 3\); expected \(4, 2\)"):
+        M.classification_metrics([0, 1, 0, 1], [0, 1, 1, 1], proba=np.full((4, 3), 1 / 3))
+
+
+def test_reserved_metadata_and_malformed_model_files(tmp_path, trained):
+    import joblib
+
+    result, _ = trained
+    with pytest.raises(ValueError, match=r"reserved key\(s\) \['feature_names', 'versions'\]"):
+        save_model(result, tmp_path / "m.skops", metadata={"versions": {}, "feature_names": ["a"], "ok": 1})
+    path = save_model(result, tmp_path / "m.skops", metadata={"source": "sdss dr17"})
+    assert load_model(path, trusted=True).metadata["source"] == "sdss dr17"
+    with pytest.raises(TypeError, match="trusted must be True, False or a list"):
+        load_model(path, trusted=None)
+    for name, payload in {"fv": {"format": "serendip-model", "format_version": "x", "metadata_json": "{}",
+                                 "model": 1},
+                          "nomodel": {"format": "serendip-model", "format_version": 1, "metadata_json": "{}"},
+                          "listmeta": {"format": "serendip-model", "format_version": 1, "metadata_json": "[]",
+                                       "model": 1}}.items():
+        joblib.dump(payload, tmp_path / f"{name}.joblib")
+        with pytest.raises(ValueError, match="not a readable serendip model file"):
+            load_model(tmp_path / f"{name}.joblib", trusted=True)

@@ -29,13 +29,19 @@ def looks_like_redshift(name: str | None) -> bool:
     return str(name).strip().lower() in _REDSHIFT_NAMES
 
 
+def _values(pred, true, what: str = "values") -> tuple[np.ndarray, np.ndarray]:
+    """Two equally long, non-empty float arrays (no broadcasting of a length-1 side)."""
+    pred = np.asarray(pred, dtype=float).ravel()
+    true = np.asarray(true, dtype=float).ravel()
+    if pred.shape != true.shape:
+        raise ValueError(f"the predictions have {pred.size} values but the true {what} {true.size}")
+    if true.size == 0:
+        raise ValueError(f"no {what} to score")
+    return pred, true
+
+
 def _pair(z_pred, z_true) -> tuple[np.ndarray, np.ndarray]:
-    z_pred = np.asarray(z_pred, dtype=float).ravel()
-    z_true = np.asarray(z_true, dtype=float).ravel()
-    if z_pred.shape != z_true.shape:
-        raise ValueError(f"z_pred has {z_pred.size} values but z_true has {z_true.size}")
-    if z_true.size == 0:
-        raise ValueError("no redshifts to score")
+    z_pred, z_true = _values(z_pred, z_true, "redshifts")
     if np.any(z_true <= -1):
         raise ValueError("z_true must be > -1 (Δz divides by 1 + z_true)")
     return z_pred, z_true
@@ -61,8 +67,7 @@ def catastrophic_fraction(z_pred, z_true, threshold: float = CATASTROPHIC_DZ) ->
 
 def bias(y_pred, y_true) -> float:
     """Mean of ``y_pred − y_true``."""
-    y_pred = np.asarray(y_pred, dtype=float).ravel()
-    y_true = np.asarray(y_true, dtype=float).ravel()
+    y_pred, y_true = _values(y_pred, y_true)
     return float(np.mean(y_pred - y_true))
 
 
@@ -80,8 +85,7 @@ def redshift_metrics(z_pred, z_true, threshold: float = CATASTROPHIC_DZ) -> dict
 
 def regression_metrics(y_true, y_pred, *, redshift: bool = False) -> dict[str, float]:
     """RMSE, MAE, bias (mean ``y_pred − y_true``) and R²; with ``redshift=True`` also the photo-z statistics."""
-    y_true = np.asarray(y_true, dtype=float).ravel()
-    y_pred = np.asarray(y_pred, dtype=float).ravel()
+    y_pred, y_true = _values(y_pred, y_true)
     resid = y_pred - y_true
     ss_tot = float(np.sum((y_true - y_true.mean()) ** 2))
     out = {
@@ -139,8 +143,13 @@ def classification_metrics(y_true, y_pred, *, proba=None, classes=None,
         "n": int(y_true.size),
         "per_class": per_class,
     }
+    if proba is not None:
+        proba = np.asarray(proba)
+        if proba.ndim != 2 or proba.shape != (y_true.size, classes.size):
+            raise ValueError(f"proba has shape {proba.shape}; expected ({y_true.size}, {classes.size}): one column "
+                             f"per class of {classes.tolist()} (pass classes= in the model's column order)")
     if proba is not None and classes.size == 2:
-        score = np.asarray(proba)[:, 1]
+        score = proba[:, 1]
         positive = y_true == classes[1]
         if 0 < positive.sum() < positive.size:
             out["roc_auc"] = float(roc_auc_score(positive, score))

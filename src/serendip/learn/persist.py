@@ -111,8 +111,11 @@ def save_model(obj, path, *, metadata: dict | None = None, sidecar: bool = True)
     model, meta = _metadata_from(obj)
     meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "container": ext[1:],
             "versions": _versions(),
-            "created_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-            **meta, **(metadata or {})}
+            "created_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), **meta}
+    clash = sorted(set(metadata or {}) & set(meta))
+    if clash:  # they describe the model itself: overwriting them would break loading or predicting
+        raise ValueError(f"metadata may not set the reserved key(s) {clash}; choose other names")
+    meta.update(metadata or {})
     meta_json = json.dumps(_jsonable(meta), default=str)
     payload = {"format": FORMAT, "format_version": FORMAT_VERSION, "metadata_json": meta_json, "model": model}
     with atomic_path(path) as tmp:
@@ -227,6 +230,9 @@ def load_model(path, trusted: bool | list = False) -> SavedModel:
                 f"({', '.join(untrusted) if untrusted else 'none'}). skops does not unpickle, but loading "
                 "creates these objects, so confirm you trust the file: call load_model(path, trusted=True) (or pass --trust to 'serendip learn "
                 "predict')")
+        if trusted is not True and not (isinstance(trusted, (list, tuple, set))
+                                        and all(isinstance(t, str) for t in trusted)):
+            raise TypeError(f"trusted must be True, False or a list of type names; got {trusted!r}")
         types = untrusted if trusted is True else list(trusted)
         try:
             payload = sio.load(path, trusted=types)
@@ -249,14 +255,20 @@ def load_model(path, trusted: bool | list = False) -> SavedModel:
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise ValueError(f"{path} is not a serendip model file (no '{FORMAT}' header); "
                          "it may be a bare scikit-learn model")
-    if int(payload.get("format_version", 0)) > FORMAT_VERSION:
-        raise ValueError(f"{path} uses model format version {payload['format_version']}, newer than this "
-                         f"serendip understands ({FORMAT_VERSION}); upgrade serendip")
     try:
+        version = int(payload.get("format_version", 0))
         meta = json.loads(payload["metadata_json"])
-    except (KeyError, TypeError, json.JSONDecodeError) as exc:
+        if not isinstance(meta, dict):
+            raise TypeError(f"the metadata is a {type(meta).__name__}, not a mapping")
+        if "model" not in payload:
+            raise KeyError("the file holds no model")
+    except (KeyError, TypeError, ValueError) as exc:  # JSONDecodeError is a ValueError
         raise _corrupt(path, exc) from exc
+    if version > FORMAT_VERSION:
+        raise ValueError(f"{path} uses model format version {version}, newer than this "
+                         f"serendip understands ({FORMAT_VERSION}); upgrade serendip")
     saved = meta.get("versions", {})
+    saved = saved if isinstance(saved, dict) else {}
     now = _versions()
     diffs = [f"{k} {saved.get(k)} (now {now[k]})" for k in ("serendip", "scikit-learn", "numpy")
              if saved.get(k) != now[k]]
