@@ -87,3 +87,46 @@ def test_specutils_roundtrip():
     back = Spectra.from_specutils(s.to_specutils())
     np.testing.assert_allclose(back.flux, s.flux)
     np.testing.assert_array_equal(back.mask, s.mask)
+
+
+# ----------------------------------------------------------------------------- review fixes (2026-11-26)
+def test_copy_is_deep_for_metadata_and_views_are_documented():
+    s = Spectra(np.linspace(4000, 5000, 5), np.ones((3, 5)), meta={"z": [0.1, 0.2, 0.3]})
+    c = s.copy()
+    c.meta["z"][0] = 99.0
+    assert s.meta["z"][0] == 0.1  # the copy shared its metadata table with the original
+    assert "view" in Spectra.__getitem__.__doc__
+
+
+def test_index_edge_cases():
+    s = Spectra(np.linspace(4000, 5000, 5), np.arange(15.0).reshape(3, 5), meta={"id": ["a", "b", "c"]})
+    for bad in (True, False, np.True_):
+        with pytest.raises(IndexError, match="single True/False"):
+            s[bad]
+    assert len(s[[]]) == 0 and list(s[np.array(2)].ids) == ["c"]
+    one = Spectra(np.linspace(4000, 5000, 5), np.ones(5), ivar=np.full(5, 2.0), mask=np.zeros(5, bool))
+    assert one.ivar.shape == (1, 5) and one.mask.shape == (1, 5)  # 1-D companions of a 1-D flux
+
+
+def test_concatenate_keeps_every_history_and_mixed_id_types():
+    w = np.linspace(4000, 5000, 5)
+    a = Spectra(w, np.ones((2, 5)), meta={"id": [1, 2]}, history=[{"step": "read", "params": {"format": "a"}}])
+    b = Spectra(w, np.ones((1, 5)), meta={"id": ["x"]},
+                history=[{"step": "read", "params": {"format": "b"}}, {"step": "mask_pixels", "params": {}}])
+    c = Spectra.concatenate([a, b])
+    assert list(c.ids) == ["1", "2", "x"]
+    last = c.history[-1]
+    assert last["step"] == "concatenate" and last["params"]["histories"][1][1]["step"] == "mask_pixels"
+    assert Spectra.concatenate([a, a]).history == a.history  # same steps: nothing added
+
+
+def test_from_specutils_converts_the_uncertainty_unit():
+    specutils = pytest.importorskip("specutils")
+    from astropy.nddata import StdDevUncertainty
+
+    cls = getattr(specutils, "Spectrum", None) or specutils.Spectrum1D
+    unit = u.Unit("1e-17 erg / (s cm2 Angstrom)")
+    spec = cls(flux=np.ones((1, 4)) * unit, spectral_axis=np.linspace(4000, 5000, 4) * u.AA,
+               uncertainty=StdDevUncertainty(np.full((1, 4), 0.5e-17) * u.Unit("erg / (s cm2 Angstrom)")))
+    s = Spectra.from_specutils(spec)
+    np.testing.assert_allclose(s.ivar, 4.0, rtol=1e-6)  # sigma 0.5 in the flux's unit, not 4e34

@@ -137,6 +137,8 @@ class Spectra:
 
     # ------------------------------------------------------------------ helpers
     def _check_same_shape(self, arr: np.ndarray, name: str) -> np.ndarray:
+        if arr.ndim == 1 and self.flux.shape[0] == 1:  # one spectrum given as 1-D, like its flux
+            arr = arr[np.newaxis, :]
         if arr.shape != self.flux.shape:
             raise ValueError(f"{name} has shape {arr.shape} but flux has shape {self.flux.shape}")
         return arr
@@ -180,7 +182,17 @@ class Spectra:
                 f"{w[0]:.1f}–{w[-1]:.1f} Å, {self.mask.mean():.1%} masked, steps: {steps}>")
 
     def __getitem__(self, key) -> Spectra:
-        """Select objects: an int, slice, integer array or boolean array. Always returns a Spectra."""
+        """Select objects: an int, slice, id, integer array or boolean array. Always returns a Spectra.
+
+        As with numpy, an int or a slice gives a *view*: its flux, ivar, mask and metadata share
+        memory with this container, so writing to them changes it (use :meth:`copy` for an
+        independent container). Integer and boolean arrays give copies.
+        """
+        if isinstance(key, (bool, np.bool_)):
+            raise IndexError("a single True/False is not an object index; use a boolean array with one value "
+                             "per object")
+        if isinstance(key, np.ndarray) and key.ndim == 0 and key.dtype.kind in "iu":
+            key = int(key)
         if isinstance(key, (int, np.integer)):
             k = int(key)
             if not -self.n_objects <= k < self.n_objects:
@@ -193,6 +205,8 @@ class Spectra:
             key = hits
         elif not isinstance(key, slice):
             key = np.asarray(key)
+            if key.size == 0:
+                key = key.astype(np.intp)  # an empty list selects nothing (numpy reads [] as float)
             if key.dtype == bool and key.shape != (self.n_objects,):
                 raise IndexError(f"boolean index has shape {key.shape}; expected ({self.n_objects},)")
         return self._replace(
@@ -215,10 +229,11 @@ class Spectra:
         return Spectra(**fields)
 
     def copy(self) -> Spectra:
-        """A deep copy."""
+        """A deep copy (arrays and metadata)."""
         return self._replace(flux=self.flux.copy(), ivar=self.ivar.copy(), mask=self.mask.copy(),
                              filled=None if self.filled is None else self.filled.copy(),
-                             flags=None if self.flags is None else self.flags.copy())
+                             flags=None if self.flags is None else self.flags.copy(),
+                             meta=self.meta.copy(copy_data=True))
 
     def with_step(self, step: str, params: dict | None = None, **changes) -> Spectra:
         """Return a new container with ``changes`` applied and ``step`` appended to the history."""
@@ -278,10 +293,22 @@ class Spectra:
         if any(s.flags is not None for s in items):
             flags = np.concatenate([s.flags if s.flags is not None else np.zeros(s.mask.shape, np.int64)
                                     for s in items])
-        meta = vstack([s.meta for s in items], join_type="outer", metadata_conflicts="silent")
+        metas = [s.meta for s in items]
+        if len({s.meta["id"].dtype.kind for s in items}) > 1:  # ids of mixed types (int and text) become text
+            metas = [m.copy(copy_data=False) for m in metas]
+            for m in metas:
+                m["id"] = np.asarray(m["id"]).astype(str)
+        meta = vstack(metas, join_type="outer", metadata_conflicts="silent")
+        histories = [s.history for s in items]
+        history = copy.deepcopy(first.history)
+        if any(h != histories[0] for h in histories[1:]):
+            # the items went through different steps: say so, keeping each one's history
+            history.append({"step": "concatenate", "params": {
+                "n_items": len(items), "rows": [len(s) for s in items],
+                "histories": copy.deepcopy(histories)}})
         return cls(first.wavelength, np.concatenate([s.flux for s in items]),
                    np.concatenate([s.ivar for s in items]), np.concatenate([s.mask for s in items]),
-                   meta=meta, history=copy.deepcopy(first.history), flux_unit=first.flux_unit,
+                   meta=meta, history=history, flux_unit=first.flux_unit,
                    filled=filled, flags=flags)
 
     # ------------------------------------------------------------------ specutils
@@ -313,6 +340,8 @@ class Spectra:
                 with np.errstate(divide="ignore"):
                     unc = unc.represent_as(InverseVariance)
             ivar = np.atleast_2d(unc.array)
+            if unc.unit is not None:  # into 1 / (flux unit)^2, whatever unit the uncertainty was given in
+                ivar = ivar * float((1 * unc.unit).to_value(spectrum.flux.unit ** -2))
         mask = None if spectrum.mask is None else np.atleast_2d(spectrum.mask)
         return cls(spectrum.spectral_axis, flux, ivar, mask, meta=meta, flux_unit=spectrum.flux.unit.to_string())
 
