@@ -190,3 +190,65 @@ def test_table_without_pixel_columns(tmp_path):
     Table({"id": ["a"], "z": [0.1]}).write(p, format="ascii.csv")
     with pytest.raises(SpectraReadError, match="flux_<wavelength"):
         read_spectra(p)
+
+
+# ----------------------------------------------------------------------------- review fixes (2026-11-26)
+def test_csv_ids_stay_text_and_wide_tables_match_case_insensitively(tmp_path):
+    s = Spectra(np.linspace(4000, 4001, 2), np.ones((3, 2)), meta={"id": ["007", "1e3", "12"]})
+    write_wide_table(s, tmp_path / "w.csv")
+    assert list(read_spectra(tmp_path / "w.csv").ids) == ["007", "1e3", "12"]
+    Table({"id": ["a", "b"], "FLUX_4000.0": [1.0, 2.0], "FLUX_4001.0": [1.0, 2.0]}).write(tmp_path / "u.fits")
+    assert read_spectra(tmp_path / "u.fits").n_pixels == 2
+    write_wide_table(s, tmp_path / "spec-0266-51602-0013_clean.fits")  # an SDSS-like name on our own table
+    assert list(read_spectra(tmp_path / "spec-0266-51602-0013_clean.fits").ids) == ["007", "1e3", "12"]
+
+
+def test_replacing_a_built_in_reader_before_first_use():
+    """The built-ins registered themselves later, without overwrite, and made the first read fail."""
+    import subprocess
+    import sys
+
+    code = ("from serendip.spectra.io import register_reader, supported_formats, _READERS\n"
+            "register_reader('sdss', lambda p: False, lambda p: None, ('.fits',), overwrite=True)\n"
+            "assert 'table' in supported_formats() and 'manga' in supported_formats()\n"
+            "assert _READERS['sdss'].identifier(None) is False\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+
+
+def test_manga_flux_units_and_datacubes(tmp_path):
+    wave = np.linspace(3622.0, 10354.0, 20)
+
+    def hdus(flux, bunit):
+        h = fits.ImageHDU(flux, name="FLUX")
+        h.header["BUNIT"] = bunit
+        return fits.HDUList([fits.PrimaryHDU(), fits.ImageHDU(wave, name="WAVE"), h,
+                             fits.ImageHDU(np.ones_like(flux), name="IVAR")])
+
+    hdus(np.full((2, 20), 3e-17), "erg/s/cm^2/Angstrom").writeto(tmp_path / "m.fits")
+    s = read_spectra(tmp_path / "m.fits")
+    np.testing.assert_allclose(s.flux, 3.0, rtol=1e-5)  # into 1e-17 erg/s/cm2/Å
+    np.testing.assert_allclose(s.ivar, 1e-34, rtol=1e-5)
+    cube = np.arange(20 * 3 * 4, dtype=float).reshape(20, 3, 4) + 1
+    hdus(cube, "1E-17 erg/s/cm^2/Ang/spaxel").writeto(tmp_path / "manga-1-2-LOGCUBE.fits")
+    c = read_spectra(tmp_path / "manga-1-2-LOGCUBE.fits")
+    assert len(c) == 12 and c.n_pixels == 20
+    k = 1 * 4 + 2  # spaxel y=1, x=2
+    np.testing.assert_allclose(c.flux[k], cube[:, 1, 2])
+    assert (c.meta["spaxel_y"][k], c.meta["spaxel_x"][k]) == (1, 2)
+
+
+def test_open_input_takes_path_likes_and_blank_snr_is_unknown(tmp_path):
+    import os
+
+    from serendip.spectra.inputs import open_input
+
+    s = Spectra(np.linspace(4000, 4001, 2), np.ones((3, 2)), meta={"snr": [5.0, 6.0, 7.5]})
+    write_wide_table(s, tmp_path / "w.csv")
+    text = (tmp_path / "w.csv").read_text().replace(",6.0,", ",,")
+    (tmp_path / "w.csv").write_text(text)
+    entry = next(e for e in os.scandir(tmp_path) if e.name == "w.csv")  # an os.PathLike, not str/Path
+    snr = open_input(entry).snr
+    assert snr[0] == 5.0 and np.isnan(snr[1]) and snr[2] == 7.5
+    with pytest.raises(TypeError, match="not bytes"):
+        open_input(b"w.csv")

@@ -8,6 +8,8 @@ accepts the same files and gives the same messages.
 """
 from __future__ import annotations
 
+import os
+
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -53,7 +55,10 @@ class OpenedInput:
     def snr(self) -> np.ndarray:
         """Per-object S/N, NaN where unknown."""
         if "snr" in self.meta.colnames:
-            return np.asarray(self.meta["snr"], dtype=float)
+            col = self.meta["snr"]
+            if np.ma.isMaskedArray(col):  # a blank cell is unknown, not S/N 0
+                return np.ma.filled(np.ma.asarray(col, dtype=float), np.nan)
+            return np.asarray(col, dtype=float)
         return np.full(len(self.ids), np.nan)
 
     @property
@@ -179,9 +184,11 @@ def open_input(source) -> OpenedInput:
         If the file is a folder or of a kind none of the above can read; the
         message names the file.
     """
-    if not isinstance(source, (str, Path)):
+    if isinstance(source, bytes):
+        raise TypeError("give the input's path as text (str or os.PathLike), not bytes")
+    if not isinstance(source, (str, os.PathLike)):
         return _from_object(source, type(source).__name__)
-    path = Path(source)
+    path = Path(os.fspath(source))
     if not path.exists():
         raise FileNotFoundError(f"no such input: {path}")
     if path.is_dir():

@@ -98,16 +98,25 @@ def register_reader(name: str, identifier: Callable[[Path], bool], reader: Calla
         registration order. The catch-all ``table`` reader has priority -10 so
         that specific formats are recognised first.
     """
+    if not _LOADING_BUILTINS:
+        _load_builtins()  # first, so that a replacement of a built-in reader is not undone by its later loading
     if not overwrite and name in _READERS:
         raise ValueError(f"a reader named {name!r} is already registered; pass overwrite=True to replace it")
     _READERS[name] = _Reader(name, identifier, reader, tuple(e.lower() for e in extensions), int(priority))
 
 
+_LOADING_BUILTINS = False
+
+
 def _load_builtins() -> None:
-    global _BUILTINS_LOADED
-    if not _BUILTINS_LOADED:
+    global _BUILTINS_LOADED, _LOADING_BUILTINS
+    if not _BUILTINS_LOADED and not _LOADING_BUILTINS:
+        _LOADING_BUILTINS = True
+        try:
+            from . import manga, sdss, tables  # noqa: F401  (they register themselves)
+        finally:
+            _LOADING_BUILTINS = False
         _BUILTINS_LOADED = True
-        from . import manga, sdss, tables  # noqa: F401  (they register themselves)
 
 
 def supported_formats() -> dict[str, tuple[str, ...]]:

@@ -51,16 +51,20 @@ log = get_logger(__name__)
 
 _NAME_RE = re.compile(r"spec-(\d+)-(\d+)-(\d+)", re.IGNORECASE)
 _FITS_EXT = (".fits", ".fit", ".fits.gz", ".fit.gz")
+#: HDU names of SDSS/BOSS spec files after COADD.
+_SDSS_HDUS = ("SPECOBJ", "SPALL", "SPZLINE", "SPZBEST", "ZBEST", "ZLINE")
 
 
 def is_sdss_spec(path: Path) -> bool:
     """True for a FITS file whose HDU 1 is ``COADD`` (or a ``spec-*.fits`` name with a FITS header)."""
-    # a spec-*.fits file, even a damaged one, belongs to this reader, so that the error
-    # says what is wrong (truncated, missing HDU) rather than "unknown format"
-    if _NAME_RE.match(path.name) and path.name.lower().endswith(_FITS_EXT):
-        return True
     names = fits_hdu_names(path, max_hdus=2)
-    return names is not None and len(names) > 1 and names[1] == "COADD"
+    if names is not None and len(names) > 1:
+        # readable HDU names decide: COADD, or another SDSS HDU where COADD is missing (then the reader
+        # says so); a serendip wide table named spec-*.fits (SPECTRA, WAVELENGTH) is a table
+        return names[1] == "COADD" or (bool(_NAME_RE.match(path.name)) and names[1] in _SDSS_HDUS)
+    # a spec-*.fits file whose HDUs cannot be listed (damaged) still belongs to this reader, so that
+    # the error says what is wrong (truncated, missing HDU) rather than "unknown format"
+    return bool(_NAME_RE.match(path.name) and path.name.lower().endswith(_FITS_EXT))
 
 
 _META_COLUMNS = ("PLATE", "PLATEID", "MJD", "FIBERID", "FIBER", "PLUG_RA", "PLUG_DEC", "RA", "DEC", "Z", "Z_ERR",

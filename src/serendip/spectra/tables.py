@@ -70,10 +70,11 @@ __all__ = ["read_table_spectra", "is_wide_table", "write_wide_table"]
 
 log = get_logger(__name__)
 
-_PIX_RE = re.compile(r"^(flux|ivar|mask)_([0-9]+(?:\.[0-9]*)?(?:[eE][+-]?[0-9]+)?)$")
+#: pixel columns; FITS column names are case-insensitive, so FLUX_4000.0 counts too
+_PIX_RE = re.compile(r"^(flux|ivar|mask)_([0-9]+(?:\.[0-9]*)?(?:[eE][+-]?[0-9]+)?)$", re.IGNORECASE)
 #: a name shaped like a pixel column with some other prefix (a misspelling such as "flx_4000.5")
 _NEAR_PIX_RE = re.compile(r"^[A-Za-z]+_([0-9]+(?:\.[0-9]*)?)$")
-_EXTENSIONS = (".fits", ".fit", ".fits.gz", ".csv", ".parquet", ".pq", ".npz")
+_EXTENSIONS = (".fits", ".fit", ".fits.gz", ".fit.gz", ".csv", ".parquet", ".pq", ".npz")
 _TABLE_TAG = "serendip wide spectra table"
 _FORMAT_VERSION = 2
 _FITS_TABLE_HDU = "SPECTRA"
@@ -92,7 +93,7 @@ def _kind(path: Path) -> str | None:
         return "csv"
     if name.endswith((".parquet", ".pq")):
         return "parquet"
-    if name.endswith((".fits", ".fit", ".fits.gz")):
+    if name.endswith((".fits", ".fit", ".fits.gz", ".fit.gz")):
         return "fits"
     return None
 
@@ -104,7 +105,7 @@ def _fits_layout(hdus) -> tuple[str, int] | None:
         if str(h.header.get("XTENSION", "")).strip() not in ("BINTABLE", "TABLE"):
             continue
         ttypes = [str(h.header.get(f"TTYPE{k}", "")).strip() for k in range(1, int(h.header.get("TFIELDS", 0)) + 1)]
-        if any(t.startswith("flux_") and _PIX_RE.match(t) for t in ttypes):
+        if any(t.lower().startswith("flux_") and _PIX_RE.match(t) for t in ttypes):
             return "columns", h.index
         if "flux" in (t.lower() for t in ttypes) and _FITS_WAVE_HDU in names:
             return "arrays", h.index
@@ -386,10 +387,11 @@ def _from_pixel_columns(path: Path, tab: Table, where: str = ""):
         m = _PIX_RE.match(c)
         if m:
             w = float(m.group(2))
-            if w in groups[m.group(1)]:
-                raise SpectraReadError(path, f"columns {groups[m.group(1)][w]!r} and {c!r}{where} are the same "
+            kind = m.group(1).lower()
+            if w in groups[kind]:
+                raise SpectraReadError(path, f"columns {groups[kind][w]!r} and {c!r}{where} are the same "
                                              "wavelength")
-            groups[m.group(1)][w] = c
+            groups[kind][w] = c
         else:
             meta_cols.append(c)
     if not groups["flux"]:
@@ -421,12 +423,20 @@ def _from_pixel_columns(path: Path, tab: Table, where: str = ""):
     return wave, flux, ivar, mask, meta
 
 
+def ascii_str_converter():
+    """astropy's ascii converter that keeps a column as text."""
+    from astropy.io.ascii import convert_numpy
+
+    return convert_numpy(str)
+
+
 def _read_columns(path: Path, kind: str) -> Spectra:
     wave = None
     where = ""
     try:
         if kind == "csv":
-            tab = Table.read(path, format="ascii.csv", comment="#")
+            # ids are text: without this, '007' and '1e3' would come back as 7 and 1000.0
+            tab = Table.read(path, format="ascii.csv", comment="#", converters={"id": [ascii_str_converter()]})
         elif kind == "parquet":
             try:
                 import pyarrow  # noqa: F401
