@@ -33,15 +33,26 @@ def main(argv=None):
     urf.fit(spectra.flux)
     top = np.argsort(urf.weirdness_)[::-1][:args.top]
     planted = survey.truth["anomaly_kind"]
+    whys = []
     for rank, i in enumerate(top, start=1):
         why = explain_weirdness(urf, spectra.flux, int(i), wavelength=grid.value)
+        whys.append(why)
         print(f"#{rank} {spectra.ids[i]}  weirdness {urf.weirdness_[i]:.3f}  planted: {planted[i]:13s} "
               f"most different near {why.peak_wavelength:.0f} Å")
 
-    # draw the weirdest at full resolution, in the rest frame
-    full = normalize(resample(mask_pixels(survey.spectra[top]), make_grid("log", 3800, 7000, 1500), z="z"))
+    # draw the weirdest at full resolution, in the rest frame, against the median of their most
+    # similar normal galaxies (the explanation's reference objects) and the residual from it
+    fine = make_grid("log", 3800, 7000, 1500)
+
+    def rest(rows):
+        return normalize(resample(mask_pixels(survey.spectra[rows]), fine, z="z"))
+
+    full = rest(top)
+    reference = np.array([np.nanmedian(rest(w.neighbours).masked_flux(np.nan), axis=0) for w in whys])
     fig, _ = plot_spectrum_gallery(full.wavelength, full.flux, full.mask, ids=full.ids,
-                                   z=np.zeros(len(top)), scores=urf.weirdness_[top], input_frame="rest")
+                                   z=np.asarray(survey.truth["z"])[top], scores=urf.weirdness_[top],
+                                   overlays={"median of the most similar normal galaxies": reference},
+                                   residuals=full.masked_flux(np.nan) - reference, input_frame="rest")
     print("figure:", save_png(fig, args.out))
     found = int(np.sum(planted[top] != "normal"))
     print(f"{found} of the {len(top)} weirdest were planted anomalies "
