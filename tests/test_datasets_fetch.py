@@ -79,6 +79,14 @@ def _handler(archive: _Archive):
             if mode == "notfits":
                 body = b"<html><body>Service temporarily unavailable</body></html>" * 60
             rng = self.headers.get("Range")
+            if rng and mode == "wrongstart":  # a 206 that starts at byte 0, not where the client asked
+                archive.ranges.append(rng)
+                self.send_response(206)
+                self.send_header("Content-Range", f"bytes 0-{len(body) - 1}/{len(body)}")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+                return
             if rng and mode == "ok":
                 archive.ranges.append(rng)
                 start = int(rng.split("=")[1].split("-")[0])
@@ -123,7 +131,7 @@ def server(sdss_fits_dir):
     real = (sdss_fits_dir / rows[0]["file"]).read_bytes()
     bad = {}
     for k, mode in enumerate(("404", "truncate", "drop", "notfits", "flaky", "resume", "slow", "hducut",
-                              "done", "other")):
+                              "done", "other", "wrongstart")):
         plate, mjd, fiber = 9001 + k, 57000, 1
         path = _rel(spectrum_url(plate, mjd, fiber, "v5_13_2", base))
         archive.files[path] = real
@@ -325,3 +333,21 @@ def test_url_problems_fail_one_row_at_once(server, tmp_path):
     assert "cannot build its URL" in out["reason"][1] and "no such layout" in out["reason"][1]
     assert "too large" in out["reason"][2]
     assert waits == []
+
+
+def test_a_range_reply_from_the_wrong_byte_starts_the_download_over(server, tmp_path):
+    plate, mjd, fiber, _ = server["bad"]["wrongstart"]
+    dest = tmp_path / f"spec-{plate:04d}-{mjd:05d}-{fiber:04d}.fits"
+    dest.with_name(dest.name + ".partial").write_bytes(server["real"][:1000])
+    dest.with_name(dest.name + ".partial.url").write_text(
+        spectrum_url(plate, mjd, fiber, "v5_13_2", server["base"]) + "\n")
+    out = fetch_sdss(Table({"plate": [plate], "mjd": [mjd], "fiberid": [fiber]}), tmp_path,
+                     base_url=server["base"], run2d="v5_13_2", **FAST)
+    assert out["status"][0] == "ok" and out["attempts"][0] == 2 and dest.read_bytes() == server["real"]
+
+
+def test_a_numeric_run2d_column_gives_the_sdss_url(tmp_path):
+    out = fetch_sdss(Table({"plate": [266], "mjd": [51602], "fiberid": [13], "run2d": [26.0]}), tmp_path,
+                     base_url="nosuchscheme://host", **{**FAST, "retries": 0})
+    assert "/sdss/spectro/redux/26/" in out["url"][0]
+    assert not list(tmp_path.glob("*.partial.url"))  # no note left by a failure

@@ -87,3 +87,30 @@ def test_masked_values_in_an_imputed_model_do_not_spoil_the_explanation():
     assert np.isnan(e.residual[6]) and np.isnan(e.importance[6])  # not measured: not invented
     assert np.isfinite(np.delete(e.importance, 6)).all()
     assert e.peak_feature == 2 and e.top_features[0] == 2 and 6 not in e.top_features[:5]
+
+
+def test_a_nearly_constant_feature_is_not_the_explanation():
+    """Only exactly-zero spreads got the floor: a feature with a 1e-9 spread ranked first."""
+    rng = np.random.default_rng(2)
+    X = rng.normal(size=(150, 30))
+    X[:, 5] = 1.0 + 1e-5 * rng.normal(size=150)  # varies, but far below every other feature's spread
+    X[7, 20:23] += 6.0
+    m = UnsupervisedRandomForest(40, random_state=0, progress=False).fit(X)
+    e = explain_weirdness(m, X, 7, smooth=1)
+    floor = 1e-3 * np.median(e.scatter)
+    assert e.scatter[5] >= 0.99 * floor and e.importance[5] < 0.1  # floored, not 1e-5
+    assert set(e.top_features[:3]) == {20, 21, 22}
+
+
+def test_euclidean_fill_does_not_prefer_mostly_masked_rows():
+    from serendip.outliers.explain import _nearest_euclid
+
+    X = np.zeros((10, 10))
+    X[3] = 0.1  # the true nearest to x
+    X[5:] = 5.0
+    X[7] = np.nan  # nothing measured
+    X[8, 1:] = np.nan  # one feature measured, far away
+    x = np.zeros(10)
+    x[0] = 0.05
+    got = _nearest_euclid(X, x, np.array([3, 5, 6, 7, 8]), 1)
+    assert got.tolist() == [3]

@@ -505,3 +505,13 @@ def test_run_embed_with_one_component_or_many_categories_writes_what_it_can(tmp_
     out, png = run_embed(tmp_path / "t.ecsv", tmp_path / "e2.fits", method="pca", columns=["a", "b"],
                          color_by="kind")
     assert png is not None and png.exists()  # 25 categories: the largest 19 and "other"
+
+
+def test_a_distance_matrix_with_round_off_on_its_diagonal_is_read_as_distances(rng):
+    from scipy.spatial.distance import cdist
+
+    X = rng.normal(size=(40, 5))
+    D = cdist(X, X, "cosine")
+    assert np.abs(np.diagonal(D)).max() > 0  # the round-off the check must tolerate
+    idx, _ = knn_from_precomputed(D, n_neighbors=5)
+    np.testing.assert_array_equal(idx[:, 0], np.argsort(D + np.eye(40) * 9, axis=1)[:, 0])

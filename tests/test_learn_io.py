@@ -383,3 +383,12 @@ def test_reserved_metadata_and_malformed_model_files(tmp_path, trained):
         joblib.dump(payload, tmp_path / f"{name}.joblib")
         with pytest.raises(ValueError, match="not a readable serendip model file"):
             load_model(tmp_path / f"{name}.joblib", trusted=True)
+
+
+def test_a_bare_estimator_can_be_given_its_task(tmp_path):
+    from sklearn.linear_model import LogisticRegression
+
+    X = np.random.default_rng(0).normal(size=(40, 2))
+    clf = LogisticRegression().fit(X, X[:, 0] > 0)
+    path = save_model(clf, tmp_path / "bare.skops", metadata={"task": "classification"})
+    assert load_model(path, trusted=True).metadata["task"] == "classification"

@@ -429,3 +429,18 @@ def test_a_changed_config_after_an_interrupted_ingest_starts_the_ingest_over(tmp
 def test_more_bad_config_values_are_refused_up_front(section, values, message):
     with pytest.raises(ValueError, match=message):
         load_config({section: values})
+
+
+def test_a_glob_input_inside_the_run_folder_is_kept_when_old_records_are_dropped(tmp_path, fits_dir):
+    import shutil
+
+    out = tmp_path / "run"
+    _run(_config(out, simulate=N_SPECTRA))  # leaves a simulate record and run/data/fits
+    shutil.rmtree(out / "data" / "fits")
+    shutil.copytree(fits_dir, out / "data" / "fits")
+    cfg = copy.deepcopy(SMALL)
+    cfg["run"]["output"] = str(out)
+    cfg["data"] = {"inputs": [str(out / "data" / "fits" / "*.fits")]}
+    res = _run(load_config(cfg))
+    assert "simulate" not in res.records and len(list((out / "data" / "fits").glob("*.fits"))) == N_SPECTRA
+    assert len(res.records["ingest"]["info"]["input_hashes"]) == N_SPECTRA

@@ -181,6 +181,9 @@ def test_init_config_cli(tmp_path, capsys, monkeypatch):
     (tmp_path / "configs").mkdir()
     assert main(["init-config", "-o", "configs/c.toml", "--inputs", "spectra/", "spec-*.fits"]) == 0
     assert 'inputs = ["../spectra", "../spec-*.fits"]' in (tmp_path / "configs" / "c.toml").read_text()
+    absolute = str(tmp_path / "elsewhere" / "spec-*.fits")
+    assert main(["init-config", "-o", "configs/d.toml", "--inputs", absolute]) == 0
+    assert absolute in (tmp_path / "configs" / "d.toml").read_text()  # absolute paths stay as given
     assert main(["init-config", "-o", "configs", "--force"]) == 2  # a folder: named as such
     assert "is a folder" in capsys.readouterr().err
     assert main(["init-config", "-o", str(path)]) == 2  # exists: refused, one-line error

@@ -125,11 +125,13 @@ def test_report_cluster_map_of_many_objects_shows_real_clusters(rng):
     from serendip.report.figures import embedding_maps
 
     n = 100_001
-    xy = rng.normal(size=(n, 2))
-    lab = np.where(xy[:, 0] > 0, 7, 0).astype(float)
+    xy = np.vstack([rng.uniform(0, 10, size=(n - 1000, 2)), 5 + 0.1 * rng.uniform(size=(1000, 2))])
+    lab = np.r_[np.zeros(n - 1000), np.full(1000, 7.0)]  # a small, tight cluster inside a wide one
     fig, axes = embedding_maps(xy, [("cluster", lab, "cluster")], method="umap")
     ax = np.atleast_1d(axes)[0]
     hexes = [c for c in ax.collections if isinstance(c, PolyCollection)]
     assert len(hexes) == 2  # one layer per cluster, each in one colour
     for c in hexes:
         assert len({tuple(np.round(fc, 6)) for fc in c.get_facecolors()}) == 1
+    widths = {round(float(np.ptp(c.get_paths()[0].vertices[:, 0])), 9) for c in hexes}
+    assert len(widths) == 1  # one grid for all layers, so their hexagons coincide

@@ -689,3 +689,14 @@ def test_options_that_select_nothing_are_reported(caplog):
     with caplog.at_level(logging.WARNING, logger="serendip.sequencer"):
         Sequencer(scales=[1], metrics=("L2", "KL"), best_k=1, progress=False).fit(flux, grid=grid)
     assert "best_k" not in caplog.text
+
+
+def test_emd_alone_floors_a_spectrum_that_is_zero_over_a_chunk():
+    """With EMD/energy only, exact zeros were left alone, so an all-zero chunk could not be normalised."""
+    from serendip.sequencer import sequence
+
+    grid, flux, t = moving_line(20, m=60)
+    flux = flux.copy()
+    flux[3] = 0.0
+    tab = sequence(flux, metrics=["EMD"], scales=[1, 2], progress=False)
+    assert tab.meta["n_clipped"] == 60 and sorted(tab["index"]) == list(range(20))

@@ -312,3 +312,16 @@ def test_min_good_fraction_outside_0_1_is_refused_before_reading(sdss_fits_dir, 
     err = capsys.readouterr().err
     assert code == 2 and "--min-good-fraction" in err and "between 0 and 1" in err
     assert not out.exists() and not partial_path(out).exists()
+
+
+def test_an_excluded_folder_does_not_turn_a_table_folder_into_a_fits_folder(tmp_path):
+    from astropy.table import Table
+
+    from serendip.spectra.ingest import expand_inputs
+
+    d = tmp_path / "survey"
+    (d / "run" / "tables").mkdir(parents=True)
+    np.savez(d / "a.npz", flux=np.ones((2, 5)), wavelength=np.linspace(4000, 5000, 5))
+    Table({"id": ["0"], "weirdness": [0.5]}).write(d / "run" / "tables" / "weirdness.fits")
+    files, rejected = expand_inputs([d], exclude=[d / "run"])
+    assert [f.name for f in files] == ["a.npz"] and rejected == []

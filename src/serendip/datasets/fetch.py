@@ -308,7 +308,8 @@ def _download_one(url: str, dest: Path, *, retries: int, backoff: float, timeout
                     mode, expected = "ab", _expected_total(resp, offset)
                 else:  # a full body (or a range that does not start where the partial ends): from scratch
                     mode, offset, expected = "wb", 0, _int_or_none(resp.headers.get("Content-Length"))
-                    if status == 206:
+                    if status == 206:  # the partial cannot be continued: the next attempt fetches it whole
+                        partial.unlink(missing_ok=True)
                         raise http.client.HTTPException("the server sent a range that does not continue the "
                                                         "unfinished download")
                 got = offset
@@ -339,9 +340,11 @@ def _download_one(url: str, dest: Path, *, retries: int, backoff: float, timeout
             if isinstance(exc, UnicodeError):
                 reason = f"{type(exc).__name__}: {exc}"
                 continue
+            source.unlink(missing_ok=True)
             return "failed", f"bad URL {url!r}: {exc}", attempts, 0
         except urllib.error.URLError as exc:
             if "unknown url type" in str(exc.reason):  # no scheme, or one urllib cannot fetch: permanent
+                source.unlink(missing_ok=True)
                 return "failed", f"bad URL {url!r}: {exc.reason}", attempts, 0
             reason = f"{type(exc).__name__}: {exc}"
             continue
@@ -354,6 +357,8 @@ def _download_one(url: str, dest: Path, *, retries: int, backoff: float, timeout
             partial.unlink(missing_ok=True)
             continue
         return _finish(partial, source, dest, attempts)
+    if not partial.exists():
+        source.unlink(missing_ok=True)  # nothing to resume: no note either
     return "failed", reason or "gave up", attempts, 0
 
 
@@ -464,7 +469,7 @@ def fetch_sdss(table_or_path, out_dir, base_url: str = DEFAULT_BASE_URL, run2d: 
         r = None
         if "run2d" in cols:
             v = table[cols["run2d"]][i]
-            r = v.decode() if isinstance(v, bytes) else (None if np.ma.is_masked(v) else str(v))
+            r = v.decode() if isinstance(v, bytes) else (None if np.ma.is_masked(v) else _run2d_text(v))
             r = (r or "").strip() or None
         run2ds.append(r or (str(run2d) if run2d else default_run2d(plates[i])))
     if template is not None and not callable(template):

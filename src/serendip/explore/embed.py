@@ -125,7 +125,8 @@ def _dense_kind(arr) -> str:
     """A square matrix's kind: zeros on the diagonal is distances; a diagonal that is each row's
     largest value (1 for URF similarities) is similarities; anything else is ambiguous."""
     diag = np.diagonal(arr).astype(np.float64)
-    if np.all(diag == 0):
+    scale = float(np.max(np.abs(arr))) if arr.size else 0.0
+    if np.all(np.abs(diag) <= 1e-12 * max(scale, 1e-300)):  # zero up to round-off (cdist's cosine gives 2e-16)
         return "distance"
     if np.all(diag > 0) and np.all(np.max(arr, axis=1) <= diag):
         log.info("the precomputed matrix has its largest value on the diagonal: read as similarities (1 - S)")

@@ -112,8 +112,10 @@ def save_model(obj, path, *, metadata: dict | None = None, sidecar: bool = True)
     meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "container": ext[1:],
             "versions": _versions(),
             "created_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), **meta}
-    clash = sorted(set(metadata or {}) & set(meta))
-    if clash:  # they describe the model itself: overwriting them would break loading or predicting
+    # keys that describe the model itself may not be overwritten (that broke loading or predicting); one
+    # the model could not fill (None, e.g. the task of a bare estimator) may be given
+    clash = sorted(k for k in set(metadata or {}) & set(meta) if meta[k] is not None)
+    if clash:
         raise ValueError(f"metadata may not set the reserved key(s) {clash}; choose other names")
     meta.update(metadata or {})
     meta_json = json.dumps(_jsonable(meta), default=str)

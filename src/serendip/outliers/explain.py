@@ -120,7 +120,7 @@ def _robust_scatter(X, candidates, rng, max_rows=5000):
         mad = 1.4826 * np.nanmedian(np.abs(Y - med), axis=0)
     ok = mad > 0
     floor = np.median(mad[ok]) * 1e-3 if np.any(ok) else 1.0
-    return np.where(ok, mad, floor)
+    return np.where(ok, np.maximum(mad, floor), floor)
 
 
 def _nearest_euclid(X, x, candidates, k):
@@ -131,7 +131,11 @@ def _nearest_euclid(X, x, candidates, k):
         a, b = np.searchsorted(cset, [start, start + block.shape[0]])
         if b > a:
             rows = cset[a:b]
-            d = np.sqrt(np.nansum((block[rows - start] - x) ** 2, axis=1))  # masked features left out
+            diff2 = (block[rows - start] - x) ** 2
+            shared = np.isfinite(diff2).sum(axis=1)
+            # masked features left out, the sum rescaled to all features (a mostly masked row is not "near")
+            with np.errstate(divide="ignore", invalid="ignore"):
+                d = np.where(shared > 0, np.sqrt(np.nansum(diff2, axis=1) * x.size / shared), np.inf)
             best_i.append(rows)
             best_d.append(d)
     if not best_i:

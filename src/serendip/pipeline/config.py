@@ -391,7 +391,8 @@ def write_example_config(path: str | os.PathLike = "serendip.toml", *, inputs: l
         raise FileExistsError(f"{path} exists; choose another name or pass overwrite=True (--force)")
     if inputs is not None and inputs_relative_to is not None:
         base, start = path.resolve().parent, Path(inputs_relative_to).resolve()
-        inputs = [_relative_to(str(start / os.path.expanduser(p)), base) for p in inputs]
+        inputs = [p if os.path.isabs(os.path.expanduser(p)) else _relative_to(str(start / p), base)
+                  for p in inputs]  # absolute paths stay as given
     return atomic_write_text(path, example_config_text(inputs))
 
 

@@ -333,8 +333,16 @@ def _paths_read(config: dict) -> set[Path]:
     d = config.get("data", {}) if isinstance(config, dict) else {}
     out = set()
     for item in [d.get("store") or "", *(d.get("inputs") or [])]:
-        if str(item).strip() and not any(ch in str(item) for ch in "*?["):
-            out.add(Path(item).resolve())
+        text = str(item).strip()
+        if not text:
+            continue
+        if any(ch in text for ch in "*?["):  # a glob: the folder part before the first wildcard
+            parts = Path(text).parts
+            cut = next(k for k, part in enumerate(parts) if any(ch in part for ch in "*?["))
+            if cut == 0:
+                continue
+            text = str(Path(*parts[:cut]))
+        out.add(Path(text).resolve())
     return out
 
 
@@ -388,6 +396,9 @@ def run_stages(run: RunFolder | str | os.PathLike, stages: Sequence[Stage], *, c
 
     Notes
     -----
+    Records of stages that are not in ``stages`` (say, a demo's ``simulate`` in a folder now
+    run on real data) are removed with their outputs first, except paths the config reads.
+
     An exception inside a stage propagates after the stage's partial work is
     dropped: its old completion record was removed before it started, every
     file it wrote went through an atomic rename, and the finished stages keep

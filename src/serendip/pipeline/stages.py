@@ -611,10 +611,17 @@ def _fingerprint(paths: list[str], exclude=()) -> str:
     skip = {Path(e).resolve() for e in exclude}
     for item in paths:
         p = Path(item)
-        files = sorted(f for f in p.rglob("*") if f.is_file()) if p.is_dir() else [p]
+        if p.is_dir():
+            files = []
+            for root, dirs, names in os.walk(p):  # folders are resolved once each, files never
+                dirs[:] = sorted(d for d in dirs if Path(root, d).resolve() not in skip)
+                if Path(root).resolve() in skip:
+                    continue
+                files.extend(Path(root, n) for n in names)
+            files.sort()  # the order of a sorted rglob, as before: an unchanged folder keeps its fingerprint
+        else:
+            files = [p]
         for f in files:
-            if skip and not skip.isdisjoint(f.resolve().parents):
-                continue  # the run's own outputs, when the run folder sits inside an input folder
             try:
                 st = f.stat()
             except OSError:

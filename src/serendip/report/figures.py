@@ -318,7 +318,9 @@ def embedding_maps(xy, colourings: Sequence[tuple[str, np.ndarray, str]], *, met
 
             cmap = colormaps["tab20"]
             labs, counts = np.unique(values[ok].astype(int), return_counts=True)
-            extent = (*limits[0], *limits[1]) if limits is not None else None
+            # one extent for every layer, so their hexagons coincide
+            extent = ((*limits[0], *limits[1]) if limits is not None else
+                      (xy[ok, 0].min(), xy[ok, 0].max(), xy[ok, 1].min(), xy[ok, 1].max()))
             for j in np.argsort(-counts, kind="stable"):
                 m = ok & (values == labs[j])
                 ax.hexbin(xy[m, 0], xy[m, 1], gridsize=80, mincnt=1, linewidths=0, extent=extent,

@@ -33,6 +33,18 @@ def positive_floor(X, relative: float = 1e-3) -> float:
 log = get_logger(__name__)
 
 
+def _zero_sum_chunk(flux: np.ndarray, scales) -> bool:
+    """Whether some spectrum sums to zero over some chunk of some scale (EMD/energy cannot normalise it)."""
+    from .distances import chunk_bounds, default_scales
+
+    m = flux.shape[1]
+    for s in (default_scales(m) if scales is None else [int(x) for x in scales if 1 <= int(x) <= m]):
+        for a, b in chunk_bounds(m, s):
+            if np.any(flux[:, a:b].sum(axis=1) <= 0):
+                return True
+    return False
+
+
 def load_sequencer_input(path) -> tuple[Any, np.ndarray | None, np.ndarray | None]:
     """Read ``(X, grid, ids)`` from a store made by ``serendip ingest``, a ``.npy``/``.npz`` file or a spectra file.
 
@@ -106,8 +118,10 @@ def sequence(input, output=None, *, metrics=("EMD", "energy", "KL", "L2"), scale
         if isinstance(floor, str):
             if floor != "auto":
                 raise ValueError(f"floor must be 'auto', a number or None, got {floor!r}")
-            # KL needs every value > 0; EMD and energy only >= 0 (exact zeros are left alone)
-            value = positive_floor(flux) if np.any(flux <= 0 if kl else flux < 0) else None
+            # KL needs every value > 0; EMD and energy only >= 0 and a positive sum in every chunk
+            # (exact zeros elsewhere are left alone)
+            needed = np.any(flux <= 0) if kl else (np.any(flux < 0) or _zero_sum_chunk(flux, scales))
+            value = positive_floor(flux) if needed else None
         else:
             value = float(floor)
             if not (value > 0 if kl else value >= 0):  # also refuses NaN

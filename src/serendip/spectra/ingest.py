@@ -179,7 +179,8 @@ def expand_inputs(inputs, exclude=()) -> tuple[list[Path], list[dict]]:
         if p.is_dir():
             hits = [q for q in sorted(p.rglob("*"))
                     if (q.is_file() and not q.name.startswith(".") and q.name.lower().endswith(exts)
-                        and not q.name.endswith(".rejected.csv"))]  # our own sidecar lists are not inputs
+                        and not q.name.endswith(".rejected.csv")  # our own sidecar lists are not inputs
+                        and not _excluded(q, exclude))]  # before the FITS-or-tables choice below
             fits_files = [q for q in hits if ".fit" in q.name.lower()]
             if fits_files and len(fits_files) < len(hits):
                 # a table or array beside per-object FITS files is usually the same objects in another form
@@ -203,11 +204,19 @@ def expand_inputs(inputs, exclude=()) -> tuple[list[Path], list[dict]]:
     files = []
     for f in found:
         r = f.resolve()
-        if r in seen or r in exclude or f.name.endswith(".partial") or not exclude.isdisjoint(r.parents):
+        if r in seen or f.name.endswith(".partial") or _excluded(f, exclude):
             continue
         seen.add(r)
         files.append(f)
     return files, missing
+
+
+def _excluded(path: Path, exclude: set[Path]) -> bool:
+    """Whether ``path`` is, or lies in a folder, of ``exclude`` (resolved paths)."""
+    if not exclude:
+        return False
+    r = path.resolve()
+    return r in exclude or not exclude.isdisjoint(r.parents)
 
 
 def _usable(s: Spectra) -> np.ndarray:
