@@ -79,17 +79,10 @@ def _handler(archive: _Archive):
             if mode == "notfits":
                 body = b"<html><body>Service temporarily unavailable</body></html>" * 60
             rng = self.headers.get("Range")
-            if rng and mode == "wrongstart":  # a 206 that starts at byte 0, not where the client asked
+            if rng and mode in ("ok", "wrongstart"):
                 archive.ranges.append(rng)
-                self.send_response(206)
-                self.send_header("Content-Range", f"bytes 0-{len(body) - 1}/{len(body)}")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-                return
-            if rng and mode == "ok":
-                archive.ranges.append(rng)
-                start = int(rng.split("=")[1].split("-")[0])
+                # "wrongstart": a 206 from byte 0, not where the client asked
+                start = 0 if mode == "wrongstart" else int(rng.split("=")[1].split("-")[0])
                 if start >= len(body):
                     self.send_error(416, "Requested Range Not Satisfiable")
                     return
