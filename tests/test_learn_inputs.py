@@ -1,6 +1,7 @@
 """serendip.learn: awkward inputs (colour bands vs the target, missing targets, labels, groups)."""
 from __future__ import annotations
 
+import importlib
 import logging
 import warnings
 
@@ -279,3 +280,49 @@ def test_tiny_data_does_not_call_every_feature_the_target_in_disguise():
     code = np.column_stack([y * 2.0 + 1.0] * 1)  # a real code of the class is still caught
     with pytest.warns(UserWarning, match="alone names the class"):
         _warn_target_in_disguise(np.repeat(code, 3, axis=0), np.repeat(y, 3), ["code"])
+
+
+def test_learning_curve_verdict_when_validation_beats_training():
+    from serendip.learn.diagnostics import learning_curve_verdict
+
+    verdict, text = learning_curve_verdict([0.6, 0.8], [0.7, 0.95])
+    assert verdict == "fine" and "above training" in text and "agree within" not in text
+    verdict, text = learning_curve_verdict([0.5, 0.55], [0.8, 0.9])
+    assert verdict != "underfitting"  # validation 0.9 is not an underfit
+
+
+def test_feature_names_with_a_named_table_and_spectra_on_another_grid():
+    pd = pytest.importorskip("pandas")
+    from serendip.spectra import Spectra
+
+    rng = np.random.default_rng(0)
+    df = pd.DataFrame({"g": rng.normal(size=60), "r": rng.normal(size=60)})
+    with pytest.raises(ValueError, match="feature_names is for plain arrays"):
+        train(df, (df["g"] > 0).astype(int), feature_names=["g_mag", "r_mag"], **FAST)
+    w = np.linspace(4000, 5000, 20)
+    flux = rng.normal(1, 0.1, (60, 20))
+    flux[:30, 5] += 1
+    res = train(Spectra(w, flux), np.r_[np.ones(30), np.zeros(30)].astype(int), raw=True, **FAST)
+    assert res.predict(Spectra(w, flux[:3])).shape == (3,)
+    with pytest.raises(ValueError, match="feature"):
+        res.predict(Spectra(w + 2000, flux[:3]))  # same pixel count, another grid
+
+
+def test_candidates_are_recommended_from_the_training_rows_only(monkeypatch):
+    import serendip.learn.train as T  # noqa: F401 - the package attribute is the function
+
+    tr = importlib.import_module("serendip.learn.train")
+    seen = []
+    real = tr.recommend
+    monkeypatch.setattr(tr, "recommend", lambda X, y, **kw: (seen.append(len(y)), real(X, y, **kw))[1])
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(100, 3))
+    train(X, (X[:, 0] > 0).astype(int), **FAST)
+    assert seen == [80]  # not 100: the 20 test rows are not looked at
+
+
+def test_integer_target_with_rare_values_points_to_regression():
+    X = np.random.default_rng(0).normal(size=(40, 2))
+    y = np.arange(40) % 13
+    with pytest.raises(ValueError, match="task='regression'"):
+        train(X, y, task="classification", **{**FAST, "cv": 3})

@@ -155,3 +155,34 @@ def test_summary_and_report_name_the_derived_features(tmp_path, rng):
     assert "local linear estimate" in res.report(tmp_path / "r.html").read_text()
     plain = train(X, z, algorithm="gbt", local_linear=False, rotate=False, **kw)
     assert plain.derived_features() == "" and "computes" not in plain.summary_text()
+
+
+def test_no_ridge_with_degenerate_neighbours_still_fits():
+    """ridge=0 with a constant feature or duplicate rows made the local system singular (LinAlgError)."""
+    X = np.c_[np.arange(10.0), np.ones(10)]  # the second feature is constant
+    y = 2.0 * np.arange(10.0) + 1
+    out = LocalLinearEstimate(n_neighbors=5, ridge=0).fit(X, y).transform(X[:3] + [0.5, 0.0])[:, -1]
+    np.testing.assert_allclose(out, 2.0 * (np.arange(3) + 0.5) + 1, atol=1e-9)  # still the exact line
+    dup = np.repeat(np.arange(6.0)[:, None], 2, axis=0)
+    est = LocalLinearEstimate(n_neighbors=4, ridge=0).fit(np.c_[dup, dup], np.repeat(np.arange(6.0), 2))
+    assert np.all(np.isfinite(est.transform(np.c_[dup, dup])[:, -1]))
+    with pytest.raises(ValueError, match="ridge must be at least 0"):
+        LocalLinearEstimate(ridge=-1).fit(X, y)
+
+
+def test_derived_features_of_a_vote_read_the_fitted_members():
+    """The unfitted templates said 150 neighbours where the fitted estimate used 79."""
+    from types import SimpleNamespace
+
+    from sklearn.ensemble import VotingRegressor
+    from sklearn.linear_model import Ridge
+    from sklearn.pipeline import Pipeline
+
+    from serendip.learn.train import TrainResult
+
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(80, 3)), rng.normal(size=80)
+    pipe = Pipeline([("local", LocalLinearEstimate()), ("model", Ridge())])
+    vote = VotingRegressor([("a", pipe), ("b", Ridge())]).fit(X, y)
+    text = TrainResult.derived_features(SimpleNamespace(model=vote))
+    assert "from the 79 nearest" in text

@@ -47,10 +47,14 @@ def learning_curve_verdict(train_scores, val_scores, *, gap_tol: float = 0.05,
         return "overfitting", (f"training score {tr[-1]:.3f} is well above validation {va[-1]:.3f} "
                                f"(gap {gap:.3f}): the model memorises part of the training set; "
                                f"consider stronger regularisation or a simpler model.{more}")
-    if tr[-1] < low_score:
+    if tr[-1] < low_score and va[-1] < low_score:
         return "underfitting", (f"even the training score is low ({tr[-1]:.3f}, validation {va[-1]:.3f}): "
                                 "the model or the features cannot describe the target; try a more "
                                 f"flexible model or better features.{more}")
+    if -gap > gap_tol:  # validation above training: noise of small folds, not a property of the model
+        return "fine", (f"validation {va[-1]:.3f} is above training {tr[-1]:.3f} (by {-gap:.3f}): no sign of "
+                        "overfitting; a gap this way round is usually the noise of small or unlike folds, so "
+                        f"read the scores with their spread.{more}")
     return "fine", (f"training {tr[-1]:.3f} and validation {va[-1]:.3f} agree within {gap_tol}: "
                     f"no sign of over- or underfitting.{more}")
 

@@ -35,9 +35,10 @@ class LocalLinearEstimate(TransformerMixin, BaseEstimator):
     n_neighbors : int
         Training objects in each local fit (capped at the number of training rows less one).
     ridge : float
-        Ridge penalty on the local slopes, per neighbour, in standardised feature units (the
+        Ridge penalty (>= 0) on the local slopes, per neighbour, in standardised feature units (the
         intercept, which is the estimate, is not penalised). Keeps the fit stable where the
-        neighbours are nearly degenerate.
+        neighbours are nearly degenerate; with 0, degenerate neighbours get the minimum-norm
+        least-squares fit.
     n_jobs : int, optional
         Parallel jobs for the neighbour search.
 
@@ -87,7 +88,7 @@ class LocalLinearEstimate(TransformerMixin, BaseEstimator):
         self.n_features_in_ = X.shape[1]
         if self.n_neighbors < 1:
             raise ValueError(f"n_neighbors must be at least 1, got {self.n_neighbors}")
-        if self.ridge < 0:
+        if not self.ridge >= 0:  # also refuses NaN
             raise ValueError(f"ridge must be at least 0, got {self.ridge}")
         if X.shape[0] < 2:
             raise ValueError("LocalLinearEstimate needs at least 2 training rows")
@@ -182,5 +183,10 @@ def _local_fits(Xn: np.ndarray, yn: np.ndarray, q: np.ndarray, ridge: float) -> 
     # batched matrix products go to BLAS (about 10x faster than the equivalent einsum here)
     lhs = np.matmul(Zt, Z) + np.diag(penalty)
     rhs = np.matmul(Zt, yn[..., None])
-    return np.linalg.solve(lhs, rhs)[:, 0, 0]
+    try:
+        return np.linalg.solve(lhs, rhs)[:, 0, 0]
+    except np.linalg.LinAlgError:
+        # ridge = 0 with degenerate neighbours (a constant feature, duplicate rows): the minimum-norm
+        # least-squares solution, one query at a time (only this block pays for it)
+        return np.array([np.linalg.lstsq(a, b, rcond=None)[0][0, 0] for a, b in zip(lhs, rhs)])
 

@@ -83,6 +83,9 @@ def prepare_xy(X, y=None, *, feature_names=None, drop_nan_target: bool = True):
         Xa = check_matrix(X, name="X", allow_nonfinite=True)
         names = [f"x{j}" for j in range(Xa.shape[1])]
     if feature_names is not None:
+        if hasattr(X, "colnames") or hasattr(X, "columns") or hasattr(X, "wavelength"):
+            raise ValueError("feature_names is for plain arrays: a table or Spectra names its own features "
+                             "(rename the columns instead), and predict checks those names")
         if len(feature_names) != Xa.shape[1]:
             raise ValueError(f"{len(feature_names)} feature names for {Xa.shape[1]} columns")
         names = [str(n) for n in feature_names]
@@ -572,7 +575,9 @@ class TrainResult:
         return self.model.predict_proba(self._check_X(X))
 
     def _check_X(self, X):
-        if hasattr(X, "colnames") or hasattr(X, "columns"):
+        if hasattr(X, "flux") and hasattr(X, "wavelength"):  # spectra: the pixels must be the training grid
+            check_feature_names([f"{w:.2f}" for w in np.asarray(X.wavelength.value)], self.feature_names)
+        elif hasattr(X, "colnames") or hasattr(X, "columns"):
             cols = list(X.colnames) if hasattr(X, "colnames") else [str(c) for c in X.columns]
             check_feature_names(cols, self.feature_names)
         Xa, _, _, _, _ = prepare_xy(X)
@@ -624,7 +629,9 @@ class TrainResult:
         from sklearn.pipeline import Pipeline
 
         members = [self.model]
-        if hasattr(self.model, "estimators"):  # a vote of pipelines
+        if hasattr(self.model, "estimators_"):  # a fitted vote of pipelines (not its unfitted templates)
+            members = list(self.model.estimators_)
+        elif hasattr(self.model, "estimators"):
             members = [est for _, est in self.model.estimators]
         steps = {name: step for m in members if isinstance(m, Pipeline) for name, step in m.named_steps.items()}
         said = []
@@ -973,16 +980,19 @@ def _train(X, y, algorithm, task, *, test_size, groups, cv, random_state, n_jobs
         if classes.size > max(50, n // 2):
             raise ValueError(f"task='classification' but the target has {classes.size} distinct values in {n} rows "
                              "(it looks continuous); use task='regression', or bin the target into classes")
+        # a whole-number target may be a count or a measurement rather than classes: say how to treat it so
+        as_number = ("; if the target is a number (a count, a magnitude bin), pass task='regression' "
+                     "(CLI: --task regression)" if ya.dtype.kind in "iuf" else "")
         rare = classes[counts < 2]
         if rare.size:
             raise ValueError(f"{rare.size} class(es) {[str(c) for c in rare[:10]]} have a single example; a stratified split needs at "
-                             "least 2 per class (drop or merge them)")
+                             f"least 2 per class (drop or merge them){as_number}")
         n_train_min = counts * (1 - test_size)
         if np.floor(n_train_min.min()) < cv:
             bad = classes[np.floor(n_train_min) < cv]
             raise ValueError(f"class(es) {[str(c) for c in bad]} have too few examples for cv={cv} folds after holding out "
                              f"{test_size:.0%} for testing ({dict(zip(classes.tolist(), counts.tolist()))}); "
-                             "lower cv, merge rare classes or drop them")
+                             f"lower cv, merge rare classes or drop them{as_number}")
     else:
         try:
             ya = ya.astype(np.float64)
@@ -1022,7 +1032,7 @@ def _train(X, y, algorithm, task, *, test_size, groups, cv, random_state, n_jobs
     score_name = _scoring(task, redshift, scoring)
     score_label = score_name if isinstance(score_name, str) else "neg_sigma_nmad"
 
-    recs = recommend(Xa, ya, task=task, raw=raw)
+    recs = recommend(Xtr, ytr, task=task, raw=raw)  # the training rows only: the test split is looked at once
     if algorithm == "auto":
         import importlib.util
 
