@@ -309,9 +309,7 @@ def test_feature_names_with_a_named_table_and_spectra_on_another_grid():
 
 
 def test_candidates_are_recommended_from_the_training_rows_only(monkeypatch):
-    import serendip.learn.train as T  # noqa: F401 - the package attribute is the function
-
-    tr = importlib.import_module("serendip.learn.train")
+    tr = importlib.import_module("serendip.learn.train")  # the module (the package attribute is the function)
     seen = []
     real = tr.recommend
     monkeypatch.setattr(tr, "recommend", lambda X, y, **kw: (seen.append(len(y)), real(X, y, **kw))[1])
