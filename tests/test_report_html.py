@@ -346,3 +346,35 @@ def test_report_of_a_first_run_fills_its_provenance(tmp_path):
     assert f"serendip version (this report) {__version__}" in text
     assert re.search(r"first stage started \d{4}-\d\d-\d\d", text)
     assert "seed 7" in text and "numpy" in text
+
+
+# ----------------------------------------------------------------------------- review fixes (2026-11-26)
+def test_report_texts_follow_what_the_run_did(tmp_path):
+    """Captions promised strata, a faithful comparison and a cluster panel the run did not have; real data
+    without a comparison got the 'What was planted' heading."""
+    stages = [s for s in _fake_stages(np.random.default_rng(5), real=True) if s.name != "compare"]
+    run_stages(tmp_path, stages, config={"report": {"top_n": 4}}, progress=False)
+    html = (build_report(tmp_path)).read_text(encoding="utf-8")
+    assert "What was planted" not in html and "one per S/N stratum" not in html
+    assert "compare the snr_strata forest beside it" in html  # the variant the run used, no strata claim
+    rep = parse_report(tmp_path / "report.html")
+    assert "planted" not in rep.sections
+
+
+def test_rebuilt_report_removes_figures_of_sections_it_no_longer_draws(tmp_path):
+    run_stages(tmp_path, _fake_stages(np.random.default_rng(6)), progress=False)
+    build_report(tmp_path)
+    assert (tmp_path / "figures" / "sequencer_classic.png").exists()
+    run_stages(tmp_path, _fake_stages(np.random.default_rng(6), skip_sequence=True), force=["sequence"],
+               progress=False)
+    build_report(tmp_path)
+    assert not (tmp_path / "figures" / "sequencer_classic.png").exists()
+    assert (tmp_path / "figures" / "weirdest_gallery.png").exists()
+
+
+def test_long_ids_are_shortened_in_gallery_titles_only():
+    from serendip.report.build import _TITLE_ID_CHARS, _label
+
+    row = Table({"id": ["x" * 120], "rank": [1], "weirdness": [0.9]})[0]
+    first = _label(row, False).splitlines()[0]
+    assert len(first) <= _TITLE_ID_CHARS + 5 and first.endswith("…")

@@ -315,6 +315,7 @@ def stage_weirdness(ctx: StageContext) -> StageResult:
                + (f"; note: {note}" if note else ""))
     return StageResult(summary, _outs(ctx.run, p1, p2),
                        info={"variant": cfg["variant"], "note": note, "n_features": X.shape[1],
+                             "snr_strata": "snr_strata" in params,
                              "seconds_best": t_best, "seconds_faithful": t_faith})
 
 

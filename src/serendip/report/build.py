@@ -151,7 +151,18 @@ def _label(row, faithful: bool) -> str:
         kind = _str(row["anomaly_kind"])
         sub = _str(row["anomaly_subkind"]) if "anomaly_subkind" in row.colnames else ""
         bits.append(f"planted: {kind}{'/' + sub if sub and sub not in (kind, 'normal') else ''}")
-    return f"#{int(row['rank'])}  {_str(row['id'])}\n" + "  ".join(bits)
+    ident = _str(row["id"])
+    if len(ident) > _TITLE_ID_CHARS:  # a long id would run into the next panel (the table keeps it whole)
+        ident = ident[:_TITLE_ID_CHARS - 1] + "…"
+    return f"#{int(row['rank'])}  {ident}\n" + "  ".join(bits)
+
+
+#: Every figure the report draws (each under figures/<name>.png).
+_REPORT_FIGURES = ("data_overview", "weirdest_gallery", "weirdness_distribution", "weirdness_vs_snr",
+                   "sequencer_classic", "sequence_features", "embedding_maps", "planted_recall")
+
+#: Longest id drawn whole in a gallery panel title.
+_TITLE_ID_CHARS = 40
 
 
 def _gallery_size(c: _Ctx) -> int | None:
@@ -214,10 +225,15 @@ def _distribution_section(c: _Ctx) -> Section:
     s.add(c.figure(fig, "weirdness_distribution", caption))
     snr = _col(tab, "snr").astype(float)
     if np.isfinite(snr).sum() > 2:
-        fig, _ = F.weirdness_vs_snr(snr, w, faithful=faithful)
-        s.add(c.figure(fig, "weirdness_vs_snr",
-                       "Weirdness against S/N. The faithful forest tends to call noisy spectra weird; the "
-                       "best mode (one forest per S/N stratum) should not."))
+        info = c.records.get("weirdness", {}).get("info", {})
+        variant = info.get("variant") or "best mode"
+        fig, _ = F.weirdness_vs_snr(snr, w, faithful=faithful, label=variant)
+        caption = "Weirdness against S/N."
+        if faithful is not None:
+            caption += " The faithful forest tends to call noisy spectra weird"
+            caption += (f"; the {variant} forests (one per S/N stratum) should not." if info.get("snr_strata")
+                        else f"; compare the {variant} forest beside it.")
+        s.add(c.figure(fig, "weirdness_vs_snr", caption))
     qs = np.nanpercentile(w, [50, 90, 99]) if len(w) else [np.nan] * 3
     s.add(KeyValues([("objects scored", len(w)), ("median weirdness", qs[0]), ("90th percentile", qs[1]),
                      ("99th percentile", qs[2]), (f"top-{top} threshold", threshold)], name="distribution"))
@@ -290,9 +306,12 @@ def _map_section(c: _Ctx) -> Section:
     lim = F.robust_limits(xy)
     outside = 0 if lim is None else int(np.sum((xy[:, 0] < lim[0][0]) | (xy[:, 0] > lim[0][1])
                                                 | (xy[:, 1] < lim[1][0]) | (xy[:, 1] > lim[1][1])))
+    ways = {"weirdness": "by weirdness", "sequence": "by position in the sequence (grey: not sequenced)",
+            "cluster": "by cluster (grey: in no cluster)"}
+    drawn = [ways[kind] for _, _, kind in colourings]
+    said = drawn[0] if len(drawn) == 1 else ", ".join(drawn[:-1]) + " and " + drawn[-1]
     s.add(c.figure(fig, "embedding_maps",
-                   f"A 2-D {method.upper()} map of the spectra, coloured by weirdness, by position in the "
-                   "sequence (grey: not sequenced) and by cluster (grey: in no cluster)."
+                   f"A 2-D {method.upper()} map of the spectra, coloured {said}."
                    + (f" {outside} extreme objects lie outside the plotted range." if outside else "")))
     if not clustered:
         s.add(Note(f"Clustering was skipped: {info.get('cluster_skipped', 'no cluster labels')}", kind="skipped"))
@@ -309,6 +328,10 @@ def _planted_section(c: _Ctx) -> Section:
         s.add(Paragraph("No planted truth is available for these data, so the detectors are compared with each "
                         "other: Spearman correlation of their scores and the overlap of their top-k lists."))
         s.add(TableBlock.from_table(agreement, caption="Agreement between detectors", name="agreement"))
+        return s
+    if planted is None and c.records.get("simulate", {}).get("status") != "done":
+        s = Section("agreement", "Detector agreement")  # real data: nothing was planted
+        s.add(c.stage_note("compare", "The detector comparison"))
         return s
     s = Section("planted", "What was planted and what was found")
     if planted is None:
@@ -415,6 +438,12 @@ def build_report(run_dir: str | os.PathLike, *, title: str | None = None, top_n:
     for builder in _progress(builders, total=len(builders), desc="report", enabled=progress):
         report.add(builder(ctx))
     path = report.write(run.report_path)
+    # figures of sections this build did not draw (a stage now skipped) are removed, so figures/ matches the report
+    written = {p.name for p in ctx.saved}
+    for name in _REPORT_FIGURES:
+        old = run.figure(name)
+        if old.name not in written and old.exists():
+            old.unlink()
     run.refresh_outputs("report")  # a rebuild outside a run: the report stage stays current
     log.debug("report written to %s (%d figures)", path, len(ctx.saved))
     return path

@@ -141,9 +141,9 @@ def weirdness_distribution(weirdness, threshold: float, top_n: int, *, faithful=
     return fig, ax
 
 
-def weirdness_vs_snr(snr, weirdness, *, faithful=None):
-    """Weirdness against S/N for the best mode (and the faithful forest if given)."""
-    panels = [("best mode", weirdness)] + ([("faithful", faithful)] if faithful is not None else [])
+def weirdness_vs_snr(snr, weirdness, *, faithful=None, label: str = "best mode"):
+    """Weirdness against S/N for the run's forest (``label``: its variant) and the faithful forest if given."""
+    panels = [(_literal(label), weirdness)] + ([("faithful", faithful)] if faithful is not None else [])
     fig, axes = figure(1, len(panels), figsize=(4.2 * len(panels), 3.2), squeeze=False)
     snr = np.asarray(snr, dtype=float)
     for ax, (name, w) in zip(axes[0], panels):
