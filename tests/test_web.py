@@ -259,3 +259,45 @@ def test_many_parallel_clients(served):
 
     with ThreadPoolExecutor(max_workers=24) as pool:
         assert list(pool.map(fetch, range(48))) == [200] * 48
+
+
+def test_two_label_books_on_one_file_keep_each_others_labels(tmp_path):
+    """Each server wrote back the copy it read at start-up, undoing the other's labels."""
+    a = LabelBook(tmp_path / "labels.csv")
+    b = LabelBook(tmp_path / "labels.csv")
+    a.set("x1", "interesting")
+    b.set("x2", "artefact")
+    a.set("x3", "boring" if "boring" in a.choices else a.choices[0])
+    saved = LabelBook(tmp_path / "labels.csv").labels
+    assert set(saved) == {"x1", "x2", "x3"} and saved["x2"]["label"] == "artefact"
+
+
+def test_a_named_host_and_ipv6_are_served(tmp_path):
+    import socket
+
+    tab = Table({"id": ["a", "b"], "weirdness": [0.2, 0.9]})
+    name = socket.gethostname()
+    try:
+        socket.getaddrinfo(name, None)
+    except OSError:
+        pytest.skip("this machine's name does not resolve")
+    for host, url_host in ((name, name), ("::1", "[::1]")):
+        try:
+            server = make_server(tab, host=host, port=0, labels=tmp_path / f"l{len(host)}.csv")
+        except OSError:
+            if host == "::1":
+                continue  # no IPv6 here
+            raise
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        try:
+            port = server.server_address[1]
+            data = urllib.parse.urlencode({"id": "a", "label": "interesting"}).encode()
+            addr = server.server_address[0]
+            where = f"[{addr}]" if ":" in addr else addr  # connect to the bound address, name the host in Origin
+            req = urllib.request.Request(f"http://{where}:{port}/label", data=data,
+                                         headers={"Origin": f"http://{url_host}:{port}"})
+            with urllib.request.urlopen(req, timeout=10) as r:
+                assert r.status == 200  # was 403: the name was not recognised as this server
+        finally:
+            server.shutdown()
+            server.server_close()

@@ -39,6 +39,7 @@ import io
 import json
 import numbers
 import re
+import socket
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -111,9 +112,14 @@ def _check_port(port) -> int:
 
 
 class _Server(ThreadingHTTPServer):
-    """The threading HTTP server with a longer listen backlog (:data:`REQUEST_QUEUE_SIZE`)."""
+    """The threading HTTP server with a longer listen backlog (:data:`REQUEST_QUEUE_SIZE`); IPv6 for an IPv6 host."""
 
     request_queue_size = REQUEST_QUEUE_SIZE
+
+    def __init__(self, address, handler):
+        if ":" in str(address[0]):  # an IPv6 literal such as ::1 or ::
+            self.address_family = socket.AF_INET6
+        super().__init__(address, handler)
 
 
 class LabelBook:
@@ -188,7 +194,10 @@ class LabelBook:
         if label and label not in self.choices:
             raise ValueError(f"unknown label {label!r}; choose one of {', '.join(self.choices)}")
         with self._lock:
-            new = dict(self.labels)  # a new copy: self.labels changes only after the write succeeded
+            # start from the file as it is now, not the copy read at start-up: another browse session (or a
+            # hand edit) on the same file keeps its labels; only this object's entry changes
+            on_disk = self._read() if self.path.exists() else {}
+            new = dict(on_disk)  # a new dict: self.labels changes only after the write succeeded
             if label:
                 if note is None:
                     note = new.get(obj_id, {}).get("note", "")
@@ -459,6 +468,9 @@ def _handler(state: BrowseState):
             host, port = self.server.server_address[:2]
             host = str(host).lower()
             own = {(host, port)}
+            named = getattr(self.server, "requested_host", None)
+            if named:  # --host NAME: the page is opened at http://NAME:port
+                own.add((named, port))
             if host in _LOOPBACK or host in _WILDCARD:
                 own |= {(h, port) for h in _LOOPBACK}
             if host in _WILDCARD:  # listening everywhere: whatever address the browser used to reach us
@@ -640,6 +652,7 @@ def make_server(table, data=None, *, labels="labels.csv", top=200, host="127.0.0
         err.errno = exc.errno
         raise err from exc
     server.state = state
+    server.requested_host = str(host).strip("[]").lower()  # a name (e.g. the machine's) a page may use as origin
     return server
 
 
