@@ -297,8 +297,10 @@ def test_feature_names_with_a_named_table_and_spectra_on_another_grid():
 
     rng = np.random.default_rng(0)
     df = pd.DataFrame({"g": rng.normal(size=60), "r": rng.normal(size=60)})
-    with pytest.raises(ValueError, match="feature_names is for plain arrays"):
+    with pytest.raises(ValueError, match="feature_names differs from the table's own column names"):
         train(df, (df["g"] > 0).astype(int), feature_names=["g_mag", "r_mag"], **FAST)
+    same = train(df, (df["g"] > 0).astype(int), feature_names=["g", "r"], **FAST)  # its own names: fine
+    assert same.predict(df).shape == (60,)
     w = np.linspace(4000, 5000, 20)
     flux = rng.normal(1, 0.1, (60, 20))
     flux[:30, 5] += 1

@@ -83,9 +83,10 @@ def prepare_xy(X, y=None, *, feature_names=None, drop_nan_target: bool = True):
         Xa = check_matrix(X, name="X", allow_nonfinite=True)
         names = [f"x{j}" for j in range(Xa.shape[1])]
     if feature_names is not None:
-        if hasattr(X, "colnames") or hasattr(X, "columns") or hasattr(X, "wavelength"):
-            raise ValueError("feature_names is for plain arrays: a table or Spectra names its own features "
-                             "(rename the columns instead), and predict checks those names")
+        if ((hasattr(X, "colnames") or hasattr(X, "columns") or hasattr(X, "wavelength"))
+                and [str(n) for n in feature_names] != list(names)):
+            raise ValueError("feature_names differs from the table's own column names; a table or Spectra names "
+                             "its features (rename the columns instead), and predict checks those names")
         if len(feature_names) != Xa.shape[1]:
             raise ValueError(f"{len(feature_names)} feature names for {Xa.shape[1]} columns")
         names = [str(n) for n in feature_names]
