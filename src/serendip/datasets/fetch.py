@@ -292,6 +292,7 @@ def _download_one(url: str, dest: Path, *, retries: int, backoff: float, timeout
         # bytes of another URL (other run2d, base or template): joining them would make a chimera
         log.info("%s: the unfinished download came from another URL; starting over", dest.name)
         partial.unlink(missing_ok=True)
+    atomic_write_text(source, url + "\n")
     for attempt in range(int(retries) + 1):
         if attempt:
             sleep(min(_MAX_BACKOFF, backoff * 2 ** (attempt - 1)))
@@ -301,10 +302,9 @@ def _download_one(url: str, dest: Path, *, retries: int, backoff: float, timeout
         if offset:
             headers["Range"] = f"bytes={offset}-"
         try:
-            atomic_write_text(source, url + "\n")
             with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout) as resp:
                 status = getattr(resp, "status", 200)
-                if offset and status == 206 and _range_start(resp) == offset:
+                if offset and status == 206 and _content_range(resp)[0] == offset:
                     mode, expected = "ab", _expected_total(resp, offset)
                 else:  # a full body (or a range that does not start where the partial ends): from scratch
                     mode, offset, expected = "wb", 0, _int_or_none(resp.headers.get("Content-Length"))
@@ -377,21 +377,20 @@ def _finish(partial: Path, source: Path, dest: Path, attempts: int) -> tuple[str
     return "ok", "", attempts, size
 
 
-def _range_start(resp):
-    """The first byte of a 206 reply (``Content-Range: bytes START-END/TOTAL``), or None."""
+def _content_range(resp) -> tuple[int | None, int | None]:
+    """``(first byte, total size)`` of a 206 reply's ``Content-Range: bytes START-END/TOTAL``; None where absent."""
     rng = resp.headers.get("Content-Range", "")
     try:
-        return int(rng.split()[1].split("-", 1)[0])
+        start = int(rng.split()[1].split("-", 1)[0])
     except (IndexError, ValueError):
-        return None
+        start = None
+    return start, (_int_or_none(rng.rsplit("/", 1)[1]) if "/" in rng else None)
 
 
 def _expected_total(resp, offset):
-    rng = resp.headers.get("Content-Range", "")
-    if "/" in rng:
-        total = _int_or_none(rng.rsplit("/", 1)[1])
-        if total is not None:
-            return total
+    total = _content_range(resp)[1]
+    if total is not None:
+        return total
     length = _int_or_none(resp.headers.get("Content-Length"))
     return None if length is None else offset + length
 

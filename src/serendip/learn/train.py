@@ -52,21 +52,10 @@ def prepare_xy(X, y=None, *, feature_names=None, drop_nan_target: bool = True):
         cols = [str(c) for c in labels]
         arrays = []
         for label, c in zip(labels, cols):
-            xc = X[label]
-            parts = _masked_parts(xc)
-            dtype = getattr(xc, "dtype", None)
-            if parts is not None:  # an astropy Masked column (QTable): masked values are missing
-                data, mask = parts
-                col = np.where(mask, np.nan, data.astype(float)) if data.dtype.kind in "iufb" else data
-            elif dtype is not None and not isinstance(dtype, np.dtype) and hasattr(xc, "isna"):
-                # a pandas nullable column (Int64, Float64, boolean): NA is a missing value
-                np_dtype = getattr(dtype, "numpy_dtype", None)
-                numeric = np_dtype is not None and np_dtype.kind in "iufb"
-                col = xc.to_numpy(dtype=float, na_value=np.nan) if numeric else np.asarray(xc)
-            else:
-                col = np.asarray(getattr(xc, "value", xc))
-                if hasattr(xc, "mask") and np.ma.isMaskedArray(xc):
-                    col = np.ma.filled(xc.astype(float) if xc.dtype.kind in "iufb" else xc, np.nan)
+            # masked entries (numpy/astropy masks, QTable quantities, pandas NA) are missing, as for the target
+            col, missing = _values_and_missing(X[label])
+            if col.dtype.kind in "iufb" and missing.any():
+                col = np.where(missing, np.nan, col.astype(np.float64))
             if col.ndim != 1:
                 raise ValueError(f"feature column {c!r} is not one value per row (shape {col.shape})")
             if col.dtype.kind not in "iufb":
@@ -126,7 +115,7 @@ def _target_and_missing(y):
     (numpy, numpy/astropy masked, astropy ``Masked`` quantities, pandas nullable types).
     ``train`` drops these rows; ``recommend`` leaves them out of its counts.
     """
-    ya, missing = _target_values(y)
+    ya, missing = _values_and_missing(y)
     if ya.ndim != 1:
         ya = ya.ravel()
         missing = missing.ravel()
@@ -149,8 +138,8 @@ def _masked_parts(v):
     return data, np.asarray(v.mask, dtype=bool)
 
 
-def _target_values(y):
-    """Return ``(values as a numpy array, missing-row mask)`` for a target.
+def _values_and_missing(y):
+    """Return ``(values as a numpy array, missing-row mask)`` for a target or one feature column.
 
     Masked entries (numpy/astropy masked arrays of any dtype) and pandas missing values
     (``pd.NA``, ``None``, ``NaN`` in nullable ``Int64``/``boolean``/``string``/category columns)

@@ -157,10 +157,6 @@ def _label(row, faithful: bool) -> str:
     return f"#{int(row['rank'])}  {ident}\n" + "  ".join(bits)
 
 
-#: Every figure the report draws (each under figures/<name>.png).
-_REPORT_FIGURES = ("data_overview", "weirdest_gallery", "weirdness_distribution", "weirdness_vs_snr",
-                   "sequencer_classic", "sequence_features", "embedding_maps", "planted_recall")
-
 #: Longest id drawn whole in a gallery panel title.
 _TITLE_ID_CHARS = 40
 
@@ -438,11 +434,10 @@ def build_report(run_dir: str | os.PathLike, *, title: str | None = None, top_n:
     for builder in _progress(builders, total=len(builders), desc="report", enabled=progress):
         report.add(builder(ctx))
     path = report.write(run.report_path)
-    # figures of sections this build did not draw (a stage now skipped) are removed, so figures/ matches the report
+    # figures/ holds the report's figures only: those this build did not draw (a stage now skipped) go
     written = {p.name for p in ctx.saved}
-    for name in _REPORT_FIGURES:
-        old = run.figure(name)
-        if old.name not in written and old.exists():
+    for old in run.figures.glob("*.png"):
+        if old.name not in written:
             old.unlink()
     run.refresh_outputs("report")  # a rebuild outside a run: the report stage stays current
     log.debug("report written to %s (%d figures)", path, len(ctx.saved))

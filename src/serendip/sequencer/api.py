@@ -35,14 +35,12 @@ log = get_logger(__name__)
 
 def _zero_sum_chunk(flux: np.ndarray, scales) -> bool:
     """Whether some spectrum sums to zero over some chunk of some scale (EMD/energy cannot normalise it)."""
-    from .distances import chunk_bounds, default_scales
+    from .distances import default_scales
+    from .sequencer import zero_sum_chunks
 
     m = flux.shape[1]
-    for s in (default_scales(m) if scales is None else [int(x) for x in scales if 1 <= int(x) <= m]):
-        for a, b in chunk_bounds(m, s):
-            if np.any(flux[:, a:b].sum(axis=1) <= 0):
-                return True
-    return False
+    valid = default_scales(m) if scales is None else [int(x) for x in scales if 1 <= int(x) <= m]
+    return next(zero_sum_chunks(flux, valid), None) is not None
 
 
 def load_sequencer_input(path) -> tuple[Any, np.ndarray | None, np.ndarray | None]:

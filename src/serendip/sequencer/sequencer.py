@@ -159,16 +159,22 @@ def prepare_input(X: Any, grid: Any = None, metrics=METRICS, scales=None, check_
                 f"X has {bad.sum()} {what} value(s) at {describe_positions(r, c, ids)}; {need} "
                 "(they treat each chunk as a distribution). Add an offset (e.g. X - X.min() + 1e-3 * "
                 "X.std()) or clip (np.clip(X, 1e-6, None)), or use metrics=('L2',)")
-    for s in ((scales or [1]) if check_chunks else []):
-        for ci, (a, b) in enumerate(chunk_bounds(m, int(s))):
-            sums = flux[:, a:b].sum(axis=1)
-            zero = np.flatnonzero(sums <= 0)
-            if zero.size:
-                raise ValueError(
-                    f"chunk {ci} (pixels {a}-{b - 1}) at scale {s} has zero or negative sum for "
-                    f"{describe_positions(zero, None, ids)}; it cannot be normalised to unit sum. "
-                    "Add an offset to all objects or use fewer scales")
+    for s, ci, a, b, zero in zero_sum_chunks(flux, (scales or [1]) if check_chunks else []):
+        raise ValueError(
+            f"chunk {ci} (pixels {a}-{b - 1}) at scale {s} has zero or negative sum for "
+            f"{describe_positions(zero, None, ids)}; it cannot be normalised to unit sum. "
+            "Add an offset to all objects or use fewer scales")
     return flux, grid, np.asarray(ids).astype(str)
+
+
+def zero_sum_chunks(flux: np.ndarray, scales):
+    """Yield ``(scale, chunk, start, stop, rows)`` for each chunk in which some rows sum to zero or less."""
+    m = flux.shape[1]
+    for s in scales:
+        for ci, (a, b) in enumerate(chunk_bounds(m, int(s))):
+            zero = np.flatnonzero(flux[:, a:b].sum(axis=1) <= 0)
+            if zero.size:
+                yield s, ci, a, b, zero
 
 
 _SCALES_FIX = "Pass a non-empty list of positive whole numbers of chunks, e.g. scales=[1, 2, 4], or scales=None " \

@@ -23,6 +23,7 @@ is converted from the ``FLUX`` HDU's ``BUNIT`` (``/spaxel`` dropped) to
 """
 from __future__ import annotations
 
+import re
 import warnings
 from pathlib import Path
 
@@ -65,7 +66,7 @@ def _flux_scale(path: Path, bunit) -> float:
     text = str(bunit).strip()
     for per in ("/spaxel", "/fiber", "/fibre"):
         text = text.replace(per, "")
-    text = text.replace("Ang", "Angstrom").replace("Angstromstrom", "Angstrom")
+    text = re.sub(r"\bAng\b", "Angstrom", text)
     try:
         with warnings.catch_warnings():  # "multiple slashes" is how MaNGA writes it, not a problem here
             warnings.simplefilter("ignore", u.UnitsWarning)
@@ -107,12 +108,11 @@ def read_manga(path: str | Path) -> Spectra:
         if flux.ndim == 3 and flux.shape[0] == wave.size:  # a LOGCUBE: (M, ny, nx) -> one spectrum per spaxel
             cube_shape = flux.shape[1:]
             flux, ivar, bits = (a.reshape(wave.size, -1) for a in (flux, ivar, bits))
-        z_default = np.full(flux.shape[0] if flux.shape[-1] == wave.size else flux.shape[-1], np.nan)
         z = np.asarray(hdul["Z"].data, dtype=np.float64).ravel() if "Z" in names else None
     if flux.shape[-1] != wave.size and flux.shape[0] == wave.size:  # (M, N) layout
         flux, ivar, bits = flux.T, ivar.T, bits.T
     if z is None:
-        z = z_default if cube_shape is None else np.full(flux.shape[0], np.nan)
+        z = np.full(flux.shape[0], np.nan)
     if scale != 1.0:  # into serendip's 1e-17 erg/s/cm2/Å
         flux, ivar = flux * scale, ivar / scale**2
     if flux.shape[1] != wave.size or ivar.shape != flux.shape or bits.shape != flux.shape:
