@@ -6,6 +6,7 @@ import errno
 import io
 import json
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 import urllib.error
 import urllib.parse
@@ -270,6 +271,39 @@ def test_two_label_books_on_one_file_keep_each_others_labels(tmp_path):
     a.set("x3", "boring" if "boring" in a.choices else a.choices[0])
     saved = LabelBook(tmp_path / "labels.csv").labels
     assert set(saved) == {"x1", "x2", "x3"} and saved["x2"]["label"] == "artefact"
+
+
+def test_label_write_waits_for_another_process_holding_the_file(tmp_path):
+    """The re-read and the rewrite are one step: a session that holds the labels file's lock (here
+    this test, through a separate open file, as another process would) makes a label click wait."""
+    from serendip._io import locked
+
+    path = tmp_path / "labels.csv"
+    book = LabelBook(path)
+    with locked(path):
+        worker = threading.Thread(target=book.set, args=("x1", "interesting"))
+        worker.start()
+        worker.join(0.5)
+        assert worker.is_alive() and not path.exists()  # was written at once: nothing held the cycle together
+    worker.join(10)
+    assert not worker.is_alive() and LabelBook(path).labels["x1"]["label"] == "interesting"
+
+
+def test_label_books_in_two_processes_lose_no_labels(tmp_path):
+    import subprocess
+    import sys
+
+    path = tmp_path / "labels.csv"
+    go = tmp_path / "go"
+    code = ("import os, sys, time; from serendip.web import LabelBook\n"
+            "b = LabelBook(sys.argv[1])\n"
+            "while not os.path.exists(sys.argv[3]): time.sleep(0.005)\n"  # start together
+            "for i in range(60): b.set(f'{sys.argv[2]}{i}', 'interesting')\n")
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(path), tag, str(go)]) for tag in ("a", "b")]
+    time.sleep(1.0)
+    go.touch()
+    assert [p.wait(120) for p in procs] == [0, 0]
+    assert len(LabelBook(path).labels) == 120
 
 
 def test_a_named_host_and_ipv6_are_served(tmp_path):

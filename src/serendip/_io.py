@@ -101,6 +101,51 @@ def atomic_write_text(path: str | os.PathLike, text: str, encoding: str = "utf-8
     return Path(path)
 
 
+@contextlib.contextmanager
+def locked(path: str | os.PathLike) -> Iterator[None]:
+    """Hold an exclusive lock on ``path`` + ``.lock`` across processes while the block runs.
+
+    For read-modify-write cycles on one small file shared by several processes (two
+    ``serendip browse`` sessions on one labels file): the second waits until the first has
+    written. The lock file is left in place (removing it would let a waiting process lock
+    a file that no longer has a name). ``fcntl.flock`` on POSIX, ``msvcrt.locking`` on
+    Windows; where neither works (some network file systems), the block runs unlocked,
+    with a debug log line.
+    """
+    import logging
+
+    lock_path = Path(f"{os.fspath(path)}.lock")
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_path, "a+b") as fh:
+        try:
+            if os.name == "nt":
+                import msvcrt
+
+                fh.seek(0)
+                msvcrt.locking(fh.fileno(), msvcrt.LK_LOCK, 1)
+            else:
+                import fcntl
+
+                fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+            held = True
+        except OSError as exc:
+            logging.getLogger(__name__).debug("could not lock %s (%s); going on unlocked", lock_path, exc)
+            held = False
+        try:
+            yield
+        finally:
+            if held:
+                if os.name == "nt":
+                    import msvcrt
+
+                    fh.seek(0)
+                    msvcrt.locking(fh.fileno(), msvcrt.LK_UNLCK, 1)
+                else:
+                    import fcntl
+
+                    fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+
 def file_sha256(path: str | os.PathLike, chunk_size: int = 1 << 20) -> str:
     """Return the hex SHA-256 of a file, read in chunks."""
     h = hashlib.sha256()

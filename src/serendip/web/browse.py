@@ -48,7 +48,7 @@ from urllib.parse import parse_qs, urlparse
 
 import numpy as np
 
-from .._io import atomic_path
+from .._io import atomic_path, locked
 from .._logging import get_logger
 
 __all__ = ["LABELS", "ORDERS", "LabelBook", "BrowseState", "make_server", "browse"]
@@ -193,9 +193,10 @@ class LabelBook:
         """
         if label and label not in self.choices:
             raise ValueError(f"unknown label {label!r}; choose one of {', '.join(self.choices)}")
-        with self._lock:
+        with self._lock, locked(self.path):
             # start from the file as it is now, not the copy read at start-up: another browse session (or a
-            # hand edit) on the same file keeps its labels; only this object's entry changes
+            # hand edit) on the same file keeps its labels; only this object's entry changes. The file lock
+            # makes the read and the write one step for other processes too.
             on_disk = self._read() if self.path.exists() else {}
             new = dict(on_disk)  # a new dict: self.labels changes only after the write succeeded
             if label:
