@@ -126,7 +126,10 @@ class LabelBook:
     """Labels by object id, kept in a CSV file (``id,label,note,time``) rewritten atomically on each change.
 
     The file is written as UTF-8 and read as UTF-8 with or without a byte-order
-    mark (as spreadsheet programs save it).
+    mark (as spreadsheet programs save it). Each change re-reads the file and rewrites
+    it while holding a lock (the file ``<path>.lock`` beside it, left in place), so
+    several sessions on one labels file, in one process or several, keep each other's
+    labels.
 
     Parameters
     ----------
