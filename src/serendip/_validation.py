@@ -35,6 +35,30 @@ def describe_positions(rows: np.ndarray, cols: np.ndarray | None = None, ids: Se
     return ", ".join(parts) + more
 
 
+def require_real_numbers(arr: np.ndarray, name: str = "X") -> np.ndarray:
+    """Return ``arr`` if it holds real numbers; convert numbers held as Python objects; else raise.
+
+    Numbers in an object array (a pandas object column, a list of Decimals) become float64.
+    Strings (in any dtype) are a ``ValueError``, an object that is not a number a
+    ``TypeError``, complex values a ``ValueError`` (the wording of the last follows
+    scikit-learn's, "Complex data not supported").
+    """
+    if arr.dtype.kind == "O" and not any(isinstance(v, (str, bytes)) for v in arr.flat):
+        try:
+            arr = arr.astype(np.float64)
+        except (TypeError, ValueError) as exc:
+            raise type(exc)(f"{name} must be numeric; an element could not be read as a number: {exc}") from None
+    if arr.dtype.kind in "OUSV":
+        raise ValueError(
+            f"{name} must be numeric; found dtype {arr.dtype} (strings or objects). "
+            "Encode categorical columns or drop them."
+        )
+    if arr.dtype.kind == "c":
+        raise ValueError(f"Complex data not supported: {name} is {arr.dtype}; give real features (e.g. the "
+                         "modulus and phase as two columns)")
+    return arr
+
+
 def check_matrix(
     X: Any,
     *,
@@ -69,26 +93,30 @@ def check_matrix(
         X = X.flux
     if np.ma.isMaskedArray(X) and np.ma.getmaskarray(X).any() and np.asarray(X).dtype.kind in "iufb":
         X = np.ma.filled(X.astype(np.float64), np.nan)  # masked values are missing, not their fill values
+    import scipy.sparse
+
+    if scipy.sparse.issparse(X):
+        raise TypeError(f"sparse input is not supported: {name} is a {type(X).__name__}; give a dense "
+                        "array (X.toarray()) or a table")
     try:
         arr = np.asarray(X)
     except Exception as exc:  # ragged lists etc.
         raise ValueError(f"{name} could not be turned into a 2-D numeric array: {exc}") from exc
-    if arr.dtype.kind in "OUSV":
-        raise ValueError(
-            f"{name} must be numeric; found dtype {arr.dtype} (strings or objects). "
-            "Encode categorical columns or drop them."
-        )
-    if arr.dtype.kind == "c":
-        raise ValueError(f"{name} is complex ({arr.dtype}); give real features (e.g. the modulus and phase "
-                         "as two columns)")
+    arr = require_real_numbers(arr, name)
     if arr.ndim != 2:
-        raise ValueError(f"{name} must be 2-D (n_objects, n_features); found shape {arr.shape}")
+        hint = (" Reshape your data: array.reshape(-1, 1) if it is one feature of many objects, "
+                "array.reshape(1, -1) if it is one object") if arr.ndim == 1 else ""
+        raise ValueError(f"{name} must be 2-D (n_objects, n_features); found shape {arr.shape}.{hint}")
+    # the "n sample(s) (shape=...) while a minimum of m is required" wording is scikit-learn's own
     if arr.shape[0] == 0:
-        raise ValueError(f"{name} is empty: it has no objects (shape {arr.shape})")
+        raise ValueError(f"{name} is empty: it has 0 objects, 0 sample(s) (shape={arr.shape}) while a minimum "
+                         f"of {max(min_rows, 1)} is required.")
     if arr.shape[0] < min_rows:
-        raise ValueError(f"{name} has {arr.shape[0]} object(s); at least {min_rows} are needed")
+        raise ValueError(f"{name} has {arr.shape[0]} object(s), {arr.shape[0]} sample(s) (shape={arr.shape}) "
+                         f"while a minimum of {min_rows} is required.")
     if arr.shape[1] < min_cols:
-        raise ValueError(f"{name} has {arr.shape[1]} feature(s); at least {min_cols} are needed")
+        raise ValueError(f"{name} has {arr.shape[1]} feature(s) (shape={arr.shape}) while a minimum of "
+                         f"{min_cols} is required.")
     if dtype is None:
         dtype = arr.dtype if arr.dtype.kind == "f" else np.float64
     arr = np.asarray(arr, dtype=dtype)

@@ -106,7 +106,8 @@ import numpy as np
 from sklearn.utils import check_random_state
 
 from .._logging import get_logger, progress
-from .._validation import describe_positions, iter_row_blocks, n_rows, object_ids, sklearn_random_state
+from .._validation import (describe_positions, iter_row_blocks, n_rows, object_ids, require_real_numbers,
+                           sklearn_random_state)
 from ._base import WeirdnessDetector
 from ._leaves import (LeafIndex, MergedForest, apply_block, effective_n_jobs, good_counts, leaf_populations,
                       similarity_sums)
@@ -141,19 +142,18 @@ class _Source:
             if hasattr(X, "tocsr") or hasattr(X, "nnz"):  # scipy sparse: np.asarray makes a 0-d object array
                 raise TypeError(f"{name} is a sparse matrix; the forest needs dense features: pass {name}.toarray() "
                                 "(spectra and catalogue features are dense anyway)")
-            arr = X if isinstance(X, np.ndarray) else np.asarray(X)
-            if arr.dtype.kind in "OUSV":
-                raise ValueError(f"{name} must be numeric; found dtype {arr.dtype} (strings or objects)")
+            arr = require_real_numbers(X if isinstance(X, np.ndarray) else np.asarray(X), name)
             if arr.ndim != 2:
                 raise ValueError(f"{name} must be 2-D (n_objects, n_features); found shape {arr.shape}")
             self.obj = arr
             self.n = arr.shape[0]
         if self.n == 0:
-            raise ValueError(f"{name} is empty: it has no objects")
+            raise ValueError(f"{name} is empty: it has 0 objects, 0 sample(s) while a minimum of 2 is required.")
         self._ids = None
         first = next(iter_row_blocks(self.obj, 1))[1]
         if first.ndim != 2 or first.shape[1] == 0:
-            raise ValueError(f"{name} has no features (first row has shape {first.shape})")
+            raise ValueError(f"{name} has no features: 0 feature(s) (shape=({self.n}, 0)) while a minimum of 1 is "
+                             f"required. (first row has shape {first.shape})")
         self.n_features = first.shape[1]
 
     @property
@@ -413,7 +413,8 @@ class UnsupervisedRandomForest(WeirdnessDetector):
         self._check_params()
         src = _Source(X)
         if src.n < 2:
-            raise ValueError(f"X has {src.n} object(s); the unsupervised random forest needs at least 2")
+            raise ValueError(f"X has {src.n} object(s), {src.n} sample(s) while a minimum of 2 is required: the "
+                             "unsupervised random forest compares each object with the others")
         if self.snr_strata is not None:
             return self._fit_strata(src, snr)
         t0 = time.perf_counter()
