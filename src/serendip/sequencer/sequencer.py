@@ -155,8 +155,9 @@ def prepare_input(X: Any, grid: Any = None, metrics=METRICS, scales=None, check_
             what = "non-positive" if "KL" in metrics else "negative"
             need = "KL needs strictly positive values" if "KL" in metrics else \
                 f"{'/'.join(needs_pos)} needs non-negative values"
+            lead = "Negative values in data: " if (flux < 0).any() else ""  # scikit-learn's wording
             raise ValueError(
-                f"X has {bad.sum()} {what} value(s) at {describe_positions(r, c, ids)}; {need} "
+                f"{lead}X has {bad.sum()} {what} value(s) at {describe_positions(r, c, ids)}; {need} "
                 "(they treat each chunk as a distribution). Add an offset (e.g. X - X.min() + 1e-3 * "
                 "X.std()) or clip (np.clip(X, 1e-6, None)), or use metrics=('L2',)")
     for s, ci, a, b, zero in zero_sum_chunks(flux, (scales or [1]) if check_chunks else []):
@@ -351,6 +352,8 @@ class Sequencer(BaseEstimator):
         Final spanning tree (N x N, N-1 stored edges with their D* weights).
     ids_ : ndarray of str
         Object ids (``meta['id']`` of a container or store, else row numbers).
+    n_features_in_ : int
+        Pixels per object.
     method_ : str
         The method actually used.
     timings_ : dict
@@ -368,6 +371,13 @@ class Sequencer(BaseEstimator):
         self.n_jobs = n_jobs
         self.random_state = random_state
         self.progress = progress
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        metrics = [self.metrics] if isinstance(self.metrics, str) else list(self.metrics)
+        # EMD, energy and KL compare each chunk as a distribution and refuse negative values (KL also zeros)
+        tags.input_tags.positive_only = any(mt in metrics for mt in ("EMD", "energy", "KL"))
+        return tags
 
     # ------------------------------------------------------------------ helpers
     def _check_params(self, m):
@@ -421,6 +431,11 @@ class Sequencer(BaseEstimator):
         shape = None if hasattr(X, "n_pixels") else np.shape(X.flux if hasattr(X, "flux") else X)
         if shape is not None and len(shape) != 2:
             raise ValueError(f"the Sequencer needs a 2-D array (objects x pixels); got shape {shape}")
+        if shape is not None and np.iscomplexobj(X):
+            raise ValueError("Complex data not supported: give the Sequencer real fluxes")
+        if shape is not None and shape[1] < 2:  # the wording after the colon is scikit-learn's
+            raise ValueError(f"the Sequencer orders objects by their shapes, which needs at least 2 pixels: X has "
+                             f"{shape[1]} feature(s) (shape={shape}) while a minimum of 2 is required.")
         m_pix = X.n_pixels if shape is None else shape[1]
         grid = _grid_or_y(grid, y, m_pix, X.n_objects if shape is None else shape[0])
         metrics, scales = self._check_params(m_pix)
@@ -431,6 +446,7 @@ class Sequencer(BaseEstimator):
             method = "exact" if n <= EXACT_MAX_N else "knn"
         improved = self.mode == "improved"
         self.ids_ = ids
+        self.n_features_in_ = m
         self.method_ = method
         self.metrics_ = metrics
         self.scales_ = scales
