@@ -341,7 +341,7 @@ def test_cnn_edge_cases_targets_failed_fits_and_global_state(rng):
         CNN1DClassifier().predict(X)
     with pytest.raises(ValueError, match="batch_size must be a positive integer"):
         CNN1DClassifier(batch_size=0).fit(X, y > 0.5)
-    with pytest.raises(ValueError, match="class_weight must be 'balanced' or None"):
+    with pytest.raises(ValueError, match="class_weight must be 'balanced', None or a dict"):
         CNN1DClassifier(class_weight="Balanced").fit(X, y > 0.5)
     clf = CNN1DClassifier(**kw).fit(X, np.where(y > 0.5, "a", "b"))
     before = clf.predict_proba(X)

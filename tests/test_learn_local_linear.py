@@ -89,7 +89,7 @@ def test_bad_input_is_named(rng):
         LocalLinearEstimate().fit_transform(X)
     with pytest.raises(ValueError, match="n_neighbors"):
         LocalLinearEstimate(n_neighbors=0).fit(X, y)
-    with pytest.raises(ValueError, match="2 features, but LocalLinearEstimate was fitted with 3"):
+    with pytest.raises(ValueError, match="2 features, but LocalLinearEstimate is expecting 3 features"):
         LocalLinearEstimate(n_neighbors=5).fit(X, y).transform(X[:, :2])
     with pytest.raises(ValueError, match="NaN|infinity"):
         LocalLinearEstimate(n_neighbors=5).fit(np.where(X > 5.5, np.nan, X), y)

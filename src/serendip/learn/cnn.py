@@ -21,6 +21,8 @@ network trained on a GPU predicts on a machine without one.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 
@@ -149,8 +151,9 @@ class _CNN1DBase(BaseEstimator):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
                 raise ValueError(f"{name} must be a positive integer; got {value!r}")
-        if self.class_weight not in ("balanced", None):
-            raise ValueError(f"class_weight must be 'balanced' or None; got {self.class_weight!r}")
+        if not (isinstance(self.class_weight, Mapping) or self.class_weight in ("balanced", None)):
+            raise ValueError(f"class_weight must be 'balanced', None or a dict {{class: weight}}; got "
+                             f"{self.class_weight!r}")
         X = check_matrix(X, name="X", dtype=np.float32, min_rows=2)
         y = column_or_1d(y, warn=True)  # a (n, 1) target would broadcast against the (n, 1) output
         if y.shape[0] != X.shape[0]:
@@ -167,7 +170,7 @@ class _CNN1DBase(BaseEstimator):
             try:
                 torch.manual_seed(seed)
                 state, history = self._train(torch, device, X, y_enc, n_features, fitted["n_outputs_"], rng,
-                                             seed, _progress)
+                                             seed, _progress, classes=fitted.get("classes_"))
             finally:
                 torch.set_num_threads(old_threads)
         # attributes are set only now: a fit that fails leaves an earlier fit (or nothing) intact
@@ -182,7 +185,7 @@ class _CNN1DBase(BaseEstimator):
                  min(v for _, v in history) if history else float("nan"))
         return self
 
-    def _train(self, torch, device, X, y_enc, n_features, n_outputs, rng, seed, _progress):
+    def _train(self, torch, device, X, y_enc, n_features, n_outputs, rng, seed, _progress, classes=None):
         """Train a fresh network; returns its best weights (NumPy arrays) and the loss history."""
         Xs = _standardise_rows(X)
         idx = rng.permutation(X.shape[0])
@@ -193,7 +196,7 @@ class _CNN1DBase(BaseEstimator):
         yt = torch.from_numpy(y_enc)
         net = self._module(torch, n_features, n_outputs).to(device)
         opt = torch.optim.Adam(net.parameters(), lr=self.learning_rate, weight_decay=self.weight_decay)
-        loss_fn = self._loss(torch, y_enc[tr], n_outputs).to(device)
+        loss_fn = self._loss(torch, y_enc[tr], n_outputs, classes).to(device)
         # batches are cut on the host and copied over, so no copy of the whole set sits on the GPU
         on_device = (lambda t: t.to(device, non_blocking=True)) if device != "cpu" else (lambda t: t)
         best, best_state, bad = np.inf, None, 0
@@ -244,7 +247,8 @@ class _CNN1DBase(BaseEstimator):
         torch = _torch()
         X = check_matrix(X, name="X", dtype=np.float32)
         if X.shape[1] != self.n_features_in_:
-            raise ValueError(f"X has {X.shape[1]} pixels; the network was trained on {self.n_features_in_}")
+            raise ValueError(f"X has {X.shape[1]} features, but {type(self).__name__} is expecting "
+                             f"{self.n_features_in_} features as input (the pixels it was trained on)")
         try:
             device = _resolve_device(torch, self.device)
         except DeviceUnavailableError as exc:  # e.g. a model trained on a GPU, used where there is none
@@ -283,8 +287,9 @@ class CNN1DClassifier(ClassifierMixin, _CNN1DBase):
         Share of the training rows held out for early stopping.
     patience : int
         Epochs without validation improvement before stopping.
-    class_weight : {"balanced", None}
-        Weight the loss by inverse class frequency.
+    class_weight : {"balanced", None} or dict
+        ``"balanced"`` weights the loss by inverse class frequency; a dict gives each class
+        its weight (classes it does not name weigh 1).
     n_threads : int, optional
         PyTorch CPU threads while fitting (restored afterwards).
     device : {"cpu", "cuda", "cuda:N", "auto"}
@@ -300,14 +305,24 @@ class CNN1DClassifier(ClassifierMixin, _CNN1DBase):
     _classifier = True
 
     def _encode_y(self, y):
+        from sklearn.utils.multiclass import check_classification_targets
+
+        check_classification_targets(y)  # a continuous target: "Unknown label type: continuous"
         classes, y_enc = np.unique(y, return_inverse=True)
         if classes.size < 2:
             raise ValueError("the CNN classifier needs at least two classes")
         return y_enc.astype(np.int64), {"classes_": classes, "n_outputs_": classes.size}
 
-    def _loss(self, torch, y_enc, n_outputs):
+    def _loss(self, torch, y_enc, n_outputs, classes=None):
         weight = None
-        if self.class_weight == "balanced":
+        if isinstance(self.class_weight, Mapping):  # scikit-learn's convention: a class not named weighs 1
+            unknown = [c for c in self.class_weight if c not in set(classes.tolist())]
+            if unknown:
+                raise ValueError(f"class_weight names class(es) {unknown} that are not in y (classes "
+                                 f"{classes.tolist()})")
+            w = np.array([float(self.class_weight.get(c, 1.0)) for c in classes.tolist()], dtype=np.float32)
+            weight = torch.from_numpy(w)
+        elif self.class_weight == "balanced":
             counts = np.bincount(y_enc, minlength=n_outputs).astype(np.float32)
             w = np.where(counts > 0, counts.sum() / (n_outputs * np.maximum(counts, 1)), 0.0)
             weight = torch.from_numpy(w.astype(np.float32))
@@ -339,7 +354,7 @@ class CNN1DRegressor(RegressorMixin, _CNN1DBase):
         mean, std = float(y.mean()), float(y.std() or 1.0)
         return ((y - mean) / std).astype(np.float32)[:, None], {"y_mean_": mean, "y_std_": std, "n_outputs_": 1}
 
-    def _loss(self, torch, y_enc, n_outputs):
+    def _loss(self, torch, y_enc, n_outputs, classes=None):
         return torch.nn.MSELoss()
 
     def predict(self, X):

@@ -91,7 +91,8 @@ class LocalLinearEstimate(TransformerMixin, BaseEstimator):
         if not self.ridge >= 0:  # also refuses NaN
             raise ValueError(f"ridge must be at least 0, got {self.ridge}")
         if X.shape[0] < 2:
-            raise ValueError("LocalLinearEstimate needs at least 2 training rows")
+            raise ValueError(f"LocalLinearEstimate needs at least 2 training rows: X has {X.shape[0]} sample(s) "
+                             f"(shape={X.shape}) while a minimum of 2 is required.")
         self.center_ = X.mean(axis=0)
         scale = X.std(axis=0)
         self.scale_ = np.where(scale > 0, scale, 1.0)
@@ -114,8 +115,8 @@ class LocalLinearEstimate(TransformerMixin, BaseEstimator):
         check_is_fitted(self, "X_fit_")
         X = check_array(X, dtype=np.float64)
         if X.shape[1] != self.n_features_in_:
-            raise ValueError(f"X has {X.shape[1]} features, but LocalLinearEstimate was fitted with "
-                             f"{self.n_features_in_}")
+            raise ValueError(f"X has {X.shape[1]} features, but LocalLinearEstimate is expecting "
+                             f"{self.n_features_in_} features as input (the features it was fitted on)")
         return np.column_stack([X, self._estimate((X - self.center_) / self.scale_, leave_one_out=False)])
 
     def fit_transform(self, X, y=None, **fit_params):
