@@ -440,7 +440,10 @@ class RankAverageEnsemble(WeirdnessDetector):
     def _combine(self, scores: list) -> np.ndarray:
         total = np.zeros(len(scores[0]), dtype=np.float64)
         for wgt, ref, s in zip(self.weights_, self.sorted_scores_, scores):
-            total += wgt * np.searchsorted(ref, np.asarray(s, dtype=np.float64), side="right") / ref.size
+            # a score equal to a training score up to rounding counts as equal: an object scored in another
+            # batch (BLAS sums in another order) differs in its last bits, and must not move a rank
+            tol = RANK_TIE_RTOL * max(abs(ref[0]), abs(ref[-1]))
+            total += wgt * np.searchsorted(ref, np.asarray(s, dtype=np.float64) + tol, side="right") / ref.size
         return total
 
     def score_samples(self, X) -> np.ndarray:
@@ -450,6 +453,10 @@ class RankAverageEnsemble(WeirdnessDetector):
         X = as_feature_matrix(X, name="X")
         self._check_n_features(X)
         return self._combine([m.score_samples(X) for m in self.estimators_])
+
+
+#: Member scores within this fraction of the largest training score count as ties (RankAverageEnsemble).
+RANK_TIE_RTOL = 1e-9
 
 
 def _urf_class():
