@@ -270,3 +270,18 @@ def test_ingest_stage_describes_an_adopted_store_as_it_is(tmp_path):
     info = stage_ingest(ctx).info
     assert info["grid"] == "log 4000-6000 Å, 321 px"
     assert info["rest_frame"] is False and info["normalize"] == "none"
+
+
+def test_config_takes_the_variant_names_serendip_weird_takes():
+    """The config refused "snr-strata" (VARIANTS' own key, which its comment pointed to) and the comma
+    combinations that `serendip weird --variant` accepts."""
+    from serendip.pipeline.config import merge_config
+    from serendip.pipeline.stages import _urf_params
+
+    for name in ("snr-strata", "snr_strata", "symmetric,knn"):
+        assert merge_config({"weirdness": {"variant": name}})["weirdness"]["variant"] == name
+    cfg = merge_config({"weirdness": {"variant": "symmetric,knn"}})["weirdness"]
+    params, _ = _urf_params(cfg, cfg["variant"], 1000, 10, 0, False)
+    assert params["normalization"] == "symmetric" and params["score_mode"] == "knn"
+    with pytest.raises(ValueError, match=r"\[weirdness\] variant: unknown URF variant 'bogus'"):
+        merge_config({"weirdness": {"variant": "bogus"}})

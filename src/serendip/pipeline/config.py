@@ -85,7 +85,6 @@ DEFAULTS: dict[str, dict[str, Any]] = {
 _CHOICES = {
     ("data", "grid"): ("log", "linear"),
     ("data", "normalize"): ("median", "sum", "l2", "none"),
-    ("weirdness", "variant"): ("best", "faithful", "snr_strata", "symmetric", "knn", "uniform", "majority"),
     ("sequencer", "mode"): ("improved", "faithful"),
     ("explore", "embed"): ("pca", "tsne", "umap"),
     ("explore", "cluster"): ("hdbscan", "kmeans", "gmm", "agglomerative", "none"),
@@ -143,6 +142,13 @@ def _check_value(section: str, key: str, value: Any, default: Any, source: str) 
             if kinds and type(v) not in kinds:
                 names = " or ".join(sorted(k.__name__ for k in kinds))
                 raise ValueError(f"{where} must be a list of {names}; found item {v!r}")
+    if (section, key) == ("weirdness", "variant"):
+        from ..outliers.urf import resolve_variant
+
+        try:  # the names and comma combinations `serendip weird --variant` takes
+            resolve_variant(value)
+        except ValueError as exc:
+            raise ValueError(f"{where}: {exc}") from None
     choices = _CHOICES.get((section, key))
     if choices is not None and value not in choices:
         raise ValueError(f"{where} must be one of {', '.join(choices)}; found {value!r}")
@@ -320,8 +326,9 @@ mask_sky = true             # mask the strongest night-sky lines
 trees = 150                 # trees per forest in the main ("best") mode
 repeats = 1                 # independent runs averaged
 variant = "best"            # "best" (uniform synthetic data, one forest per S/N bin, kNN score,
-                            # leaves of >= 3 objects), "faithful", "snr_strata", "symmetric",
-                            # "knn", "uniform" or "majority" (serendip.outliers.variants.VARIANTS)
+                            # leaves of >= 3 objects), "faithful", "snr-strata", "symmetric",
+                            # "knn", "uniform" or "majority" (serendip.outliers.variants.VARIANTS),
+                            # or a comma-separated combination such as "symmetric,knn"
 snr_bins = 3                # S/N bins for the variants that use S/N strata
 compare_faithful = true     # also score with the faithful algorithm, for comparison
 faithful_trees = 100        # trees for that comparison

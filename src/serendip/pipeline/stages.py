@@ -213,9 +213,9 @@ def _urf_params(cfg: dict, variant: str, n: int, trees: int, seed: int, progress
     if cfg["max_fit_samples"] and n > cfg["max_fit_samples"]:
         p["max_fit_samples"] = cfg["max_fit_samples"]
     note = ""
-    from ..outliers.variants import VARIANTS
+    from ..outliers.urf import resolve_variant
 
-    p.update(VARIANTS[variant.replace("_", "-")])
+    p.update(resolve_variant(variant))
     if "snr_strata" in p:
         bins = cfg["snr_bins"]
         while bins > 1 and n / bins < 50:
