@@ -444,3 +444,20 @@ def test_a_glob_input_inside_the_run_folder_is_kept_when_old_records_are_dropped
     res = _run(load_config(cfg))
     assert "simulate" not in res.records and len(list((out / "data" / "fits").glob("*.fits"))) == N_SPECTRA
     assert len(res.records["ingest"]["info"]["input_hashes"]) == N_SPECTRA
+
+
+def test_a_simulated_run_does_not_replace_a_run_on_real_files(tmp_path, fits_dir):
+    """`serendip demo --out FOLDER` on the folder of a run on survey files replaced its store and tables."""
+    from serendip.pipeline.stages import run_pipeline
+
+    out = tmp_path / "run"
+    _run(_config(out, fits=fits_dir))
+    weird = (out / "tables").glob("weirdness.*")
+    before = {p.name: p.stat().st_mtime_ns for p in weird}
+    assert before
+    with pytest.raises(FileExistsError, match="holds a run on .*simulated survey.*--force"):
+        run_pipeline(_config(out, simulate=N_SPECTRA), progress=False)
+    assert {p.name: p.stat().st_mtime_ns for p in (out / "tables").glob("weirdness.*")} == before
+    assert main(["-q", "demo", "--n", "20", "--out", str(out)]) == 2  # the CLI says so in one line
+    res = run_pipeline(_config(out, simulate=N_SPECTRA), progress=False, force=True)  # asked for: replaced
+    assert "simulate" in res.records

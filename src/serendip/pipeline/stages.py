@@ -720,13 +720,49 @@ def run_pipeline(config=None, *, output=None, progress: bool = True, force=None,
     if output is not None:
         cfg["run"]["output"] = str(output)
     cfg = store_as_input(cfg)
+    force = cfg["run"]["force"] if force is None else force
+    if force is not True:
+        _refuse_replacing_a_real_run(Path(cfg["run"]["output"]), cfg)
     run = RunFolder(cfg["run"]["output"])
     stages = build_stages(cfg, run)
-    force = cfg["run"]["force"] if force is None else force
     t0 = time.perf_counter()
     result = run_stages(run, stages, config=cfg, force=force, progress=progress, on_stage=on_stage)
     log.debug("pipeline finished in %.1f s; report: %s", time.perf_counter() - t0, result.report_path)
     return result
+
+
+def _real_data(cfg: dict) -> tuple | None:
+    """What a config reads, when it reads files (inputs or a store); None for a simulated survey."""
+    data = cfg.get("data", {})
+    inputs = tuple(str(p) for p in data.get("inputs") or ())
+    store = data.get("store") or ""
+    return (inputs, str(store)) if inputs or store else None
+
+
+def _refuse_replacing_a_real_run(folder: Path, cfg: dict) -> None:
+    """Refuse to turn a run on real files into a run on a simulated survey.
+
+    Stages whose data changed are recomputed and the old results go, which is what re-running
+    an edited config (other inputs, other settings) should do; but a ``serendip demo`` pointed
+    at the folder of a long run on survey files replaced its store and tables. A folder of
+    simulated data is not protected (it is made again in a minute); ``force=True``
+    (``--force``) replaces any run.
+    """
+    from .config import loads_toml
+
+    path = folder / "config.toml"
+    if not path.is_file():
+        return
+    try:
+        old = _real_data(loads_toml(path.read_text(encoding="utf-8"), str(path)))
+    except (OSError, ValueError):
+        return  # an unreadable record protects nothing; the runner checks the folder itself
+    if old is not None and _real_data(cfg) is None:
+        inputs, store = old
+        what = ", ".join(inputs[:3]) + (f" (+{len(inputs) - 3} more)" if len(inputs) > 3 else "") or store
+        raise FileExistsError(f"{folder} holds a run on {what}; this run is on a simulated survey and would "
+                              "replace its results. Give another output folder (--out), or --force "
+                              "(force=True) to replace it")
 
 
 def demo_config(n: int = 5000, seed: int = 0, out: str | os.PathLike = "serendip-demo") -> dict:
