@@ -700,3 +700,20 @@ def test_emd_alone_floors_a_spectrum_that_is_zero_over_a_chunk():
     flux[3] = 0.0
     tab = sequence(flux, metrics=["EMD"], scales=[1, 2], progress=False)
     assert tab.meta["n_clipped"] == 60 and sorted(tab["index"]) == list(range(20))
+
+
+def test_exact_method_holds_two_n_by_n_matrices_not_three():
+    """The documented memory of method="exact" is two N x N float64 arrays (1.0 GB at N = 8,000);
+    weighting each chunk's distances made a third (1.5 GB)."""
+    import tracemalloc
+
+    n = 1500
+    X = np.random.default_rng(0).uniform(1, 2, size=(n, 30))
+    Sequencer(metrics=("L2",), scales=[1], method="exact", progress=False).fit(X[:50])  # warm up
+    tracemalloc.start()
+    try:
+        Sequencer(metrics=("L2",), scales=[1], method="exact", progress=False).fit(X)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 2.5 * n * n * 8

@@ -235,11 +235,11 @@ class _ExactBackend:
         return mst_dense(D, symmetric=rep.kind != "kl")
 
     def accumulate(self, factor):
-        # same operation order as numpy.average: acc += (eta_c * D_c)
-        if factor == 1.0:
-            self.acc += self.buf
-        else:
-            self.acc += factor * self.buf
+        # same operation order as numpy.average: acc += (eta_c * D_c). The chunk's matrix is scaled in
+        # place (the next chunk overwrites it): `factor * self.buf` was a third N x N array
+        if factor != 1.0:
+            self.buf *= factor
+        self.acc += self.buf
 
     def finish(self, total, symmetric):
         self.acc /= total
