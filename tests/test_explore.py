@@ -515,3 +515,41 @@ def test_a_distance_matrix_with_round_off_on_its_diagonal_is_read_as_distances(r
     assert np.abs(np.diagonal(D)).max() > 0  # the round-off the check must tolerate
     idx, _ = knn_from_precomputed(D, n_neighbors=5)
     np.testing.assert_array_equal(idx[:, 0], np.argsort(D + np.eye(40) * 9, axis=1)[:, 0])
+
+
+def test_agglomerative_on_separate_groups_builds_no_dense_block():
+    """A kNN graph split into pieces made scikit-learn compute every distance between the pieces
+    ((N/2)^2 for two halves: 1.8 GB at N = 30,000); the graph is now joined first."""
+    import warnings
+
+    from serendip.explore.cluster import connected_knn_graph
+    from scipy.sparse.csgraph import connected_components
+
+    rng = np.random.default_rng(0)
+    X = np.r_[rng.normal(0, 1, (2700, 3)), rng.normal(40, 1, (2600, 3)), rng.normal(-40, 1, (30, 3))]
+    graph = connected_knn_graph(X, 10)
+    assert connected_components(graph, directed=False)[0] == 1
+    assert graph.nnz <= 2 * 10 * len(X) + 4  # the kNN edges plus one link per extra piece, both ways
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # scikit-learn warns before its dense repair
+        res = cluster(X, method="agglomerative", n_clusters=3)
+    assert sorted(np.bincount(res.labels_)) == [30, 2600, 2700]
+
+
+def test_hdbscan_neighbours_are_capped(monkeypatch):
+    """min_samples defaulted to min_cluster_size = N/200: an N x N/200 array (555 MB at N = 60,000)."""
+    import sklearn.cluster
+
+    seen = {}
+    real = sklearn.cluster.HDBSCAN
+
+    def spy(**kwargs):
+        seen.update(kwargs)
+        return real(**kwargs)
+
+    monkeypatch.setattr(sklearn.cluster, "HDBSCAN", spy)
+    X = np.random.default_rng(0).normal(size=(12000, 2))
+    cluster(X)
+    assert seen["min_cluster_size"] == 60 and seen["min_samples"] == 50
+    cluster(X[:2000], min_samples=7)
+    assert seen["min_samples"] == 7

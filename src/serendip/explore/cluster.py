@@ -75,6 +75,51 @@ def _default_min_cluster_size(n: int) -> int:
     return max(5, n // 200)
 
 
+#: HDBSCAN's min_samples (its neighbours per object) is at most this unless given: scikit-learn's
+#: default, min_cluster_size, is N/200 by default here and held an N x N/200 array (555 MB at N = 60,000).
+HDBSCAN_MAX_MIN_SAMPLES = 50
+
+
+def connected_knn_graph(X, k: int = 10):
+    """A symmetric k-nearest-neighbour graph of ``X`` made connected with a few added edges.
+
+    Where the kNN graph falls into pieces, each piece is joined to the others through one
+    representative object (the member nearest the piece's mean) along a spanning tree of
+    the representatives, built the same way (recursively) so no matrix larger than
+    N x k is made. scikit-learn's own repair of a disconnected connectivity computes every
+    distance between every two pieces (about (N/2)^2 for two halves). The added edges
+    join nearby pieces, not necessarily through their closest two objects.
+    """
+    from scipy.sparse.csgraph import connected_components, minimum_spanning_tree
+    from sklearn.neighbors import NearestNeighbors, kneighbors_graph
+
+    n = X.shape[0]
+    graph = kneighbors_graph(X, min(k, n - 1), mode="distance", include_self=False)
+    graph = graph.maximum(graph.T).tocsr()
+    n_parts, part = connected_components(graph, directed=False)
+    if n_parts == 1:
+        return graph
+    reps = np.empty(n_parts, dtype=np.int64)
+    for c in range(n_parts):
+        members = np.flatnonzero(part == c)
+        centre = X[members].mean(axis=0, keepdims=True)
+        nn = NearestNeighbors(n_neighbors=1).fit(X[members])
+        reps[c] = members[nn.kneighbors(centre, return_distance=False)[0, 0]]
+    if n_parts == 2:
+        links = [(0, 1)]
+    else:
+        tree = minimum_spanning_tree(connected_knn_graph(X[reps], k)).tocoo()
+        links = list(zip(tree.row, tree.col))
+    rows = [reps[a] for a, b in links]
+    cols = [reps[b] for a, b in links]
+    d = np.linalg.norm(X[rows] - X[cols], axis=1)
+    d = np.where(d > 0, d, np.finfo(float).tiny)  # a stored zero would not count as an edge
+    from scipy.sparse import coo_matrix
+
+    extra = coo_matrix((np.r_[d, d], (np.r_[rows, cols], np.r_[cols, rows])), shape=(n, n))
+    return graph.maximum(extra.tocsr()).tocsr()
+
+
 def _fit_labels(X, method, n_clusters, random_state, min_cluster_size, **kwargs):
     probs = None
     n = X.shape[0]
@@ -85,6 +130,7 @@ def _fit_labels(X, method, n_clusters, random_state, min_cluster_size, **kwargs)
         if mcs < 2 or mcs > n:
             raise ValueError(f"min_cluster_size must be between 2 and the number of objects ({n}); got {mcs}")
         kwargs.setdefault("copy", True)  # never modify the caller's array (and silences a FutureWarning)
+        kwargs.setdefault("min_samples", min(mcs, HDBSCAN_MAX_MIN_SAMPLES))
         model = HDBSCAN(min_cluster_size=mcs, **kwargs).fit(X)
         labels, probs = model.labels_, model.probabilities_
         params = {"min_cluster_size": mcs}
@@ -111,11 +157,10 @@ def _fit_labels(X, method, n_clusters, random_state, min_cluster_size, **kwargs)
 
             kwargs.setdefault("linkage", "ward")
             if n > 5000 and "connectivity" not in kwargs:
-                # Ward without connectivity needs all N^2/2 pair distances; a kNN graph keeps it sparse
-                from sklearn.neighbors import kneighbors_graph
-
+                # Ward without connectivity needs all N^2/2 pair distances; a kNN graph keeps it sparse,
+                # made connected here (scikit-learn's repair of a split graph is dense between the pieces)
                 log.info("agglomerative clustering of %d objects: using a 10-nearest-neighbour connectivity", n)
-                kwargs["connectivity"] = kneighbors_graph(X, 10, include_self=False)
+                kwargs["connectivity"] = connected_knn_graph(X, 10)
             labels = AgglomerativeClustering(n_clusters=n_clusters, **kwargs).fit_predict(X)
     return np.asarray(labels, dtype=np.int64), probs, params
 
@@ -176,11 +221,14 @@ def cluster(X, method: str = "hdbscan", *, n_clusters: int = 8, min_cluster_size
     method : {"hdbscan", "kmeans", "gmm", "agglomerative"}
         ``"hdbscan"`` (scikit-learn's HDBSCAN; label -1 = noise) needs no number of clusters;
         the others use ``n_clusters``. Agglomerative (Ward) on more than 5000 objects uses a
-        10-nearest-neighbour connectivity graph so that no N×N matrix is built.
+        10-nearest-neighbour connectivity graph, joined where it falls into pieces
+        (:func:`connected_knn_graph`), so that no N×N matrix is built.
     n_clusters : int
         For kmeans, gmm and agglomerative.
     min_cluster_size : int, optional
-        For HDBSCAN; default ``max(5, N // 200)``.
+        For HDBSCAN; default ``max(5, N // 200)``. HDBSCAN's ``min_samples`` (pass it as a
+        keyword to set it) defaults to ``min(min_cluster_size, HDBSCAN_MAX_MIN_SAMPLES)`` (50),
+        which keeps its memory linear in N.
     spectra : Spectra or array (N, M), optional
         If given, ``median_spectra`` holds the median spectrum of each cluster.
     ids : sequence of str, optional
