@@ -151,3 +151,36 @@ def test_no_verb_is_a_usage_error(capsys):
 
     assert main([]) == 2
     assert "usage" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("verb", [["weird"], ["sequence"], ["detect"], ["embed"], ["cluster"]])
+def test_an_unwritable_output_name_is_refused_before_the_work(verb, tmp_path, capsys, monkeypatch):
+    """`weird -o w.txt` computed for 15 s before saying it cannot tell the table format of w.txt."""
+    import serendip.explore.workflows as workflows
+    import serendip.outliers.urf as urf
+    import serendip.sequencer.sequencer as seqmod
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("the work started before the output name was checked")
+
+    monkeypatch.setattr(urf.UnsupervisedRandomForest, "fit", no_work)
+    monkeypatch.setattr(seqmod.Sequencer, "fit", no_work)
+    monkeypatch.setattr(workflows, "load_input", no_work)
+    data = tmp_path / "x.npy"
+    np.save(data, np.random.default_rng(0).uniform(1, 2, size=(30, 20)))
+    rc = main(["-q", *verb, str(data), "-o", str(tmp_path / "w.txt")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "cannot tell the table format of" in err and "Traceback" not in err
+
+
+def test_sequence_figure_follows_its_extension(tmp_path, capsys):
+    data = tmp_path / "x.npy"
+    rng = np.random.default_rng(0)
+    np.save(data, rng.uniform(1, 2, size=(30, 20)))
+    out = str(tmp_path / "s.ecsv")
+    assert main(["-q", "sequence", str(data), "-o", out, "--plot", str(tmp_path / "s.jpg")]) == 0
+    assert (tmp_path / "s.jpg").read_bytes()[:2] == b"\xff\xd8"  # JPEG (was PNG bytes in a .jpg)
+    assert main(["-q", "sequence", str(data), "-o", out, "--plot", str(tmp_path / "s3")]) == 0
+    assert (tmp_path / "s3.png").read_bytes()[:4] == b"\x89PNG" and "s3.png" in capsys.readouterr().out
+    assert main(["-q", "sequence", str(data), "-o", out, "--plot", str(tmp_path / "s.txt")]) == 2
+    assert "not a figure format" in capsys.readouterr().err

@@ -155,6 +155,17 @@ def file_sha256(path: str | os.PathLike, chunk_size: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
+def check_table_path(path: str | os.PathLike) -> Path:
+    """Return ``path`` if :func:`write_table` can write a table there (by its extension), else raise.
+
+    Called by the commands before they start their work, so a wrong ``-o`` name is reported at
+    once rather than after the computation.
+    """
+    path = Path(path)
+    _table_format(path)
+    return path
+
+
 def _table_format(path: Path) -> str:
     name = path.name.lower()
     for ext in sorted(TABLE_FORMATS, key=len, reverse=True):

@@ -7,6 +7,10 @@ _INPUT_HELP = ("a store (.h5) from `serendip ingest`, a spectra file, a .npy/.np
                "(.fits/.csv/.ecsv/.parquet) whose numeric columns are the features")
 
 
+
+COLUMNS_HELP = ("comma-separated feature columns of a table input (default: the numeric columns except "
+                "identifiers, positions, survey bookkeeping such as plate or mjd, and class labels)")
+
 def _columns(text):
     return None if text is None else [c.strip() for c in text.split(",") if c.strip()]
 
@@ -70,7 +74,7 @@ def register(subparsers) -> None:
     p.add_argument("--n-components", type=positive_int, default=2)
     p.add_argument("--color-by", default=None, help="metadata column (or --color-table column) for the PNG")
     p.add_argument("--color-table", default=None, help="table with 'id' and the --color-by column, e.g. scores")
-    p.add_argument("--columns", default=None, help="comma-separated feature columns of a table input")
+    p.add_argument("--columns", default=None, help=COLUMNS_HELP)
     p.add_argument("--scale", choices=("standard", "robust"), default=None,
                    help="rescale features first (recommended for catalogue features in unlike units)")
     p.add_argument("--perplexity", type=float, default=None, help="t-SNE perplexity (default 30)")
@@ -89,7 +93,7 @@ def register(subparsers) -> None:
     p.add_argument("--method", choices=("hdbscan", "kmeans", "gmm", "agglomerative"), default="hdbscan")
     p.add_argument("--n-clusters", type=positive_int, default=8, help="for kmeans, gmm, agglomerative (default 8)")
     p.add_argument("--min-cluster-size", type=int_at_least(2), default=None, help="HDBSCAN (default max(5, N/200))")
-    p.add_argument("--columns", default=None, help="comma-separated feature columns of a table input")
+    p.add_argument("--columns", default=None, help=COLUMNS_HELP)
     p.add_argument("--spectra", default=None, help="spectra in the same order, for median spectra")
     p.add_argument("--scale", choices=("standard", "robust"), default=None,
                    help="rescale features first (recommended for catalogue features in unlike units)")
@@ -107,7 +111,7 @@ def register(subparsers) -> None:
     p.add_argument("--trees", type=positive_int, default=None, help="iforest/urf trees")
     p.add_argument("--scale", choices=("standard", "robust"), default=None,
                    help="rescale features first (recommended for catalogue features)")
-    p.add_argument("--columns", default=None, help="comma-separated feature columns of a table input")
+    p.add_argument("--columns", default=None, help=COLUMNS_HELP)
     p.add_argument("--n-jobs", type=n_jobs, default=None)
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_detect)

@@ -5,9 +5,10 @@ from ._argtypes import int_at_least, n_jobs, positive_int
 
 
 def _weird(args) -> int:
-    from .._io import write_table
+    from .._io import check_table_path, write_table
     from ..outliers.urf import weirdness_table
 
+    check_table_path(args.output)  # before the forest, not after it
     params = {}
     if args.block_size is not None:
         params["block_size"] = args.block_size

@@ -46,7 +46,7 @@ def _sequence(args) -> int:
     m = tab.meta
     print(f"sequenced {len(tab)} objects ({m['mode']}, {m['method']}, scales {m['scales']}) in {m['seconds']:.1f} s: "
           f"elongation {m['elongation']:.2f} (normalised {m['elongation_normalized']:.3f}) -> {args.output}"
-          + (f" (+ {args.plot})" if args.plot else ""))
+          + (f" (+ {tab.meta['plot']})" if args.plot else ""))
     return 0
 
 
@@ -74,5 +74,6 @@ def register(subparsers) -> None:
                    help="EMD, energy and KL need positive flux: 'auto' (default) raises values below 1e-3 of the "
                         "median |flux| to that floor when some are <= 0; a number clips there; 'none' never clips")
     p.add_argument("--seed", type=int, default=0, help="random seed of the kNN graph's PCA (default 0)")
-    p.add_argument("--plot", default=None, metavar="PNG", help="also draw the classic Sequencer figure")
+    p.add_argument("--plot", default=None, metavar="FIGURE",
+                   help="also draw the classic Sequencer figure (.png, .pdf, .svg, ...; .png if no extension)")
     p.set_defaults(func=_sequence)

@@ -14,7 +14,7 @@ import numpy as np
 
 from .._logging import get_logger
 
-__all__ = ["ExploreInput", "load_input", "embedding_columns", "run_embed", "run_cluster", "run_detect"]
+__all__ = ["ExploreInput", "load_input", "embedding_columns", "default_feature_columns", "is_bookkeeping_column", "LABEL_LIKE", "run_embed", "run_cluster", "run_detect"]
 
 log = get_logger(__name__)
 
@@ -96,6 +96,38 @@ def embedding_columns(tab) -> list[str] | None:
     return None
 
 
+#: Numeric columns that name a class rather than measure something: not features by default.
+LABEL_LIKE = frozenset({"class", "subclass", "target", "target_class", "label", "labels", "is_pulsar"})
+
+
+def is_bookkeeping_column(name: str) -> bool:
+    """True for an identifier, sky position, survey bookkeeping or class-label column name.
+
+    The rule of :func:`serendip.learn.tables.select_features` (``ID_LIKE``, names ending
+    in ``objid`` or ``_id``) plus :data:`LABEL_LIKE`; case-insensitive.
+    """
+    from ..learn.tables import ID_LIKE
+
+    low = name.strip().lower()
+    return low in ID_LIKE or low in LABEL_LIKE or low.endswith("objid") or low.endswith("_id")
+
+
+def default_feature_columns(tab, source: str = "table") -> list[str]:
+    """The numeric one-value-per-row columns of ``tab`` that are measurements.
+
+    Identifiers, sky positions, survey bookkeeping (plate, MJD, fibre, run, ...) and class
+    labels are left out (see :func:`is_bookkeeping_column`): a weirdness or a map computed on
+    them would find the odd plate or the odd class, not the odd object. What is left out is
+    logged; pass the columns explicitly (``--columns``) to use any of them.
+    """
+    numeric = [c for c in tab.colnames if _numeric_1d(tab, c)]
+    skipped = [c for c in numeric if c in _ID_COLUMNS or is_bookkeeping_column(c)]
+    if skipped:
+        log.info("%s: left out of the features as identifiers, positions, bookkeeping or labels: %s "
+                 "(choose columns with --columns to use them)", source, skipped)
+    return [c for c in numeric if c not in skipped]
+
+
 def _from_table(tab, source, columns=None) -> ExploreInput:
     from astropy.table import Table
 
@@ -109,8 +141,7 @@ def _from_table(tab, source, columns=None) -> ExploreInput:
         if columns is not None:
             log.info("%s is an embedding table: using its coordinates %s as features", source, columns)
         else:
-            # every identifier column is left out (a second one, e.g. specobjid ~3e17, would swamp distances)
-            columns = [c for c in tab.colnames if c not in _ID_COLUMNS and _numeric_1d(tab, c)]
+            columns = default_feature_columns(tab, source)
         if not columns:
             raise ValueError(f"{source}: no numeric feature columns found (columns: {tab.colnames})")
     missing = [c for c in columns if c not in tab.colnames]
@@ -150,7 +181,8 @@ def load_input(source, *, columns=None, max_pixels: int | None = None) -> Explor
         :func:`serendip.spectra.io.read_spectra` understands.
     columns : sequence of str, optional
         Feature columns of a table input (default: the coordinates of an embedding table,
-        see :func:`embedding_columns`; else every numeric column except the id).
+        see :func:`embedding_columns`; else every numeric column except identifiers,
+        positions, survey bookkeeping and class labels, see :func:`default_feature_columns`).
     max_pixels : int, optional
         Bin spectra to at most this many pixels.
 
@@ -267,7 +299,8 @@ def run_embed(source, output, *, method: str = "pca", n_components: int = 2, col
     scale : {None, "standard", "robust"}
         Rescale each feature first (see :func:`scale_features`); recorded in ``meta``.
     png : bool or path
-        Also write a PNG (default: the output name with ``.png``).
+        Also write the map: ``True`` (default) writes a PNG named after the output, a path
+        writes that file in the format its extension names (PNG when it has none).
 
     Returns
     -------
@@ -276,11 +309,14 @@ def run_embed(source, output, *, method: str = "pca", n_components: int = 2, col
     """
     from astropy.table import Table
 
-    from .._io import write_table
+    from .._io import check_table_path, write_table
     from .._version import __version__
-    from ..plotting import plot_embedding, save_png
+    from ..plotting import figure_path, plot_embedding, save_figure
     from .embed import embed
 
+    check_table_path(output)
+    if png and png is not True:
+        figure_path(png)
     t0 = time.perf_counter()
     inp = load_input(source, columns=columns)
     color = _color_values(inp, color_by, color_table)
@@ -310,7 +346,7 @@ def run_embed(source, output, *, method: str = "pca", n_components: int = 2, col
     elif png:
         png_path = output.with_suffix(".png") if png is True else Path(png)
         fig, _ = plot_embedding(emb, color=color, label=color_by, title=f"{method} embedding of {inp.source}")
-        save_png(fig, png_path)
+        png_path = save_figure(fig, png_path)
     return tab, png_path
 
 
@@ -341,10 +377,13 @@ def run_cluster(source, output, *, method: str = "hdbscan", n_clusters: int = 8,
     -------
     (ClusterResult, dict of written paths)
     """
-    from .._io import write_table
-    from ..plotting import plot_cluster_medians, save_png
+    from .._io import check_table_path, write_table
+    from ..plotting import figure_path, plot_cluster_medians, save_figure
     from .cluster import cluster
 
+    check_table_path(output)
+    if png and png is not True:
+        figure_path(png)
     inp = load_input(source, columns=columns)  # an embedding table gives its coordinates only
     spec = inp.spectra
     if spectra is not None:
@@ -377,7 +416,7 @@ def run_cluster(source, output, *, method: str = "hdbscan", n_clusters: int = 8,
     if png and res.median_spectra is not None and res.n_clusters > 0:
         png_path = output.with_name(stem + ".png") if png is True else Path(png)
         fig, _ = plot_cluster_medians(res)
-        written["png"] = save_png(fig, png_path)
+        written["png"] = save_figure(fig, png_path)
     return res, written
 
 
@@ -401,9 +440,10 @@ def run_detect(source, output, *, detector: str = "iforest", columns=None, scale
     -------
     astropy Table
     """
-    from .._io import write_table
+    from .._io import check_table_path, write_table
     from ..outliers.baselines import _accepted, make_detector
 
+    check_table_path(output)
     t0 = time.perf_counter()
     inp = load_input(source, columns=columns)
     common = {"scale": scale, "random_state": random_state, "n_jobs": n_jobs, "progress": progress}

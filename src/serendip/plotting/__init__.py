@@ -1,7 +1,7 @@
 """Figures in one style. Every function returns ``(fig, ax)`` and never calls ``show``."""
-from .style import COLORS, figure, save_png, style
+from .style import COLORS, figure, figure_path, save_figure, save_png, style
 
-__all__ = ["COLORS", "figure", "save_png", "style", "plot_embedding", "plot_spectrum_gallery",
+__all__ = ["COLORS", "figure", "figure_path", "save_figure", "save_png", "style", "plot_embedding", "plot_spectrum_gallery",
            "plot_cluster_medians", "plot_comparison"]
 
 _LAZY = {

@@ -48,6 +48,37 @@ def figure(nrows: int = 1, ncols: int = 1, *, figsize=None, **kwargs):
     return fig, axes
 
 
+def figure_path(path: str | Path) -> tuple[Path, str]:
+    """Return ``(path, format)`` for a figure the user names: the format follows the extension.
+
+    A name without an extension gets ``.png``. An extension matplotlib cannot write (``.txt``)
+    is a ``ValueError`` listing the ones it can, raised before any work is done when the
+    caller checks early.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    path = Path(path)
+    if not path.suffix:
+        path = path.with_name(path.name + ".png")
+    fmt = path.suffix[1:].lower()
+    supported = FigureCanvasAgg(Figure()).get_supported_filetypes()
+    if fmt not in supported:
+        raise ValueError(f"cannot write a figure as {path.name}: the extension {path.suffix!r} is not a figure "
+                         f"format; use one of {', '.join('.' + k for k in sorted(supported))}")
+    return path, fmt
+
+
+def save_figure(fig, path: str | Path, dpi: int | None = None) -> Path:
+    """Save ``fig`` atomically in the format its extension names (PNG without one); return the path written."""
+    from .._io import atomic_path
+
+    path, fmt = figure_path(path)
+    with mpl.rc_context(RC), atomic_path(path) as tmp:
+        fig.savefig(tmp, format=fmt, dpi=dpi or RC["savefig.dpi"])
+    return path
+
+
 def save_png(fig, path: str | Path, dpi: int | None = None) -> Path:
     """Save ``fig`` as a PNG atomically and return the path."""
     from .._io import atomic_path

@@ -76,7 +76,9 @@ def sequence(input, output=None, *, metrics=("EMD", "energy", "KL", "L2"), scale
     output : path, optional
         ``.fits``, ``.parquet``, ``.csv`` or ``.ecsv`` (written atomically).
     plot : path, optional
-        PNG of the classic Sequencer figure (:func:`~serendip.sequencer.plot_sequence`).
+        The classic Sequencer figure (:func:`~serendip.sequencer.plot_sequence`), in the
+        format its extension names (``.png``, ``.pdf``, ``.svg``, ...; PNG, with ``.png``
+        added, when it has none). The path written is ``meta['plot']``.
     floor : "auto", float or None
         EMD and energy need flux >= 0 and KL flux > 0, and ingested spectra have
         noisy pixels at or below zero. ``"auto"`` (default): when a metric needs it
@@ -97,6 +99,14 @@ def sequence(input, output=None, *, metrics=("EMD", "energy", "KL", "L2"), scale
     """
     from .sequencer import Sequencer
 
+    if output is not None:  # a name that cannot be written is an error now, not after the fit
+        from .._io import check_table_path
+
+        check_table_path(output)
+    if plot is not None:
+        from ..plotting.style import figure_path
+
+        figure_path(plot)
     ids = None
     grid = None
     if isinstance(input, (str, Path)):
@@ -161,11 +171,11 @@ def sequence(input, output=None, *, metrics=("EMD", "energy", "KL", "L2"), scale
 
         write_table(tab, output)
     if plot is not None:
-        from ..plotting.style import save_png
+        from ..plotting.style import save_figure
         from .plot import plot_sequence
         from .sequencer import prepare_input
 
         flux, g, _ = prepare_input(X, grid, metrics=["L2"], check_chunks=False)  # checked by the fit
         fig, _ = plot_sequence(flux, seq.order_, seq.results_, g, elongation=seq.elongation_, xlabel=xlabel)
-        save_png(fig, plot)
+        tab.meta["plot"] = str(save_figure(fig, plot))
     return tab
