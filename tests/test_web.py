@@ -112,7 +112,7 @@ def test_bad_requests_get_clear_errors(served, tmp_path):
     with pytest.raises(ValueError, match="'id' column"):
         make_server(tmp_path / "noid.ecsv", port=0, labels=tmp_path / "l.csv")
     Table({"id": ["zzz"], "weirdness": [1.0]}).write(tmp_path / "other.ecsv")
-    with pytest.raises(ValueError, match="not in the data"):
+    with pytest.raises(ValueError, match=r"not in the data, e.g. zzz; "):
         make_server(tmp_path / "other.ecsv", tmp_path / "data.npz", port=0, labels=tmp_path / "l.csv")
     (tmp_path / "bad.csv").write_text("a,b\n1,2\n")
     with pytest.raises(ValueError, match="not a labels file"):

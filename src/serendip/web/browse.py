@@ -304,7 +304,8 @@ class BrowseState:
             lookup = {v: i for i, v in enumerate(data_ids)}
             missing = [i for i in self.ids if i not in lookup]
             if missing:
-                raise ValueError(f"{len(missing)} id(s) of the table are not in the data, e.g. {missing[:3]}; "
+                shown = ", ".join(map(str, missing[:3]))  # plain text, not a list of np.str_ reprs
+                raise ValueError(f"{len(missing)} id(s) of the table are not in the data, e.g. {shown}; "
                                  "give the INPUT the table was computed from")
             self.row_of = lookup
         self.labels = labels
