@@ -8,6 +8,7 @@ table and refuses tables that lack a needed column.
 """
 from __future__ import annotations
 
+import re
 import warnings
 from pathlib import Path
 from typing import Any
@@ -21,9 +22,19 @@ __all__ = ["read_any_table", "color_features", "resolve_bands", "select_features
 
 log = get_logger(__name__)
 
-#: Columns never used as features by default: identifiers, positions and bookkeeping.
-ID_LIKE = {"id", "objid", "specobjid", "ra", "dec", "run", "rerun", "camcol", "field", "plate", "mjd",
-           "fiberid", "fiber", "name", "index", "linearobjectid", "source_file"}
+#: Columns never used as features by default: identifiers, positions and bookkeeping. A column is
+#: matched by its whole name, case-insensitively (``DECL``, ``RAJ2000``), and so are columns whose name
+#: ends in ``objid`` or ``_id``. Sky positions are listed in their usual spellings (SDSS, OGLE, VizieR,
+#: Gaia, HEASARC); the bare ``l`` and ``b`` are not, because ``B`` is also a magnitude and ``l`` a
+#: luminosity or a multipole: name such columns yourself, or pass the features explicitly.
+ID_LIKE = {"id", "objid", "specobjid", "run", "rerun", "camcol", "field", "plate", "mjd",
+           "fiberid", "fiber", "name", "index", "linearobjectid", "source_file",
+           # equatorial positions
+           "ra", "dec", "decl", "ra_deg", "dec_deg", "radeg", "decdeg", "dedeg",
+           "ra2000", "dec2000", "raj2000", "dej2000", "decj2000", "ra_j2000", "dec_j2000", "de_j2000",
+           "_raj2000", "_dej2000", "ra_icrs", "de_icrs", "dec_icrs",
+           # galactic and ecliptic positions
+           "glon", "glat", "gal_l", "gal_b", "lii", "bii", "elon", "elat", "ecl_lon", "ecl_lat"}
 
 
 def _read_by_suffix(path: Path, name: str):
@@ -246,10 +257,121 @@ def _derived_from_target(column: str, target: str | None) -> bool:
     return first in TARGET_DERIVED_WORDS
 
 
-def _default_features(tab, target: str | None, group: str | None = None) -> list[str]:
+#: Last words of a column name that mark another encoding of the same quantity: ``LCtype_name`` and
+#: ``LCtype_code`` both name the class ``LCtype`` (see :func:`_same_quantity_name`).
+RECODING_WORDS = ("name", "names", "code", "codes", "label", "labels", "num", "number", "id", "idx", "int",
+                  "str", "string", "text", "cat", "enc", "encoded", "abbr")
+
+#: Where a column name breaks into words: any run of characters other than letters and digits, and a
+#: change from a lower-case letter or digit to an upper-case letter (``zErr`` is ``z`` + ``err``).
+_WORD_BREAK = re.compile(r"[^0-9A-Za-z]+|(?<=[a-z0-9])(?=[A-Z])")
+
+
+def _name_words(name: str) -> list[str]:
+    """The lower-case words of a column name: ``"spec_class_code"`` -> ``["spec", "class", "code"]``."""
+    return [w.lower() for w in _WORD_BREAK.split(str(name)) if w]
+
+
+def _name_stem(words: list[str]) -> list[str]:
+    """``words`` without trailing :data:`RECODING_WORDS`, keeping at least the first word."""
+    words = list(words)
+    while len(words) > 1 and words[-1] in RECODING_WORDS:
+        words.pop()
+    return words
+
+
+def _same_quantity_name(column: str, target: str | None) -> bool:
+    """Whether ``column`` is named as the target in another form (rule (a) of target leakage).
+
+    Names are compared as whole words (see :func:`_name_words`), case-insensitively. The column
+    names the target's quantity when
+
+    * its words are the leading words of the target's name (``LCtype`` for ``LCtype_name``,
+      ``spec_class`` for ``spec_class_code``, ``r`` for ``r_mag``), or
+    * it has the target's stem, the name without trailing :data:`RECODING_WORDS` (``class_code`` for
+      ``class_name``, ``class`` for ``class_name``).
+
+    Whole words avoid false positives: ``z`` is not a word of ``zmag``, ``r`` not one of
+    ``redshift``. A column that *extends* the target's name (``z_err``, ``zWarning``, ``z_mag`` for
+    the target ``z``) is another quantity here; :func:`_derived_from_target` decides about it
+    (errors and flags are left out, magnitudes kept).
+    """
+    if not target or column == target:
+        return False
+    cw, tw = _name_words(column), _name_words(target)
+    if not cw or not tw:
+        return False
+    if len(cw) < len(tw) and tw[:len(cw)] == cw:
+        return True
+    return _name_stem(cw) == _name_stem(tw)
+
+
+def _target_copies(tab, target: str, columns, task: str | None = None) -> dict[str, str]:
+    """The numeric ``columns`` that hold the target in another form, with the reason for each.
+
+    Checked on the rows where both the column and the target have a value (masked, NaN and blank
+    values are missing); a column with fewer than two such rows is never flagged.
+
+    * (c) any target: the column equals the target (numbers equal to a relative 1e-6, so that a
+      float32 copy counts);
+    * (b) a classification target (``task``, else :func:`serendip.learn.recommend.infer_task`): the
+      column is a one-to-one recoding of it, each class having exactly one value of the column and
+      each value exactly one class, with at least two classes and at least one class on two rows
+      (on a table with one row per class every column would qualify).
+
+    Returns
+    -------
+    dict
+        ``{column: why}``, in the order of ``columns``.
+    """
+    from .recommend import infer_task
+    from .train import _target_and_missing
+
+    yv, ymiss = _target_and_missing(tab[target])
+    if ymiss.all() or np.ndim(yv) != 1:
+        return {}
+    if yv.dtype.kind == "O":
+        yv = yv.astype(str)
+    if task is None:
+        try:
+            task = infer_task(yv[~ymiss])
+        except ValueError:
+            task = None
+    y_num = yv.astype(np.float64) if yv.dtype.kind in "iufb" else None
+    codes = None
+    if task == "classification":
+        codes = np.full(len(yv), -1, dtype=np.int64)
+        codes[~ymiss] = np.unique(yv[~ymiss], return_inverse=True)[1].ravel()
+    out: dict[str, str] = {}
+    for c in columns:
+        if c == target or c not in tab.colnames or tab[c].dtype.kind not in "iufb" or np.ndim(tab[c]) != 1:
+            continue
+        cv, cmiss = _target_and_missing(tab[c])
+        both = ~ymiss & ~cmiss
+        if both.sum() < 2:
+            continue
+        cb = cv[both]
+        if y_num is not None and np.allclose(cb.astype(np.float64), y_num[both], rtol=1e-6, atol=1e-12):
+            out[c] = f"equal to the target on all {int(both.sum())} rows where both have a value"
+            continue
+        if codes is None:
+            continue
+        tb = codes[both]
+        n_classes = np.unique(tb).size
+        if n_classes < 2 or tb.size <= n_classes or np.unique(cb[:1000]).size > n_classes:
+            continue  # cheap exit: a column with more values than there are classes is no recoding
+        values, inv = np.unique(cb, return_inverse=True)
+        if values.size == n_classes and np.unique(tb * values.size + inv.ravel()).size == n_classes:
+            out[c] = (f"a one-to-one recoding of its {n_classes} classes (each class has a single value "
+                      "and each value a single class)")
+    return out
+
+
+def _default_features(tab, target: str | None, group: str | None = None, task: str | None = None) -> list[str]:
     out = []
     left_out: dict[str, list[str]] = {"derived from the target": [], "the group column": [],
                                       "identifiers": [], "non-numeric or not one value per row": []}
+    leaks: dict[str, list[str]] = {}
     for c in tab.colnames:
         low = c.lower()
         if c == target:
@@ -263,14 +385,26 @@ def _default_features(tab, target: str | None, group: str | None = None) -> list
         elif tab[c].dtype.kind not in "iufb" or np.ndim(tab[c]) != 1:
             left_out["non-numeric or not one value per row"].append(c)
         else:
+            if _same_quantity_name(c, target):
+                leaks[c] = ["named like the target"]
             out.append(c)
     for why, cols in left_out.items():
         if cols:
             what = f"{why} {target!r}" if why == "derived from the target" else why
             log.info("not used as features by default (%s): %s", what, cols)
+    if target is not None:
+        for c, why in _target_copies(tab, target, out, task).items():
+            leaks.setdefault(c, []).append(why)
+    if leaks:
+        out = [c for c in out if c not in leaks]
+        log.warning("not used as features by default, because each looks like the target %r in another form "
+                    "(a model would learn the answer from it, not from the data): %s; name them in "
+                    "features=[...] (CLI: --features) to use them anyway", target,
+                    "; ".join(f"{c!r}: {', '.join(why)}" for c, why in leaks.items()))
     if not out:
+        extra = f"; {list(leaks)} were left out as the target in another form" if leaks else ""
         raise ValueError(f"no numeric feature columns found; name them with features=[...] "
-                         f"(columns: {tab.colnames})")
+                         f"(columns: {tab.colnames}){extra}")
     return out
 
 
@@ -291,7 +425,7 @@ def _column(tab, name: str):
 
 
 def select_features(tab, target: str | None = None, features=None, colors: str | None = None,
-                    group: str | None = None):
+                    group: str | None = None, task: str | None = None):
     """Build the feature table (and target) from a table.
 
     Parameters
@@ -302,8 +436,13 @@ def select_features(tab, target: str | None = None, features=None, colors: str |
     features : list of str, optional
         Feature columns. Default: every numeric column except the target, columns derived from it
         (its error, warning or flag columns such as ``z_err``, ``zErr``, ``zWarning``; but not
-        ``z_mag``), ``group`` and identifier-like columns (``ID_LIKE``), unless ``colors`` is given.
-        What is left out, and why, is logged.
+        ``z_mag``), ``group``, identifier-like columns (``ID_LIKE``) and columns that look like the
+        target in another form (target leakage), unless ``colors`` is given. The last are those
+        named as the target (``LCtype`` or ``LCtype_code`` for ``LCtype_name``: whole words of the
+        name, see ``_same_quantity_name``), those equal to the target, and, for a classification
+        target, one-to-one recodings of its classes; they are left out with a logged warning.
+        Other exclusions are logged at INFO level. Named features are always used, but a warning
+        is logged for those equal to the target or recoding its classes.
     colors : str, optional
         Bands for adjacent colours plus the ``r`` (or middle) magnitude, e.g. ``"ugriz"``;
         ``features`` are appended after them. Each band's magnitude column is an explicit name
@@ -312,6 +451,9 @@ def select_features(tab, target: str | None = None, features=None, colors: str |
         columns used are recorded in the recipe (``recipe["bands"]``).
     group : str, optional
         Column of group labels; never a default feature.
+    task : {"classification", "regression"}, optional
+        How the target will be learnt, for the leakage checks; default: inferred from the target
+        (:func:`serendip.learn.recommend.infer_task`).
 
     Returns
     -------
@@ -327,12 +469,19 @@ def select_features(tab, target: str | None = None, features=None, colors: str |
         ref = "r" if "r" in colors else colors[len(colors) // 2]
         recipe.update({"colors": colors, "reference": ref,
                        "bands": resolve_bands(tab, colors.strip(), exclude=(target,))})
-    feats = list(features) if features else ([] if colors else _default_features(tab, target, group))
+    feats = list(features) if features else ([] if colors else _default_features(tab, target, group, task))
     if target in feats:
         raise ValueError(f"the target {target!r} is also listed as a feature")
     absent = [f for f in feats if f not in tab.colnames]
     if absent:  # named by the caller, not by a model: say so (apply_recipe's message is about models)
         raise ValueError(f"no feature column(s) {absent} in the table; columns are {tab.colnames}")
+    if features and target is not None:
+        copies = _target_copies(tab, target, feats, task)
+        if copies:
+            log.warning("feature(s) %s look like the target %r in another form (%s): they are used because "
+                        "they were named, but a model would learn the answer from them; drop them unless "
+                        "they are really known before the target", list(copies), target,
+                        "; ".join(f"{c!r}: {why}" for c, why in copies.items()))
     recipe["features"] = feats
     X = apply_recipe(tab, recipe)
     y = _column(tab, target) if target is not None else None
@@ -370,7 +519,7 @@ def recommend_table(path, target: str, *, features=None, colors: str | None = No
     from .recommend import recommend
 
     tab = read_any_table(path, query=query)
-    X, y, _ = select_features(tab, target, features, colors)
+    X, y, _ = select_features(tab, target, features, colors, task=task)
     # recommend leaves out the rows whose target is missing (masked, NaN, empty), as train drops them
     return recommend(np.empty((len(y), len(X.colnames))), y, task=task, raw=raw)
 
@@ -418,7 +567,7 @@ def train_table(path, target: str, output=None, *, features=None, colors: str | 
     tab = read_any_table(path, query=query)
     if group is not None and group not in tab.colnames:
         raise ValueError(f"no group column {group!r} in the table; columns are {tab.colnames}")
-    X, y, recipe = select_features(tab, target, features, colors, group=group)
+    X, y, recipe = select_features(tab, target, features, colors, group=group, task=train_kwargs.get("task"))
     groups = _column(tab, group) if group else None
     with warnings.catch_warnings(record=True) as caught:  # kept for the report, then shown as usual
         warnings.simplefilter("always")
