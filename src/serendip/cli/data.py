@@ -52,7 +52,8 @@ def register(subparsers) -> None:
     p.add_argument("--z-column", default="z", metavar="COL",
                    help="metadata column holding each object's redshift, for the rest-frame shift (default: z)")
     p.add_argument("--min-good-fraction", type=float, default=0.2, metavar="F",
-                   help="reject a spectrum with fewer usable pixels than this fraction after masking (default 0.2)")
+                   help="reject a spectrum whose usable data cover less than this fraction of the output grid "
+                        "(after the rest-frame shift and resampling), or of its own pixels (default 0.2)")
     ex = p.add_mutually_exclusive_group()
     ex.add_argument("--overwrite", action="store_true", help="rebuild STORE if it exists")
     ex.add_argument("--append", action="store_true",

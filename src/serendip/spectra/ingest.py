@@ -5,15 +5,20 @@ in this order)::
 
     read_spectra -> mask_pixels (observed frame) -> reject unusable objects
       -> signal_to_noise -> deredshift + resample (one vectorised pass per block)
-      -> normalize -> fill_masked -> SpectraStore.append
+      -> reject objects that cover too little of the grid -> normalize -> fill_masked
+      -> SpectraStore.append
 
 Bad inputs never stop a run: a file that is not FITS, is truncated, lacks an
 HDU, has no finite pixel, has a redshift column that is not numeric (``N/A``)
 or a metadata column that cannot be stored with the other files' (text in
 ``z``, ``ra``, ...; see "Metadata types" in :mod:`serendip.spectra.store`),
-or is an exact duplicate of another input (same SHA-256), and an object with
-no redshift (in the rest frame), too few usable pixels, no overlap with the
-grid, or the id of a spectrum already stored (the same spectrum reached twice,
+lacks the redshift column (in the rest frame; the reason names the column and
+the similar ones the file has), or is an exact duplicate of another input
+(same SHA-256), and an object with no redshift (in the rest frame), too few
+usable pixels of its own, no overlap with the grid, usable data over less than
+``min_good_fraction`` of the output grid (e.g. a z = 1.5 quasar that reaches
+only the blue end of a 3700–7000 Å rest-frame grid), or the id of a spectrum
+already stored (the same spectrum reached twice,
 e.g. one SDSS plate-MJD-fiber in two files: the first one stored is kept), is
 skipped and listed with its reason in the store's ``rejected`` table and in
 ``<store stem>.rejected.csv`` next to the store. :func:`ingest` raises only
@@ -40,6 +45,7 @@ the data are neither smoothed nor invented.
 """
 from __future__ import annotations
 
+import difflib
 import glob as _glob
 import hashlib
 import os
@@ -226,6 +232,109 @@ def _usable(s: Spectra) -> np.ndarray:
 #: Private metadata column carrying the redshift that resampling removes (0 for rest-frame inputs).
 _Z_SHIFT = "_serendip_z_shift"
 
+#: Words in a column name that mark it as something other than a redshift (``z_err``, ``zwarning``).
+_NOT_A_REDSHIFT = ("err", "warn", "flag", "sig", "ivar", "conf")
+
+
+def _similar_columns(name: str, columns) -> list[str]:
+    """Columns that may be the one meant by ``name``: the same name in another case, close spellings,
+    and names that look like a redshift (``z``, ``Z_NOQSO``, ``redshift_best``, ``zspec``)."""
+    columns = [str(c) for c in columns]
+    lower = {c.lower(): c for c in columns}
+    found = [c for c in columns if c.lower() == name.lower()]
+    found += [lower[m] for m in difflib.get_close_matches(name.lower(), list(lower), n=3, cutoff=0.6)]
+    for c in columns:
+        low = c.lower()
+        looks = (low in ("z", "redshift") or low.startswith(("z_", "zspec", "zbest", "zphot", "redshift"))
+                 or low.endswith(("_z", "redshift")))
+        if looks and not any(word in low for word in _NOT_A_REDSHIFT):
+            found.append(c)
+    out: list[str] = []
+    for c in found:
+        if c != name and c not in out:
+            out.append(c)
+    return out
+
+
+def _missing_z_column(s: Spectra, z_column: str) -> str:
+    """Why a file without the redshift column cannot be put in the rest frame: the column asked for,
+    where it was looked for, the columns that are there and those that look like a redshift.
+
+    The text does not name the file (the rejection row does), so that files failing for the same
+    reason share one reason and the summaries can say so.
+    """
+    fmt = next((h.get("params", {}).get("format") for h in s.history if h.get("step") == "read"), None)
+    where = f"the object metadata the {fmt!r} reader made from the file" if fmt else "the file's object metadata"
+    cols = [c for c in s.meta.colnames if c not in ("source_path", "sha256", _Z_SHIFT)]
+    shown = ", ".join(cols[:20]) + (f", … ({len(cols)} in all)" if len(cols) > 20 else "")
+    similar = _similar_columns(z_column, cols)
+    hint = (f"; similar column{'s' if len(similar) > 1 else ''}: {', '.join(map(repr, similar))}" if similar
+            else "; none of them looks like a redshift")
+    return (f"redshift column {z_column!r} not found (looked for it in {where}, whose columns are: "
+            f"{shown or 'none'}{hint}); name the right column with z_column (CLI: --z-column), or keep the "
+            "observed frame with rest_frame=False (CLI: --no-rest-frame)")
+
+
+def _failure_digest(failures) -> str:
+    """A short account of ``(file name, reason)`` pairs for an error message.
+
+    When every failure has the same reason, it is given once with the count (``all 32 failed for the
+    same reason (e.g. ...): ...``); otherwise the most common reasons are listed, each with its count and a file.
+    """
+    failures = list(failures)
+    if not failures:
+        return ""
+    by_reason: dict[str, list[str]] = {}
+    for name, reason in failures:
+        by_reason.setdefault(str(reason), []).append(str(name))
+    if len(by_reason) == 1:
+        (reason, names), = by_reason.items()
+        eg = ", ".join(names[:3]) + (", …" if len(names) > 3 else "")
+        if len(names) == 1:
+            return f"{names[0]}: {reason}"
+        return f"all {len(names)} failed for the same reason (e.g. {eg}): {reason}"
+    ranked = sorted(by_reason.items(), key=lambda kv: -len(kv[1]))
+    parts = [f"{names[0]}: {reason}" if len(names) == 1 else f"{len(names)} × {reason} (e.g. {names[0]})"
+             for reason, names in ranked[:3]]
+    more = len(ranked) - 3
+    return "; ".join(parts) + (f"; and {more} other reason{'s' if more > 1 else ''}" if more > 0 else "")
+
+
+def _thin_coverage(block: Spectra, min_good_fraction: float, grid_info: dict,
+                   rest_frame: bool) -> tuple[np.ndarray, list[str]]:
+    """Rows of a resampled block whose usable pixels cover less than ``min_good_fraction`` of the grid.
+
+    Parameters
+    ----------
+    block : Spectra
+        On the output grid (after de-redshifting and resampling, before normalising and filling).
+    min_good_fraction : float
+        The smallest fraction of the output grid's pixels that must hold usable data (unmasked,
+        ``ivar > 0``, i.e. inside the spectrum's range and well covered by good input pixels).
+    grid_info : dict
+        The grid's ``wmin`` and ``wmax`` (Å), for the reason.
+    rest_frame : bool
+        Whether the grid is in the rest frame, for the reason.
+
+    Returns
+    -------
+    drop : ndarray of bool
+    reasons : list of str
+        One per row (empty where kept), giving the coverage, where the usable data lie and the threshold.
+    """
+    use = _usable(block)
+    frac = use.mean(axis=1)
+    drop = frac < min_good_fraction
+    w = block.wavelength.value
+    frame = "rest-frame " if rest_frame else ""
+    reasons = [""] * len(block)
+    for k in np.flatnonzero(drop):
+        on = np.flatnonzero(use[k])
+        data = f"usable data only in {w[on[0]]:.0f}–{w[on[-1]]:.0f} Å" if on.size else "no usable data"
+        reasons[k] = (f"covers only {100 * frac[k]:.1f}% of the {frame}output grid {grid_info['wmin']:.0f}–"
+                      f"{grid_info['wmax']:.0f} Å ({data}); min_good_fraction is {min_good_fraction:g}")
+    return drop, reasons
+
 
 def _redshifts(meta: Table, z_column: str) -> np.ndarray:
     """The redshifts as floats (NaN where missing or blank).
@@ -303,17 +412,23 @@ def default_grid(files, *, kind: str = "log", wmin=None, wmax=None, npix=None, r
             s.mask, s.ivar, _ = _mask_core(s, mask_bits, False, 4.0, SKY_LINES)
             # spectra whose history has a deredshift step are already in the rest frame: no shift
             shift = rest_frame and not _has_step(s, "deredshift")
+            if shift and z_column not in s.meta.colnames:
+                raise ValueError(_missing_z_column(s, z_column))
             z = _redshifts(s.meta, z_column) if shift else np.zeros(len(s))
         except (SpectraReadError, ValueError, OSError) as exc:
-            failures.append(f"{Path(f).name}: {getattr(exc, 'reason', exc)}")
+            failures.append((Path(f).name, str(getattr(exc, "reason", exc))))
             continue
         w = s.wavelength.value
         use = _usable(s)
         has = use.any(axis=1)
+        if not has.any():
+            failures.append((Path(f).name, "no usable pixel after masking"))
+            continue
         if rest_frame:
             has &= np.isfinite(z) & (z > -1)
         if not has.any():
-            failures.append(f"{Path(f).name}: no usable pixels" + (" or no redshift" if rest_frame else ""))
+            failures.append((Path(f).name, f"no redshift: the {z_column!r} column is NaN, blank or not above -1 "
+                                           "for every object with usable pixels"))
             continue
         first = np.argmax(use, axis=1)
         last = w.size - 1 - np.argmax(use[:, ::-1], axis=1)
@@ -324,7 +439,7 @@ def default_grid(files, *, kind: str = "log", wmin=None, wmax=None, npix=None, r
                      else (w[-1] - w[0]) / (w.size - 1))
     if not los:
         raise ValueError(f"nothing could be read from {len(files)} input file(s)"
-                         + (f" (e.g. {'; '.join(failures[:3])})" if failures else ""))
+                         + (f" to choose the grid: {_failure_digest(failures)}" if failures else ""))
     lo = np.sort(np.concatenate(los))
     hi = np.sort(np.concatenate(his))
     n = lo.size
@@ -462,7 +577,14 @@ def ingest(inputs, output, grid="log", wmin=None, wmax=None, npix=None, rest_fra
         by hash. The inputs and settings must be those of the interrupted run
         (otherwise :class:`~serendip.spectra.store.ResumeMismatchError`).
     min_good_fraction : float
-        Reject objects with fewer usable native pixels after masking (a fraction in [0, 1]).
+        A fraction in [0, 1]. Reject an object whose usable data (unmasked pixels with
+        ``ivar > 0``, inside its wavelength range) cover less than this fraction of the
+        *output grid*'s pixels after de-redshifting and resampling: e.g. a z = 1.5 quasar
+        that reaches only 3700–4131 Å of a 3700–7000 Å rest-frame grid (13 %) is rejected,
+        instead of being stored with 87 % of its pixels filled in. The same fraction of the
+        file's own pixels must be usable after masking, before resampling (a mostly masked
+        spectrum is rejected even where the grid is narrow). The reason of each rejection
+        gives the fraction found.
     min_coverage : float
         See :func:`serendip.spectra.resample`.
     coverage_fraction, grid_sample : float, int
@@ -629,6 +751,9 @@ def ingest(inputs, output, grid="log", wmin=None, wmax=None, npix=None, rest_fra
             block = drop_rows(block, ~_usable(block).any(axis=1),
                               "no usable pixel on the output grid (no overlap with "
                               f"{grid_info['wmin']:.0f}–{grid_info['wmax']:.0f} Å)")
+            if len(block):  # min_good_fraction of the OUTPUT grid, before normalising and filling the rest
+                thin, reasons = _thin_coverage(block, float(min_good_fraction), grid_info, rest_frame)
+                block = drop_rows(block, thin, reasons)
             if normalize is not None and len(block):
                 block = _normalize(block, method=normalize, window=norm_window)
                 block = drop_rows(block, ~np.isfinite(np.asarray(block.meta["norm"], dtype=float)),
@@ -666,10 +791,12 @@ def ingest(inputs, output, grid="log", wmin=None, wmax=None, npix=None, rest_fra
             s.history.append({"step": "mask_pixels", "params": mask_params})
             frac = _usable(s).mean(axis=1)
             ok = frac >= min_good_fraction
-            reasons = [f"only {100 * f:.1f}% of pixels usable after masking (minimum "
-                       f"{100 * min_good_fraction:.0f}%)" for f in frac]
+            reasons = [f"only {100 * f:.1f}% of pixels usable after masking (of the file's own pixels, before "
+                       f"resampling; minimum {100 * min_good_fraction:.0f}%)" for f in frac]
             already_rest = _has_step(s, "deredshift")
             if rest_frame:
+                if z_column not in s.meta.colnames and not already_rest:  # rejects the file, naming the column
+                    raise ValueError(_missing_z_column(s, z_column))
                 z = _redshifts(s.meta, z_column)  # a non-numeric z rejects the file, naming the values
                 no_z = ~(np.isfinite(z) & (z > -1)) & (not already_rest)
                 for k in np.flatnonzero(no_z):
@@ -762,9 +889,9 @@ def ingest(inputs, output, grid="log", wmin=None, wmax=None, npix=None, rest_fra
         store.forget_rejected(sha256s=retried, files=considered, pairs=copies, before=n_rej0)
         n_read = store.n_objects - n_before
         if store.n_objects == 0:
-            first = "; ".join(f"{Path(r['file']).name}: {r['reason']}" for r in new_rejected[:3])
+            digest = _failure_digest((Path(r["file"]).name, r["reason"]) for r in new_rejected)
             raise ValueError(f"nothing could be read from {len(files)} input file(s); {len(new_rejected)} rejected"
-                             + (f" (e.g. {first})" if first else ""))
+                             + (f": {digest}" if digest else ""))
         if duplicate_ids:
             log.warning("%d spectra were skipped because a spectrum with the same id was already stored: %s%s",
                         len(duplicate_ids), ", ".join(duplicate_ids[:10]), ", …" if len(duplicate_ids) > 10 else "")
