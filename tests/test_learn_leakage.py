@@ -175,3 +175,17 @@ def test_linear_lctype_is_not_a_default_feature_for_lctype_name(shared_data, cap
     assert X.colnames == ["ug", "gi", "iK", "JK", "logP", "Ampl", "skew", "kurt", "magMed", "nObs"]
     (msg,) = _leak_warnings(caplog)
     assert "'LCtype'" in msg and "named like the target" in msg and "one-to-one recoding of its 5 classes" in msg
+
+
+def test_a_row_filter_on_a_keyword_column_says_to_quote_it():
+    """The DR14 table's class column is literally `class`: pandas refused "class == 'GALAXY'" with a
+    numexpr message that did not say how to write it."""
+    import pytest
+    from astropy.table import Table
+
+    from serendip.learn.tables import row_filter
+
+    tab = Table({"class": ["GALAXY", "STAR", "QSO"], "r": [17.0, 18.0, 19.0]})
+    with pytest.raises(ValueError, match=r"quoted in backticks, e.g. `class` == 'GALAXY'"):
+        row_filter(tab, "class == 'GALAXY'")
+    assert list(row_filter(tab, "`class` == 'GALAXY'")) == [True, False, False]

@@ -103,7 +103,12 @@ def row_filter(tab, query: str, path="the table"):
     try:
         keep = df.eval(query)
     except Exception as exc:
-        raise ValueError(f"could not apply the row filter {query!r} to {path}: {exc}") from exc
+        import keyword
+
+        odd = [c for c in df.columns if keyword.iskeyword(str(c)) or not str(c).isidentifier()]
+        hint = (f"; a column whose name is a Python keyword or not a plain name ({', '.join(map(repr, odd[:5]))}) "
+                f"must be quoted in backticks, e.g. `{odd[0]}` == 'GALAXY'" if odd else "")
+        raise ValueError(f"could not apply the row filter {query!r} to {path}: {exc}{hint}") from exc
     if str(getattr(keep, "dtype", "")) == "boolean":  # a comparison on a column with missing values
         keep = keep.fillna(False)
     keep = np.asarray(keep)
