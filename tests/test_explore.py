@@ -553,3 +553,30 @@ def test_hdbscan_neighbours_are_capped(monkeypatch):
     assert seen["min_cluster_size"] == 60 and seen["min_samples"] == 50
     cluster(X[:2000], min_samples=7)
     assert seen["min_samples"] == 7
+
+
+def test_dense_precomputed_matrix_is_read_in_row_blocks():
+    """A user's N x N matrix was copied two or three times more (|D|, 1 - S, clip, copy, a full
+    argpartition); now only a block of rows is converted at a time, with the same neighbours."""
+    import tracemalloc
+
+    rng = np.random.default_rng(0)
+    n = 2500
+    X = rng.normal(size=(n, 4))
+    sq = (X ** 2).sum(axis=1)
+    D = np.sqrt(np.clip(sq[:, None] + sq[None, :] - 2 * X @ X.T, 0, None))
+    np.fill_diagonal(D, 0.0)
+    S = 1.0 - D / D.max()
+    for matrix, kind in ((D, "distance"), (S, "similarity")):
+        tracemalloc.start()
+        try:
+            idx, dist = knn_from_precomputed(matrix, n_objects=n, n_neighbors=7)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert peak < 0.5 * matrix.nbytes, kind
+        plain = (D if kind == "distance" else np.clip(1.0 - S, 0, None)).copy()
+        np.fill_diagonal(plain, np.inf)
+        want = np.argsort(plain, axis=1, kind="stable")[:, :7]
+        assert np.array_equal(idx, want)
+        assert np.allclose(dist, np.take_along_axis(plain, want, axis=1))

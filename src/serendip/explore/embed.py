@@ -106,9 +106,7 @@ def knn_from_precomputed(precomputed, n_objects: int | None = None, *, precomput
     arr = np.asarray(precomputed)
     if arr.ndim == 2 and arr.shape[0] == arr.shape[1] and arr.dtype.kind in "fiu":
         kind = _dense_kind(arr) if precomputed_kind == "auto" else precomputed_kind
-        if kind == "similarity":
-            arr = np.clip(1.0 - np.asarray(arr, dtype=np.float64), 0.0, None)
-        return _knn_from_dense(arr, n_objects, n_neighbors)
+        return _knn_from_dense(arr, n_objects, n_neighbors, similarity=kind == "similarity")
     raise ValueError(
         "precomputed must be a sparse (N, N) distance graph, a tuple (indices, distances_or_similarities) "
         f"of (N, k) arrays, a square (N, N) distance matrix or a fitted model with most_similar(); got "
@@ -125,7 +123,7 @@ def _dense_kind(arr) -> str:
     """A square matrix's kind: zeros on the diagonal is distances; a diagonal that is each row's
     largest value (1 for URF similarities) is similarities; anything else is ambiguous."""
     diag = np.diagonal(arr).astype(np.float64)
-    scale = float(np.max(np.abs(arr))) if arr.size else 0.0
+    scale = max(float(np.max(arr)), -float(np.min(arr))) if arr.size else 0.0  # max |a| without an N x N copy
     if np.all(np.abs(diag) <= 1e-12 * max(scale, 1e-300)):  # zero up to round-off (cdist's cosine gives 2e-16)
         return "distance"
     if np.all(diag > 0) and np.all(np.max(arr, axis=1) <= diag):
@@ -216,18 +214,37 @@ def _knn_from_lists(indices, values, n_objects, kind):
     return _knn_from_triplets(rows[present], indices[present], dist[present], n, fill=fill)
 
 
-def _knn_from_dense(dist, n_objects, k):
-    n = dist.shape[0]
+#: Rows of a dense precomputed matrix converted at a time (the caller's matrix is never copied whole).
+_DENSE_BLOCK_ROWS = 256
+
+
+def _knn_from_dense(matrix, n_objects, k, similarity=False):
+    """Each row's ``k`` nearest other objects of a square matrix, in row blocks.
+
+    ``similarity`` reads the matrix as similarities (distance ``max(1 - S, 0)``). Only one block
+    of rows is converted at a time, so the memory beyond the caller's N x N matrix is
+    ``_DENSE_BLOCK_ROWS`` x N.
+    """
+    n = matrix.shape[0]
     _check_n(n, n_objects, "distance matrix")
     k = min(k, n - 1)
-    dist = np.asarray(dist, dtype=np.float64).copy()
-    if not np.all(np.isfinite(dist)) or np.any(dist < 0):
-        raise ValueError("a precomputed distance matrix must hold finite, non-negative distances")
-    np.fill_diagonal(dist, np.inf)
-    part = np.argpartition(dist, k - 1, axis=1)[:, :k]
-    d = np.take_along_axis(dist, part, axis=1)
-    order = np.argsort(d, axis=1, kind="stable")
-    return np.take_along_axis(part, order, axis=1).astype(np.int64), np.take_along_axis(d, order, axis=1)
+    indices = np.empty((n, k), dtype=np.int64)
+    distances = np.empty((n, k))
+    for a in range(0, n, _DENSE_BLOCK_ROWS):
+        b = min(a + _DENSE_BLOCK_ROWS, n)
+        block = np.array(matrix[a:b], dtype=np.float64)  # a copy: the caller's matrix is left as it is
+        if similarity:
+            np.subtract(1.0, block, out=block)
+            np.clip(block, 0.0, None, out=block)
+        if not np.all(np.isfinite(block)) or np.any(block < 0):
+            raise ValueError("a precomputed distance matrix must hold finite, non-negative distances")
+        block[np.arange(b - a), np.arange(a, b)] = np.inf  # never one's own neighbour
+        part = np.argpartition(block, k - 1, axis=1)[:, :k]
+        d = np.take_along_axis(block, part, axis=1)
+        order = np.argsort(d, axis=1, kind="stable")
+        indices[a:b] = np.take_along_axis(part, order, axis=1)
+        distances[a:b] = np.take_along_axis(d, order, axis=1)
+    return indices, distances
 
 
 def knn_graph(indices: np.ndarray, distances: np.ndarray, *, include_self: bool = False) -> sp.csr_matrix:
