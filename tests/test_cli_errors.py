@@ -184,3 +184,13 @@ def test_sequence_figure_follows_its_extension(tmp_path, capsys):
     assert (tmp_path / "s3.png").read_bytes()[:4] == b"\x89PNG" and "s3.png" in capsys.readouterr().out
     assert main(["-q", "sequence", str(data), "-o", out, "--plot", str(tmp_path / "s.txt")]) == 2
     assert "not a figure format" in capsys.readouterr().err
+
+
+def test_errors_reached_from_the_cli_name_the_cli_options(tmp_path, capsys):
+    """Messages named only Python parameters (test_size=..., top=...), which a CLI user cannot set."""
+    table = tmp_path / "t.csv"
+    rng = np.random.default_rng(0)
+    table.write_text("a,b,y\n" + "".join(f"{x:.3f},{z:.3f},{x + z:.3f}\n" for x, z in rng.normal(size=(40, 2))))
+    assert main(["-q", "learn", "train", str(table), "--target", "y", "--test-size", "1.5",
+                 "-o", str(tmp_path / "m.joblib")]) == 2
+    assert "--test-size" in capsys.readouterr().err

@@ -120,9 +120,9 @@ def test_recommend_takes_tables_as_train_does(rng):
 def test_recommend_refuses_regression_on_class_names_as_train_does(rng):
     X = rng.normal(size=(200, 3))
     y = np.where(X[:, 0] > 0, "GALAXY", "STAR")
-    with pytest.raises(ValueError, match="task='regression' needs a numeric target"):
+    with pytest.raises(ValueError, match=r"task='regression' \(CLI: --task regression\) needs a numeric target"):
         recommend(X, y, task="regression")
-    with pytest.raises(ValueError, match="task='regression' needs a numeric target"):
+    with pytest.raises(ValueError, match=r"task='regression' \(CLI: --task regression\) needs a numeric target"):
         train(X, y, task="regression", algorithm="rf", **FAST)
     assert recommend(X, (X[:, 0] > 0).astype(int), task="regression")  # numbers are fine
 

@@ -424,7 +424,7 @@ def _umap_min_objects(n: int, n_components: int, init, what: str) -> None:
     if (init is None or (isinstance(init, str) and init == "spectral")) and n < need:
         raise ValueError(f"UMAP with n_components={n_components} needs at least {need} objects "
                          f"(n_components + 2, for its spectral initialisation); {what} has {n}. Use more "
-                         "objects, method='pca', or init='random'")
+                         "objects or method='pca' (CLI: --method pca); from Python, init='random' also works")
 
 
 def _umap(X, knn, n_components, metric, n_neighbors, random_state, progress, **kwargs):

@@ -169,7 +169,7 @@ def recommend(X, y, task: str | None = None, raw: bool = False) -> list[Recommen
         try:
             np.asarray(y).astype(np.float64)
         except (TypeError, ValueError):
-            raise ValueError(f"task='regression' needs a numeric target, but the target has non-numeric values "
+            raise ValueError(f"task='regression' (CLI: --task regression) needs a numeric target, but the target has non-numeric values "
                              f"such as {str(y[0])!r}; use task='classification' for classes") from None
 
     min_class, imbalance = n, 1.0

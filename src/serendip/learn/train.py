@@ -952,7 +952,7 @@ def _train(X, y, algorithm, task, *, test_size, groups, cv, random_state, n_jobs
             raise ValueError(f"groups has {groups.shape[0]} values but y has {len(np.asarray(y))}")
         groups = groups[keep]
     if not 0 < test_size < 1:
-        raise ValueError(f"test_size must be between 0 and 1, got {test_size}")
+        raise ValueError(f"test_size (CLI: --test-size) must be between 0 and 1, got {test_size}")
     if cv < 2:
         raise ValueError(f"cv must be at least 2 folds, got {cv}")
     if search_max_rows is not None and search_max_rows < 2 * cv:
@@ -987,7 +987,7 @@ def _train(X, y, algorithm, task, *, test_size, groups, cv, random_state, n_jobs
         try:
             ya = ya.astype(np.float64)
         except ValueError:
-            raise ValueError(f"task='regression' needs a numeric target, but the target has non-numeric values "
+            raise ValueError(f"task='regression' (CLI: --task regression) needs a numeric target, but the target has non-numeric values "
                              f"such as {str(ya[0])!r}; use task='classification' for classes") from None
         if np.ptp(ya) == 0:
             where = f" {target_name!r}" if target_name else ""

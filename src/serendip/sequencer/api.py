@@ -140,7 +140,7 @@ def sequence(input, output=None, *, metrics=("EMD", "energy", "KL", "L2"), scale
             flux = np.maximum(flux, value)
             floor_used = value
             log.info("sequence: %d of %d flux values raised to the floor %.3g (EMD, energy and KL need positive "
-                     "flux; floor=None turns this off)", n_clipped, flux.size, value)
+                     "flux; floor=None, CLI --floor none, turns this off)", n_clipped, flux.size, value)
             if n_clipped > _CLIP_WARN_FRACTION * flux.size:
                 log.warning("sequence: the floor %.3g raised %.0f%% of all flux values; the spectra are then "
                             "shaped by the floor, not the data: check the input (negative continuum? wrong "

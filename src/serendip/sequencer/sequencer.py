@@ -178,8 +178,8 @@ def zero_sum_chunks(flux: np.ndarray, scales):
                 yield s, ci, a, b, zero
 
 
-_SCALES_FIX = "Pass a non-empty list of positive whole numbers of chunks, e.g. scales=[1, 2, 4], or scales=None " \
-              "for the default"
+_SCALES_FIX = "Pass a non-empty list of positive whole numbers of chunks, e.g. scales=[1, 2, 4] (CLI: --scales " \
+              "1,2,4), or scales=None (no --scales) for the default"
 
 
 def _check_scales(scales) -> list[int]:

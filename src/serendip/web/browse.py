@@ -91,7 +91,7 @@ def _check_top(top):
     if isinstance(top, bool) or not isinstance(top, numbers.Integral):
         raise ValueError(f"top must be a whole number of rows (0 or None = all); got {top!r}")
     if top < 0:
-        raise ValueError(f"top must be >= 0 (0 or None = all rows); got {top}")
+        raise ValueError(f"top must be >= 0 (0 or None = all rows; CLI: --top 0); got {top}")
     return None if top == 0 else int(top)
 
 
