@@ -194,3 +194,11 @@ def test_errors_reached_from_the_cli_name_the_cli_options(tmp_path, capsys):
     assert main(["-q", "learn", "train", str(table), "--target", "y", "--test-size", "1.5",
                  "-o", str(tmp_path / "m.joblib")]) == 2
     assert "--test-size" in capsys.readouterr().err
+
+
+def test_learn_predict_checks_its_output_name_before_loading(tmp_path, capsys):
+    missing_model = tmp_path / "nothing.skops"  # not even read: the output name is refused first
+    table = tmp_path / "t.csv"
+    table.write_text("a\n1\n")
+    assert main(["-q", "learn", "predict", str(missing_model), str(table), "-o", str(tmp_path / "p.txt")]) == 2
+    assert "cannot tell the table format of" in capsys.readouterr().err

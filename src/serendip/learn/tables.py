@@ -628,9 +628,10 @@ def predict_table(model_path, table_path, output, *, trusted: bool | list = Fals
     """
     from astropy.table import Table
 
-    from .._io import file_sha256, write_table
+    from .._io import check_table_path, file_sha256, write_table
     from .persist import load_model
 
+    check_table_path(output)  # before loading and predicting
     saved = load_model(model_path, trusted=trusted)
     tab = read_any_table(table_path)
     rows = np.arange(len(tab))
