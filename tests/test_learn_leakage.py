@@ -109,7 +109,8 @@ def test_the_task_decides_whether_recodings_are_checked():
     """30 integer classes look like a regression target; task='classification' says they are classes."""
     rng = np.random.default_rng(4)
     y = np.repeat(np.arange(30), 4)
-    tab = Table({"a": rng.normal(size=y.size), "code": 100 + 3 * y, "y": y})
+    code = 100 + 3 * rng.permutation(30)[y]  # one code per class, in no order
+    tab = Table({"a": rng.normal(size=y.size), "code": code, "y": y})
     assert select_features(tab, "y")[0].colnames == ["a", "code"]  # a regression target: not a copy
     assert select_features(tab, "y", task="classification")[0].colnames == ["a"]
 
@@ -189,3 +190,22 @@ def test_a_row_filter_on_a_keyword_column_says_to_quote_it():
     with pytest.raises(ValueError, match=r"quoted in backticks, e.g. `class` == 'GALAXY'"):
         row_filter(tab, "class == 'GALAXY'")
     assert list(row_filter(tab, "`class` == 'GALAXY'")) == [True, False, False]
+
+
+def test_a_transformed_copy_of_a_regression_target_is_left_out(caplog):
+    """A velocity c*z or log z beside the target z gave the answer away (rule (c) only caught equality)."""
+    import logging
+
+    import numpy as np
+    from astropy.table import Table
+
+    from serendip.learn.tables import select_features
+
+    rng = np.random.default_rng(0)
+    z = rng.uniform(0.01, 0.5, 300)
+    tab = Table({"u_g": rng.normal(size=300) + z, "velocity": 299792.458 * z, "neg_log_z": -np.log10(z),
+                 "near_z": z + rng.normal(0, 1e-3, 300), "z": z})
+    with caplog.at_level(logging.WARNING, logger="serendip"):
+        X, _, _ = select_features(tab, "z")
+    assert X.colnames == ["u_g", "near_z"]  # a noisy measurement that tracks z is still a feature
+    assert "velocity" in caplog.text and "monotone" in caplog.text

@@ -311,6 +311,25 @@ def _same_quantity_name(column: str, target: str | None) -> bool:
     return _name_stem(cw) == _name_stem(tw)
 
 
+#: A regression target's transformed copy is only looked for on at least this many rows.
+_MONOTONE_MIN_ROWS = 20
+
+
+def _strictly_monotone_in(x: np.ndarray, y: np.ndarray) -> bool:
+    """Whether ``x`` is a strictly increasing or decreasing function of ``y`` (with at least 3 distinct
+    values): sorted by ``y``, ``x`` never ties where ``y`` changes and always moves the same way."""
+    order = np.argsort(y, kind="stable")
+    ys, xs = y[order], x[order]
+    step = np.diff(ys) > 0
+    if step.sum() < 2:
+        return False
+    same_y = ~step
+    if np.any(xs[1:][same_y] != xs[:-1][same_y]):  # one target value, two column values: not a function
+        return False
+    dx = np.diff(xs)[step]
+    return bool(np.all(dx > 0) or np.all(dx < 0))
+
+
 def _target_copies(tab, target: str, columns, task: str | None = None) -> dict[str, str]:
     """The numeric ``columns`` that hold the target in another form, with the reason for each.
 
@@ -318,7 +337,9 @@ def _target_copies(tab, target: str, columns, task: str | None = None) -> dict[s
     values are missing); a column with fewer than two such rows is never flagged.
 
     * (c) any target: the column equals the target (numbers equal to a relative 1e-6, so that a
-      float32 copy counts);
+      float32 copy counts); for a regression target, also a column that is a strictly monotone
+      function of it on at least ``_MONOTONE_MIN_ROWS`` rows (``v = c z``, ``log z``): a measured
+      feature never tracks the target without a single exception;
     * (b) a classification target (``task``, else :func:`serendip.learn.recommend.infer_task`): the
       column is a one-to-one recoding of it, each class having exactly one value of the column and
       each value exactly one class, with at least two classes and at least one class on two rows
@@ -359,6 +380,11 @@ def _target_copies(tab, target: str, columns, task: str | None = None) -> dict[s
         if y_num is not None and np.allclose(cb.astype(np.float64), y_num[both], rtol=1e-6, atol=1e-12):
             out[c] = f"equal to the target on all {int(both.sum())} rows where both have a value"
             continue
+        if task == "regression" and y_num is not None and both.sum() >= _MONOTONE_MIN_ROWS:
+            if _strictly_monotone_in(cb.astype(np.float64), y_num[both]):
+                out[c] = (f"a strictly monotone function of the target on all {int(both.sum())} rows where both "
+                          "have a value (a rescaled or transformed copy, e.g. a velocity c*z or log z)")
+                continue
         if codes is None:
             continue
         tb = codes[both]
