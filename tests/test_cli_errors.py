@@ -182,6 +182,9 @@ def test_sequence_figure_follows_its_extension(tmp_path, capsys):
     assert (tmp_path / "s.jpg").read_bytes()[:2] == b"\xff\xd8"  # JPEG (was PNG bytes in a .jpg)
     assert main(["-q", "sequence", str(data), "-o", out, "--plot", str(tmp_path / "s3")]) == 0
     assert (tmp_path / "s3.png").read_bytes()[:4] == b"\x89PNG" and "s3.png" in capsys.readouterr().out
+    assert main(["-q", "sequence", str(data), "-o", out, "--plot", str(tmp_path / "s_z0.5")]) == 0
+    assert (tmp_path / "s_z0.5.png").read_bytes()[:4] == b"\x89PNG"  # a dot in the name is not an extension
+    capsys.readouterr()
     assert main(["-q", "sequence", str(data), "-o", out, "--plot", str(tmp_path / "s.txt")]) == 2
     assert "not a figure format" in capsys.readouterr().err
 

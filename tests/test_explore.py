@@ -536,6 +536,18 @@ def test_agglomerative_on_separate_groups_builds_no_dense_block():
     assert sorted(np.bincount(res.labels_)) == [30, 2600, 2700]
 
 
+def test_connected_graph_keeps_duplicate_objects_joined():
+    """Zero distances between repeated rows were dropped as non-edges: every duplicate became a piece of
+    its own and joining the pieces recursed without end (Ward on integer-valued data hung)."""
+    from serendip.explore.cluster import connected_knn_graph
+    from scipy.sparse.csgraph import connected_components
+
+    X = np.repeat(np.array([[0.0, 0.0], [5.0, 5.0], [9.0, 0.0]]), 12, axis=0)
+    assert connected_components(connected_knn_graph(X, 10), directed=False)[0] == 1
+    Xi = np.random.default_rng(0).integers(0, 5, (6000, 2)).astype(float)
+    assert cluster(Xi, method="agglomerative", n_clusters=3).n_clusters == 3
+
+
 def test_hdbscan_neighbours_are_capped(monkeypatch):
     """min_samples defaulted to min_cluster_size = N/200: an N x N/200 array (555 MB at N = 60,000)."""
     import sklearn.cluster

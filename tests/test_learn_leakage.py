@@ -209,3 +209,16 @@ def test_a_transformed_copy_of_a_regression_target_is_left_out(caplog):
         X, _, _ = select_features(tab, "z")
     assert X.colnames == ["u_g", "near_z"]  # a noisy measurement that tracks z is still a feature
     assert "velocity" in caplog.text and "monotone" in caplog.text
+
+
+def test_a_band_is_not_the_colour_it_starts():
+    """The leading-words rule took g for the target g_r (a colour) and dropped one band of two."""
+    import numpy as np
+    from astropy.table import Table
+
+    from serendip.learn.tables import select_features
+
+    rng = np.random.default_rng(1)
+    g, r = rng.normal(18, 1, 100), rng.normal(17.5, 1, 100)
+    tab = Table({"g": g, "r": r, "age": rng.uniform(1, 10, 100), "g_r": g - r + rng.normal(0, 0.05, 100)})
+    assert select_features(tab, "g_r")[0].colnames == ["g", "r", "age"]

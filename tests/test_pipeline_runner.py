@@ -278,8 +278,11 @@ def test_config_takes_the_variant_names_serendip_weird_takes():
     from serendip.pipeline.config import merge_config
     from serendip.pipeline.stages import _urf_params
 
-    for name in ("snr-strata", "snr_strata", "symmetric,knn"):
-        assert merge_config({"weirdness": {"variant": name}})["weirdness"]["variant"] == name
+    for name in ("snr-strata", "snr_strata", "Symmetric, knn"):
+        got = merge_config({"weirdness": {"variant": name}})["weirdness"]["variant"]
+        assert got == {"Symmetric, knn": "symmetric,knn"}.get(name, "snr-strata")  # stored as VARIANTS spells it
+    with pytest.raises(ValueError, match="must name a variant"):
+        merge_config({"weirdness": {"variant": ""}})
     cfg = merge_config({"weirdness": {"variant": "symmetric,knn"}})["weirdness"]
     params, _ = _urf_params(cfg, cfg["variant"], 1000, 10, 0, False)
     assert params["normalization"] == "symmetric" and params["score_mode"] == "knn"

@@ -110,7 +110,7 @@ def locked(path: str | os.PathLike) -> Iterator[None]:
     written. The lock file is left in place (removing it would let a waiting process lock
     a file that no longer has a name). ``fcntl.flock`` on POSIX, ``msvcrt.locking`` on
     Windows; where neither works (some network file systems), the block runs unlocked,
-    with a debug log line.
+    with a warning.
     """
     import logging
 
@@ -122,14 +122,20 @@ def locked(path: str | os.PathLike) -> Iterator[None]:
                 import msvcrt
 
                 fh.seek(0)
-                msvcrt.locking(fh.fileno(), msvcrt.LK_LOCK, 1)
+                for attempt in range(60):  # LK_LOCK itself retries for 10 s before giving up
+                    try:
+                        msvcrt.locking(fh.fileno(), msvcrt.LK_LOCK, 1)
+                        break
+                    except OSError:
+                        if attempt == 59:
+                            raise
             else:
                 import fcntl
 
                 fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
             held = True
         except OSError as exc:
-            logging.getLogger(__name__).debug("could not lock %s (%s); going on unlocked", lock_path, exc)
+            logging.getLogger(__name__).warning("could not lock %s (%s); going on unlocked", lock_path, exc)
             held = False
         try:
             yield

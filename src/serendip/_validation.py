@@ -44,6 +44,10 @@ def require_real_numbers(arr: np.ndarray, name: str = "X") -> np.ndarray:
     scikit-learn's, "Complex data not supported").
     """
     if arr.dtype.kind == "O" and not any(isinstance(v, (str, bytes)) for v in arr.flat):
+        # None and pandas' NA are missing values (reported as NaN with their positions later)
+        missing = np.frompyfunc(lambda v: v is None or type(v).__name__ == "NAType", 1, 1)(arr).astype(bool)
+        if missing.any():
+            arr = np.where(missing, np.nan, arr)
         try:
             arr = arr.astype(np.float64)
         except (TypeError, ValueError) as exc:

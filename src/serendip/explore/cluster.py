@@ -95,6 +95,8 @@ def connected_knn_graph(X, k: int = 10):
 
     n = X.shape[0]
     graph = kneighbors_graph(X, min(k, n - 1), mode="distance", include_self=False)
+    # duplicates are at distance 0, which sparse maximum() would drop as "no edge": keep them as edges
+    graph.data[graph.data <= 0] = np.finfo(float).tiny
     graph = graph.maximum(graph.T).tocsr()
     n_parts, part = connected_components(graph, directed=False)
     if n_parts == 1:

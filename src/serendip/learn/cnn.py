@@ -316,10 +316,7 @@ class CNN1DClassifier(ClassifierMixin, _CNN1DBase):
     def _loss(self, torch, y_enc, n_outputs, classes=None):
         weight = None
         if isinstance(self.class_weight, Mapping):  # scikit-learn's convention: a class not named weighs 1
-            unknown = [c for c in self.class_weight if c not in set(classes.tolist())]
-            if unknown:
-                raise ValueError(f"class_weight names class(es) {unknown} that are not in y (classes "
-                                 f"{classes.tolist()})")
+            # classes named but absent from this y (a cross-validation fold without a rare class) are ignored
             w = np.array([float(self.class_weight.get(c, 1.0)) for c in classes.tolist()], dtype=np.float32)
             weight = torch.from_numpy(w)
         elif self.class_weight == "balanced":

@@ -306,8 +306,8 @@ def _same_quantity_name(column: str, target: str | None) -> bool:
     cw, tw = _name_words(column), _name_words(target)
     if not cw or not tw:
         return False
-    if len(cw) < len(tw) and tw[:len(cw)] == cw:
-        return True
+    if len(cw) < len(tw) and tw[:len(cw)] == cw and all(w in RECODING_WORDS + ("mag",) for w in tw[len(cw):]):
+        return True  # LCtype for LCtype_name, r for r_mag; but not g for the colour g_r
     return _name_stem(cw) == _name_stem(tw)
 
 

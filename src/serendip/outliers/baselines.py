@@ -442,8 +442,8 @@ class RankAverageEnsemble(WeirdnessDetector):
         for wgt, ref, s in zip(self.weights_, self.sorted_scores_, scores):
             # a score equal to a training score up to rounding counts as equal: an object scored in another
             # batch (BLAS sums in another order) differs in its last bits, and must not move a rank
-            tol = RANK_TIE_RTOL * max(abs(ref[0]), abs(ref[-1]))
-            total += wgt * np.searchsorted(ref, np.asarray(s, dtype=np.float64) + tol, side="right") / ref.size
+            s = np.asarray(s, dtype=np.float64)
+            total += wgt * np.searchsorted(ref, s + RANK_TIE_RTOL * np.abs(s), side="right") / ref.size
         return total
 
     def score_samples(self, X) -> np.ndarray:
@@ -455,7 +455,7 @@ class RankAverageEnsemble(WeirdnessDetector):
         return self._combine([m.score_samples(X) for m in self.estimators_])
 
 
-#: Member scores within this fraction of the largest training score count as ties (RankAverageEnsemble).
+#: A member score within this fraction of itself of a training score counts as a tie (RankAverageEnsemble).
 RANK_TIE_RTOL = 1e-9
 
 

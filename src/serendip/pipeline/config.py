@@ -145,6 +145,9 @@ def _check_value(section: str, key: str, value: Any, default: Any, source: str) 
     if (section, key) == ("weirdness", "variant"):
         from ..outliers.urf import resolve_variant
 
+        value = ",".join(part.strip().lower().replace("_", "-") for part in value.split(","))
+        if not all(value.split(",")):
+            raise ValueError(f"{where} must name a variant (e.g. \"best\" or \"symmetric,knn\"); found {value!r}")
         try:  # the names and comma combinations `serendip weird --variant` takes
             resolve_variant(value)
         except ValueError as exc:

@@ -59,7 +59,7 @@ def figure_path(path: str | Path) -> tuple[Path, str]:
     from matplotlib.figure import Figure
 
     path = Path(path)
-    if not path.suffix:
+    if not any(ch.isalpha() for ch in path.suffix):  # none, or a dot inside a name such as seq_z0.5
         path = path.with_name(path.name + ".png")
     fmt = path.suffix[1:].lower()
     supported = FigureCanvasAgg(Figure()).get_supported_filetypes()
