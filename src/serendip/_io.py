@@ -118,21 +118,7 @@ def locked(path: str | os.PathLike) -> Iterator[None]:
     lock_path.parent.mkdir(parents=True, exist_ok=True)
     with open(lock_path, "a+b") as fh:
         try:
-            if os.name == "nt":
-                import msvcrt
-
-                fh.seek(0)
-                for attempt in range(60):  # LK_LOCK itself retries for 10 s before giving up
-                    try:
-                        msvcrt.locking(fh.fileno(), msvcrt.LK_LOCK, 1)
-                        break
-                    except OSError:
-                        if attempt == 59:
-                            raise
-            else:
-                import fcntl
-
-                fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+            _lock_file(fh, True)
             held = True
         except OSError as exc:
             logging.getLogger(__name__).warning("could not lock %s (%s); going on unlocked", lock_path, exc)
@@ -141,15 +127,29 @@ def locked(path: str | os.PathLike) -> Iterator[None]:
             yield
         finally:
             if held:
-                if os.name == "nt":
-                    import msvcrt
+                _lock_file(fh, False)
 
-                    fh.seek(0)
-                    msvcrt.locking(fh.fileno(), msvcrt.LK_UNLCK, 1)
-                else:
-                    import fcntl
 
-                    fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+def _lock_file(fh, lock: bool) -> None:
+    """Take (waiting for it) or release the exclusive lock on an open file."""
+    if os.name == "nt":
+        import msvcrt
+
+        fh.seek(0)
+        if not lock:
+            msvcrt.locking(fh.fileno(), msvcrt.LK_UNLCK, 1)
+            return
+        for attempt in range(60):  # LK_LOCK itself retries for 10 s before giving up
+            try:
+                msvcrt.locking(fh.fileno(), msvcrt.LK_LOCK, 1)
+                return
+            except OSError:
+                if attempt == 59:
+                    raise
+    else:
+        import fcntl
+
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX if lock else fcntl.LOCK_UN)
 
 
 def file_sha256(path: str | os.PathLike, chunk_size: int = 1 << 20) -> str:

@@ -7,9 +7,9 @@ _INPUT_HELP = ("a store (.h5) from `serendip ingest`, a spectra file, a .npy/.np
                "(.fits/.csv/.ecsv/.parquet) whose numeric columns are the features")
 
 
-
 COLUMNS_HELP = ("comma-separated feature columns of a table input (default: the numeric columns except "
                 "identifiers, positions, survey bookkeeping such as plate or mjd, and class labels)")
+
 
 def _columns(text):
     return None if text is None else [c.strip() for c in text.split(",") if c.strip()]

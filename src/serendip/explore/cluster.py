@@ -90,6 +90,7 @@ def connected_knn_graph(X, k: int = 10):
     distance between every two pieces (about (N/2)^2 for two halves). The added edges
     join nearby pieces, not necessarily through their closest two objects.
     """
+    from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components, minimum_spanning_tree
     from sklearn.neighbors import NearestNeighbors, kneighbors_graph
 
@@ -116,8 +117,6 @@ def connected_knn_graph(X, k: int = 10):
     cols = [reps[b] for a, b in links]
     d = np.linalg.norm(X[rows] - X[cols], axis=1)
     d = np.where(d > 0, d, np.finfo(float).tiny)  # a stored zero would not count as an edge
-    from scipy.sparse import coo_matrix
-
     extra = coo_matrix((np.r_[d, d], (np.r_[rows, cols], np.r_[cols, rows])), shape=(n, n))
     return graph.maximum(extra.tocsr()).tocsr()
 

@@ -106,10 +106,9 @@ def is_bookkeeping_column(name: str) -> bool:
     The rule of :func:`serendip.learn.tables.select_features` (``ID_LIKE``, names ending
     in ``objid`` or ``_id``) plus :data:`LABEL_LIKE`; case-insensitive.
     """
-    from ..learn.tables import ID_LIKE
+    from ..learn.tables import is_identifier_column
 
-    low = name.strip().lower()
-    return low in ID_LIKE or low in LABEL_LIKE or low.endswith("objid") or low.endswith("_id")
+    return is_identifier_column(name) or name.strip().lower() in LABEL_LIKE
 
 
 def default_feature_columns(tab, source: str = "table") -> list[str]:
@@ -121,7 +120,7 @@ def default_feature_columns(tab, source: str = "table") -> list[str]:
     logged; pass the columns explicitly (``--columns``) to use any of them.
     """
     numeric = [c for c in tab.colnames if _numeric_1d(tab, c)]
-    skipped = [c for c in numeric if c in _ID_COLUMNS or is_bookkeeping_column(c)]
+    skipped = [c for c in numeric if is_bookkeeping_column(c)]  # covers _ID_COLUMNS
     if skipped:
         log.info("%s: left out of the features as identifiers, positions, bookkeeping or labels: %s "
                  "(choose columns with --columns to use them)", source, skipped)

@@ -17,7 +17,7 @@ import numpy as np
 
 from .._logging import get_logger
 
-__all__ = ["read_any_table", "color_features", "resolve_bands", "select_features", "apply_recipe",
+__all__ = ["read_any_table", "is_identifier_column", "color_features", "resolve_bands", "select_features", "apply_recipe",
            "recommend_table", "train_table", "predict_table", "ID_LIKE", "MAGNITUDE_NAMES"]
 
 log = get_logger(__name__)
@@ -35,6 +35,13 @@ ID_LIKE = {"id", "objid", "specobjid", "run", "rerun", "camcol", "field", "plate
            "_raj2000", "_dej2000", "ra_icrs", "de_icrs", "dec_icrs",
            # galactic and ecliptic positions
            "glon", "glat", "gal_l", "gal_b", "lii", "bii", "elon", "elat", "ecl_lon", "ecl_lat"}
+
+
+def is_identifier_column(name: str) -> bool:
+    """Whether a column name is an identifier, position or bookkeeping column (:data:`ID_LIKE`, or a
+    name ending in ``objid`` or ``_id``), case-insensitively."""
+    low = str(name).strip().lower()
+    return low in ID_LIKE or low.endswith("objid") or low.endswith("_id")
 
 
 def _read_by_suffix(path: Path, name: str):
@@ -404,14 +411,13 @@ def _default_features(tab, target: str | None, group: str | None = None, task: s
                                       "identifiers": [], "non-numeric or not one value per row": []}
     leaks: dict[str, list[str]] = {}
     for c in tab.colnames:
-        low = c.lower()
         if c == target:
             continue
         if _derived_from_target(c, target):
             left_out["derived from the target"].append(c)
         elif group is not None and c == group:
             left_out["the group column"].append(c)
-        elif low in ID_LIKE or low.endswith("objid") or low.endswith("_id"):
+        elif is_identifier_column(c):
             left_out["identifiers"].append(c)
         elif tab[c].dtype.kind not in "iufb" or np.ndim(tab[c]) != 1:
             left_out["non-numeric or not one value per row"].append(c)

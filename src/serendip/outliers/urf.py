@@ -116,7 +116,7 @@ from .synthetic import SYNTHETIC_KINDS, make_synthetic
 
 from .variants import VARIANTS
 
-__all__ = ["UnsupervisedRandomForest", "best_weirdness", "weirdness_table", "open_weirdness_input", "resolve_variant", "VARIANTS"]
+__all__ = ["UnsupervisedRandomForest", "best_weirdness", "weirdness_table", "open_weirdness_input", "resolve_variant", "canonical_variant", "VARIANTS"]
 
 log = get_logger(__name__)
 
@@ -977,14 +977,23 @@ def best_weirdness(X, snr, *, n_estimators: int = 200, n_neighbors: int = 20, n_
 # ---------------------------------------------------------------------------------------------
 # Table output for the command line and pipelines
 # ---------------------------------------------------------------------------------------------
-def resolve_variant(variant: str | None) -> dict[str, Any]:
-    """Parameters for a variant name, or a comma-separated combination (``"symmetric,knn"``)."""
-    params: dict[str, Any] = {}
-    for name in (variant or "faithful").split(","):
-        name = name.strip().lower().replace("_", "-")
+def canonical_variant(variant: str) -> str:
+    """A variant name or comma-separated combination as :data:`VARIANTS` spells it (``"Symmetric, knn"`` ->
+    ``"symmetric,knn"``, ``"snr_strata"`` -> ``"snr-strata"``); an empty or unknown name is a ``ValueError``."""
+    names = [name.strip().lower().replace("_", "-") for name in str(variant).split(",")]
+    if not all(names):
+        raise ValueError(f"variant must name a variant (e.g. \"best\" or \"symmetric,knn\"); found {variant!r}")
+    for name in names:
         if name not in VARIANTS:
             raise ValueError(f"unknown URF variant {name!r}; choose from {', '.join(VARIANTS)} "
                              "(combine with commas, e.g. symmetric,knn)")
+    return ",".join(names)
+
+
+def resolve_variant(variant: str | None) -> dict[str, Any]:
+    """Parameters for a variant name, or a comma-separated combination (``"symmetric,knn"``)."""
+    params: dict[str, Any] = {}
+    for name in canonical_variant(variant or "faithful").split(","):
         params.update(VARIANTS[name])
     return params
 

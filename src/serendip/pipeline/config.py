@@ -143,13 +143,10 @@ def _check_value(section: str, key: str, value: Any, default: Any, source: str) 
                 names = " or ".join(sorted(k.__name__ for k in kinds))
                 raise ValueError(f"{where} must be a list of {names}; found item {v!r}")
     if (section, key) == ("weirdness", "variant"):
-        from ..outliers.urf import resolve_variant
+        from ..outliers.urf import canonical_variant
 
-        value = ",".join(part.strip().lower().replace("_", "-") for part in value.split(","))
-        if not all(value.split(",")):
-            raise ValueError(f"{where} must name a variant (e.g. \"best\" or \"symmetric,knn\"); found {value!r}")
-        try:  # the names and comma combinations `serendip weird --variant` takes
-            resolve_variant(value)
+        try:  # the names and comma combinations `serendip weird --variant` takes, stored as VARIANTS spells them
+            value = canonical_variant(value)
         except ValueError as exc:
             raise ValueError(f"{where}: {exc}") from None
     choices = _CHOICES.get((section, key))

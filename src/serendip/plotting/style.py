@@ -71,21 +71,20 @@ def figure_path(path: str | Path) -> tuple[Path, str]:
 
 def save_figure(fig, path: str | Path, dpi: int | None = None) -> Path:
     """Save ``fig`` atomically in the format its extension names (PNG without one); return the path written."""
-    from .._io import atomic_path
-
     path, fmt = figure_path(path)
-    with mpl.rc_context(RC), atomic_path(path) as tmp:
-        fig.savefig(tmp, format=fmt, dpi=dpi or RC["savefig.dpi"])
-    return path
+    return _save(fig, path, fmt, dpi)
 
 
 def save_png(fig, path: str | Path, dpi: int | None = None) -> Path:
     """Save ``fig`` as a PNG atomically and return the path."""
+    return _save(fig, Path(path), "png", dpi)
+
+
+def _save(fig, path: Path, fmt: str, dpi: int | None) -> Path:
     from .._io import atomic_path
 
-    path = Path(path)
     with mpl.rc_context(RC), atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=dpi or RC["savefig.dpi"])
+        fig.savefig(tmp, format=fmt, dpi=dpi or RC["savefig.dpi"])
     return path
 
 

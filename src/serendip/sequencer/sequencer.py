@@ -372,16 +372,19 @@ class Sequencer(BaseEstimator):
         self.random_state = random_state
         self.progress = progress
 
+    def _metric_names(self) -> list:
+        return [self.metrics] if isinstance(self.metrics, str) else list(self.metrics)
+
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
-        metrics = [self.metrics] if isinstance(self.metrics, str) else list(self.metrics)
+        metrics = self._metric_names()
         # EMD, energy and KL compare each chunk as a distribution and refuse negative values (KL also zeros)
         tags.input_tags.positive_only = any(mt in metrics for mt in ("EMD", "energy", "KL"))
         return tags
 
     # ------------------------------------------------------------------ helpers
     def _check_params(self, m):
-        metrics = [self.metrics] if isinstance(self.metrics, str) else list(self.metrics)
+        metrics = self._metric_names()
         if not metrics:
             raise ValueError("metrics must name at least one of EMD, energy, KL, L2")
         for mt in metrics:
