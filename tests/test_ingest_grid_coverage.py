@@ -193,3 +193,21 @@ def test_real_files_with_a_wrong_z_column_say_so_when_choosing_the_grid(sdss_fit
                  "--wmax", "7000", "--npix", "500"]) == 2
     err = capsys.readouterr().err
     assert "3 rejected: all 3 failed for the same reason" in err and "similar column: 'z'" in err
+
+
+def test_masked_fraction_is_the_share_of_the_stored_grid_without_data(tmp_path):
+    # observed frame, grid 4000-7000 Å: "full" has data everywhere; "short" is usable only below 5000 Å
+    # (22 % of its own pixels are usable, but a third of the grid is covered); "holey" loses 5500-6000 Å
+    w = np.linspace(3600.0, 10000.0, 641)
+    t = _table(tmp_path / "in" / "t.npz", ["full", "short", "holey"],
+               usable=[None, w <= 5000.0, (w < 5500.0) | (w > 6000.0)], w=w)
+    grid = dict(grid="linear", wmin=4000.0, wmax=7000.0, npix=301)
+    res = ingest([t], tmp_path / "a.h5", progress=False, rest_frame=False, **grid)
+    with SpectraStore(res.path) as st:
+        frac = dict(zip(st.meta["id"], np.asarray(st.meta["masked_fraction"], float)))
+        stored = st[:]
+    assert frac["full"] == 0.0
+    assert frac["short"] == pytest.approx(2 / 3, abs=0.02)  # 5000-7000 Å of 4000-7000 Å
+    assert frac["holey"] == pytest.approx(1 / 6, abs=0.02)  # 5500-6000 Å of 4000-7000 Å
+    # and it is the stored mask's share of each row (the masked pixels were filled, and stay marked)
+    assert np.allclose(stored.mask.mean(axis=1), [frac[str(i)] for i in stored.meta["id"]])

@@ -619,6 +619,12 @@ def ingest(inputs, output, grid="log", wmin=None, wmax=None, npix=None, rest_fra
     ``dec`` or ``snr``, where a file with text values is rejected, its reason
     naming the column. Spectra whose id is already in the store (or earlier in
     this run) are skipped and listed as rejected ("duplicate id").
+
+    Two metadata columns are computed for every stored spectrum: ``snr``, the
+    median of flux·sqrt(ivar) over the file's own unmasked pixels (before
+    resampling), and ``masked_fraction``, the fraction of the output grid's
+    pixels that hold no usable data (masked in the input, or outside the
+    spectrum's wavelength range), measured before ``fill`` fills them in.
     """
     t0 = time.perf_counter()
     output = Path(output)
@@ -754,6 +760,8 @@ def ingest(inputs, output, grid="log", wmin=None, wmax=None, npix=None, rest_fra
             if len(block):  # min_good_fraction of the OUTPUT grid, before normalising and filling the rest
                 thin, reasons = _thin_coverage(block, float(min_good_fraction), grid_info, rest_frame)
                 block = drop_rows(block, thin, reasons)
+            if len(block):  # what the store holds: the share of the grid without data, before filling it
+                block.meta["masked_fraction"] = 1.0 - _usable(block).mean(axis=1)
             if normalize is not None and len(block):
                 block = _normalize(block, method=normalize, window=norm_window)
                 block = drop_rows(block, ~np.isfinite(np.asarray(block.meta["norm"], dtype=float)),
@@ -814,7 +822,7 @@ def ingest(inputs, output, grid="log", wmin=None, wmax=None, npix=None, rest_fra
                 return None, rows, []
             if not ok.all():
                 s = s[ok]
-            s.meta["masked_fraction"] = s.mask.mean(axis=1)
+            s.meta["masked_fraction"] = s.mask.mean(axis=1)  # of the file's pixels; redone on the output grid
             s.meta["snr"] = _snr_core(s)  # signal_to_noise, in place
             s.history.append({"step": "signal_to_noise",
                               "params": {"statistic": "median flux*sqrt(ivar) over kept pixels"}})
