@@ -16,8 +16,10 @@ Data come from ``../shared/data`` (override with ``SERENDIP_SHARED_DATA``).
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -193,6 +195,11 @@ def run_photoz_alternatives(args):
         "MLP (64, 64)": lambda: MLPRegressor(hidden_layer_sizes=(64, 64), early_stopping=True, max_iter=500,
                                             n_iter_no_change=20, random_state=0).fit(A, y[fit]).predict(B),
     }
+    if importlib.util.find_spec("lightgbm") is not None:  # another boosting library, not a serendip dependency
+        runs["  the same features, boosted by LightGBM (1023 bins, 5 boosters)"] = lambda: _lightgbm(
+            Xa, y, fit, val, args.n_jobs)
+    else:
+        print("   (LightGBM is not installed: its comparison is skipped)")
     preds = {}
     for name, make in runs.items():
         t = time.time()
@@ -203,6 +210,33 @@ def run_photoz_alternatives(args):
     for name in [n for n in runs if not n.startswith(" ") and n != "boosted trees (train's gbt)"]:
         z = 0.8 * ref + 0.2 * preds[name]
         print(f"   0.8 boosted trees + 0.2 {name:41s} σ_NMAD {M.sigma_nmad(z, y[val]):.5f}")
+
+
+def _lightgbm(Xa, y, fit, val, n_jobs, bags=5):
+    """LightGBM on train's gbt features (local linear estimate and rotation), the average of ``bags``
+    boosters with its L1 loss, finer binning (1023 bins against scikit-learn's 255) and the same
+    leaves, learning rate and early stopping (30 rounds on 10 % of the rows) as train's boosters."""
+    import lightgbm
+
+    from serendip.learn.train import build_pipeline
+
+    pipe, _ = build_pipeline("gbt", "regression", n_features=Xa.shape[1], n_train=fit.size, redshift=True,
+                             n_jobs=n_jobs)
+    prep = pipe[:-1]  # everything before the model
+    A, B = prep.fit_transform(Xa[fit], y[fit]), prep.transform(Xa[val])
+    rng = np.random.default_rng(0)
+    preds = []
+    for b in range(bags):
+        stop = rng.random(fit.size) < 0.1
+        model = lightgbm.LGBMRegressor(objective="l1", max_bin=1023, n_estimators=5000, learning_rate=0.05,
+                                       num_leaves=127, min_child_samples=10, n_jobs=n_jobs, random_state=b,
+                                       verbose=-1)
+        with warnings.catch_warnings():  # LightGBM 4.7 renames eval_set; the old spelling works in every 4.x
+            warnings.simplefilter("ignore")
+            model.fit(A[~stop], y[fit][~stop], eval_set=[(A[stop], y[fit][stop])],
+                      callbacks=[lightgbm.early_stopping(30, verbose=False)])
+        preds.append(model.predict(B))
+    return np.mean(preds, axis=0)
 
 
 def _classif(name, path, target, args, *, colors=None, features=None, n=None, metric="balanced_accuracy",

@@ -608,7 +608,12 @@ def test_sequence_of_noisy_store_clips_at_a_floor(tmp_path, capsys):
 
 
 def _notebook_pulses(seed):
-    """The Sequencer notebook's pulse set (benchmarks/sequencer_reference/datasets.py, shared with the benchmark)."""
+    """The Sequencer notebook's pulse set (benchmarks/sequencer_reference/datasets.py, shared with the benchmark).
+
+    Its continua are drawn through a Cholesky factor: the notebook's own SVD draws depend on the
+    machine's linear-algebra library (singular vectors' signs), so a seed's data, and whether
+    linear weights lose them, changed from one machine to another.
+    """
     import importlib.util
     from pathlib import Path
 
@@ -616,7 +621,7 @@ def _notebook_pulses(seed):
     spec = importlib.util.spec_from_file_location("_seq_parity_sets", path)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
-    return mod.pulses_notebook(seed)
+    return mod.pulses_notebook(seed, continuum="cholesky")
 
 
 def test_improved_mode_recovers_notebook_pulses_without_best_k(monkeypatch):
@@ -624,20 +629,23 @@ def test_improved_mode_recovers_notebook_pulses_without_best_k(monkeypatch):
 
     import serendip.sequencer.sequencer as seqmod
 
-    grid, flux, t = _notebook_pulses(2)
-    assert flux.shape == (200, 400) and flux.min() > 0
-    rho = {}
-    for power in (1.0, seqmod.IMPROVED_WEIGHT_POWER):
-        monkeypatch.setattr(seqmod, "IMPROVED_WEIGHT_POWER", power)
-        s = Sequencer(progress=False).fit(flux, grid=grid)
-        rho[power] = abs(spearmanr(s.position_, t)[0])
-    # the issue's bar, with no best-K; linear elongation weights (the reference's) lose the pulses here
-    assert rho[seqmod.IMPROVED_WEIGHT_POWER] >= 0.99
-    assert rho[1.0] < 0.9
-    # faithful mode without best-K also misses them; with the reference's best-3 it finds them
-    f0 = Sequencer(mode="faithful", progress=False).fit(flux, grid=grid)
-    f3 = Sequencer(mode="faithful", best_k=3, progress=False).fit(flux, grid=grid)
-    assert abs(spearmanr(f3.position_, t)[0]) >= 0.99 > abs(spearmanr(f0.position_, t)[0])
+    def rho(s, t):
+        return abs(spearmanr(s.position_, t)[0])
+
+    # the issue's bar, with no best-K, on 16 realisations (about 0.3 s each)
+    sets = {seed: _notebook_pulses(seed) for seed in range(16)}
+    assert all(flux.shape == (200, 400) and flux.min() > 0 for _, flux, _ in sets.values())
+    for seed, (grid, flux, t) in sets.items():
+        assert rho(Sequencer(progress=False).fit(flux, grid=grid), t) >= 0.99, seed
+    # linear elongation weights (the reference's) lose two of them, 11 and 15 (|rho| 0.42 and 0.02);
+    # faithful mode without best-K misses them too; with the reference's best-3 it finds them
+    for seed in (11, 15):
+        grid, flux, t = sets[seed]
+        monkeypatch.setattr(seqmod, "IMPROVED_WEIGHT_POWER", 1.0)
+        assert rho(Sequencer(progress=False).fit(flux, grid=grid), t) < 0.9, seed
+        f0 = Sequencer(mode="faithful", progress=False).fit(flux, grid=grid)
+        f3 = Sequencer(mode="faithful", best_k=3, progress=False).fit(flux, grid=grid)
+        assert rho(f3, t) >= 0.99 > rho(f0, t), seed
 
 
 def test_fit_follows_scikit_learn_y_then_keyword_grid(rng):
