@@ -72,12 +72,12 @@ def pulses_notebook(seed=1, continuum="svd"):
     n, m = 200, 400
     x = np.linspace(0, 400, m)
     cov_h = rs.uniform(1, 100, n)
+    d2 = (x - x[:, None]) ** 2
     if continuum == "svd":  # the notebook's own draws
-        continua = np.array([rs.multivariate_normal(np.zeros(m), np.exp(-0.5 * (x - x[:, None]) ** 2 / h ** 2), 1)[0]
-                             for h in cov_h])
+        continua = np.array([rs.multivariate_normal(np.zeros(m), np.exp(-0.5 * d2 / h ** 2), 1)[0] for h in cov_h])
     elif continuum == "cholesky":  # the same process, the same machine-independent draws everywhere
-        continua = np.array([np.linalg.cholesky(np.exp(-0.5 * (x - x[:, None]) ** 2 / h ** 2) + 1e-6 * np.eye(m))
-                             @ rs.standard_normal(m) for h in cov_h])
+        continua = np.array([np.linalg.cholesky(np.exp(-0.5 * d2 / h ** 2) + 1e-6 * np.eye(m)) @ rs.standard_normal(m)
+                             for h in cov_h])
     else:
         raise ValueError(f"continuum must be 'svd' or 'cholesky', got {continuum!r}")
     centres = np.column_stack([np.linspace(50, 100, n) - 25, np.linspace(190, 90, n),
