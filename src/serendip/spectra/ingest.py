@@ -301,7 +301,7 @@ def _failure_digest(failures) -> str:
 
 
 def _thin_coverage(block: Spectra, min_good_fraction: float, grid_info: dict,
-                   rest_frame: bool) -> tuple[np.ndarray, list[str]]:
+                   rest_frame: bool) -> tuple[np.ndarray, list[str], np.ndarray]:
     """Rows of a resampled block whose usable pixels cover less than ``min_good_fraction`` of the grid.
 
     Parameters
@@ -321,6 +321,8 @@ def _thin_coverage(block: Spectra, min_good_fraction: float, grid_info: dict,
     drop : ndarray of bool
     reasons : list of str
         One per row (empty where kept), giving the coverage, where the usable data lie and the threshold.
+    covered : ndarray of float
+        Each row's fraction of grid pixels holding usable data (kept rows' ``masked_fraction`` is one minus this).
     """
     use = _usable(block)
     frac = use.mean(axis=1)
@@ -333,7 +335,7 @@ def _thin_coverage(block: Spectra, min_good_fraction: float, grid_info: dict,
         data = f"usable data only in {w[on[0]]:.0f}–{w[on[-1]]:.0f} Å" if on.size else "no usable data"
         reasons[k] = (f"covers only {100 * frac[k]:.1f}% of the {frame}output grid {grid_info['wmin']:.0f}–"
                       f"{grid_info['wmax']:.0f} Å ({data}); min_good_fraction is {min_good_fraction:g}")
-    return drop, reasons
+    return drop, reasons, frac
 
 
 def _redshifts(meta: Table, z_column: str) -> np.ndarray:
@@ -758,10 +760,10 @@ def ingest(inputs, output, grid="log", wmin=None, wmax=None, npix=None, rest_fra
                               "no usable pixel on the output grid (no overlap with "
                               f"{grid_info['wmin']:.0f}–{grid_info['wmax']:.0f} Å)")
             if len(block):  # min_good_fraction of the OUTPUT grid, before normalising and filling the rest
-                thin, reasons = _thin_coverage(block, float(min_good_fraction), grid_info, rest_frame)
+                thin, reasons, covered = _thin_coverage(block, float(min_good_fraction), grid_info, rest_frame)
                 block = drop_rows(block, thin, reasons)
-            if len(block):  # what the store holds: the share of the grid without data, before filling it
-                block.meta["masked_fraction"] = 1.0 - _usable(block).mean(axis=1)
+                if len(block):  # what the store holds: the share of the grid without data, before filling it
+                    block.meta["masked_fraction"] = 1.0 - covered[~thin]
             if normalize is not None and len(block):
                 block = _normalize(block, method=normalize, window=norm_window)
                 block = drop_rows(block, ~np.isfinite(np.asarray(block.meta["norm"], dtype=float)),
