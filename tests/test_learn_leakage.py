@@ -222,3 +222,45 @@ def test_a_band_is_not_the_colour_it_starts():
     g, r = rng.normal(18, 1, 100), rng.normal(17.5, 1, 100)
     tab = Table({"g": g, "r": r, "age": rng.uniform(1, 10, 100), "g_r": g - r + rng.normal(0, 0.05, 100)})
     assert select_features(tab, "g_r")[0].colnames == ["g", "r", "age"]
+
+
+# --- a spectroscopic redshift beside a spectroscopic class -----------------------------------------
+def _redshift_warnings(caplog) -> list[str]:
+    return [r.getMessage() for r in caplog.records
+            if r.levelno == logging.WARNING and "spectroscopic redshift" in r.getMessage()]
+
+
+def test_a_spectroscopic_redshift_among_default_features_of_a_class_is_kept_with_a_warning(caplog, shared_data):
+    """On the DR14 star/galaxy/QSO table the default features include the spectroscopic redshift, which
+    a photometric classifier cannot have; it is kept (a spectroscopic classifier may use it) with a
+    warning that names it and says how to leave it out. The bare ``z`` is the z-band magnitude here."""
+    tab = read_any_table(shared_data / "sdss_dr14_star_galaxy_qso_10k" / "sdss_dr14_10k.csv")
+    with caplog.at_level(logging.INFO, logger="serendip"):
+        X, _, _ = select_features(tab, "class")
+    assert "redshift" in X.colnames and "z" in X.colnames
+    (msg,) = _redshift_warnings(caplog)
+    assert "['redshift']" in msg and "'class'" in msg and "--colors ugriz" in msg and "--features" in msg
+
+
+@pytest.mark.parametrize("kwargs", [dict(target="redshift"),                      # regression: it is the target
+                                    dict(target="class", colors="ugriz"),         # colours only
+                                    dict(target="class", features=["u", "g"])])   # named features
+def test_no_redshift_warning_for_a_regression_colours_or_named_features(caplog, kwargs):
+    rng = np.random.default_rng(3)
+    n = 60
+    labels, _ = _classes(n)
+    tab = Table({b: rng.normal(18, 1, n) for b in "ugriz"})
+    tab["redshift"] = rng.uniform(0, 1, n)
+    tab["class"] = labels
+    with caplog.at_level(logging.INFO, logger="serendip"):
+        select_features(tab, **kwargs)
+    assert _redshift_warnings(caplog) == []
+
+
+def test_a_bare_z_column_is_not_taken_for_a_redshift(caplog):
+    rng = np.random.default_rng(4)
+    labels, _ = _classes(60)
+    tab = Table({"g": rng.normal(size=60), "z": rng.uniform(0, 1, 60), "class": labels})
+    with caplog.at_level(logging.INFO, logger="serendip"):
+        X, _, _ = select_features(tab, "class")
+    assert "z" in X.colnames and _redshift_warnings(caplog) == []

@@ -405,6 +405,40 @@ def _target_copies(tab, target: str, columns, task: str | None = None) -> dict[s
     return out
 
 
+#: Column names that mean a spectroscopic redshift. A bare ``z`` is left out: in photometric tables it
+#: is usually the z-band magnitude.
+SPECTROSCOPIC_REDSHIFT_NAMES = frozenset({"redshift", "zspec", "z_spec", "specz", "spec_z", "zsp", "z_true",
+                                          "zbest", "z_best"})
+
+
+def _warn_spectroscopic_redshift(tab, target: str | None, columns, task: str | None) -> None:
+    """Warn when a default feature of a classification target is a spectroscopic redshift.
+
+    The redshift is measured from the same spectrum as a spectroscopic class (stars sit at z ≈ 0,
+    quasars mostly beyond the galaxies), so it is a legitimate feature for classifying spectra, but a
+    model that uses it cannot classify objects that have only photometry. It is kept; the warning
+    says how to leave it out.
+    """
+    found = [c for c in columns if c.strip().lower() in SPECTROSCOPIC_REDSHIFT_NAMES]
+    if not found or target is None:
+        return
+    if task is None:
+        from .recommend import infer_task
+        from .train import _target_and_missing
+
+        yv, ymiss = _target_and_missing(tab[target])
+        try:
+            task = infer_task(yv[~ymiss].astype(str) if yv.dtype.kind == "O" else yv[~ymiss])
+        except ValueError:
+            return
+    if task != "classification":
+        return
+    log.warning("feature(s) %s look like a spectroscopic redshift and will be used to predict %r. A redshift "
+                "comes from the same spectrum as a spectroscopic class, so the model will need spectra for new "
+                "objects too. For a classifier from photometry alone, leave it out: features=[...] (CLI: "
+                "--features) or colors=\"ugriz\" (CLI: --colors ugriz)", found, target)
+
+
 def _default_features(tab, target: str | None, group: str | None = None, task: str | None = None) -> list[str]:
     out = []
     left_out: dict[str, list[str]] = {"derived from the target": [], "the group column": [],
@@ -438,6 +472,7 @@ def _default_features(tab, target: str | None, group: str | None = None, task: s
                     "(a model would learn the answer from it, not from the data): %s; name them in "
                     "features=[...] (CLI: --features) to use them anyway", target,
                     "; ".join(f"{c!r}: {', '.join(why)}" for c, why in leaks.items()))
+    _warn_spectroscopic_redshift(tab, target, out, task)
     if not out:
         extra = f"; {list(leaks)} were left out as the target in another form" if leaks else ""
         raise ValueError(f"no numeric feature columns found; name them with features=[...] "
@@ -478,7 +513,9 @@ def select_features(tab, target: str | None = None, features=None, colors: str |
         named as the target (``LCtype`` or ``LCtype_code`` for ``LCtype_name``: whole words of the
         name, see ``_same_quantity_name``), those equal to the target, and, for a classification
         target, one-to-one recodings of its classes; they are left out with a logged warning.
-        Other exclusions are logged at INFO level. Named features are always used, but a warning
+        Other exclusions are logged at INFO level. A default feature of a classification target
+        named as a spectroscopic redshift (``SPECTROSCOPIC_REDSHIFT_NAMES``) is kept, with a warning
+        that new objects will need spectra too. Named features are always used, but a warning
         is logged for those equal to the target or recoding its classes.
     colors : str, optional
         Bands for adjacent colours plus the ``r`` (or middle) magnitude, e.g. ``"ugriz"``;
