@@ -205,3 +205,24 @@ def test_learn_predict_checks_its_output_name_before_loading(tmp_path, capsys):
     table.write_text("a\n1\n")
     assert main(["-q", "learn", "predict", str(missing_model), str(table), "-o", str(tmp_path / "p.txt")]) == 2
     assert "cannot tell the table format of" in capsys.readouterr().err
+
+
+def test_a_library_message_about_a_parameter_names_the_option_that_sets_it(tmp_path, capsys):
+    """``simulate`` rejects the fraction in the library, whose message names the Python parameter;
+    the command line adds the option, so the user knows what to change."""
+    assert main(["-q", "simulate", "-o", str(tmp_path / "sim"), "--n", "10", "--anomaly-fraction", "2"]) == 2
+    err = capsys.readouterr().err
+    assert "anomaly_fraction (--anomaly-fraction) must be within [0, 1]" in err
+    assert not (tmp_path / "sim").exists() or not any((tmp_path / "sim").iterdir())
+
+
+def test_option_names_are_added_once_and_only_to_whole_parameter_names():
+    from serendip.cli import _with_flags
+
+    flags = {"z_column": "--z-column", "n_jobs": "--n-jobs", "snr_median": "--snr-median"}
+    # already named: unchanged; a keyword argument (n_jobs=2) and a longer name are left alone
+    msg = "name the right column with z_column (CLI: --z-column); pass n_jobs=2; my_snr_median_x is fine"
+    assert _with_flags(msg, flags) == msg
+    assert _with_flags("snr_median must be > 0; snr_median was 0", flags) == (
+        "snr_median (--snr-median) must be > 0; snr_median was 0")
+    assert _with_flags("anything", None) == "anything"

@@ -37,6 +37,39 @@ def _warning_as_log_line(message, category, filename, lineno, file=None, line=No
     logging.getLogger("serendip").warning("%s", message)
 
 
+def _flag_names(parser: argparse.ArgumentParser) -> dict[str, str]:
+    """``{dest: --flag}`` for the options of ``parser`` whose destination is a multi-word name."""
+    return {a.dest: max(a.option_strings, key=len) for a in parser._actions
+            if a.option_strings and "_" in a.dest and not isinstance(a, argparse._HelpAction)}
+
+
+def _remember_flag_names(parser: argparse.ArgumentParser) -> None:
+    """Give every (sub)parser a ``_cli_flags`` default: its options' flags by Python name.
+
+    Messages from the library name Python parameters (``anomaly_fraction``); on the command line
+    :func:`_with_flags` adds the option that sets each one (``--anomaly-fraction``).
+    """
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in set(action.choices.values()):
+                _remember_flag_names(sub)
+    parser.set_defaults(_cli_flags=_flag_names(parser))
+
+
+def _with_flags(message: str, flags: dict[str, str] | None) -> str:
+    """``message`` with the command-line option added after the first mention of each Python parameter
+    a verb's option sets (``anomaly_fraction`` → ``anomaly_fraction (--anomaly-fraction)``), unless the
+    message already names that option."""
+    import re
+
+    for dest, flag in (flags or {}).items():
+        if flag in message:
+            continue
+        message = re.sub(rf"(?<![\w./-]){re.escape(dest)}(?![\w=-])", lambda m: f"{m.group(0)} ({flag})", message,
+                         count=1)
+    return message
+
+
 #: Arguments that name files a verb reads (checked against its ``--output``).
 _READ_ARGS = ("input", "inputs", "table", "model", "store", "color_table", "spectra")
 
@@ -75,6 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
                 continue
             raise
         module.register(sub)
+    _remember_flag_names(parser)
     return parser
 
 
@@ -93,13 +127,16 @@ def main(argv: list[str] | None = None) -> int:
     args.progress = not args.quiet
     try:
         _check_output_is_not_an_input(args)
+        flags = getattr(args, "_cli_flags", None)
         with warnings.catch_warnings():
-            warnings.showwarning = _warning_as_log_line
+            warnings.showwarning = (lambda message, *rest:
+                                    _warning_as_log_line(_with_flags(str(message), flags), *rest))
             return int(args.func(args) or 0)
     except (CLIError, OSError, ValueError, ImportError) as exc:
         # OSError: missing, unreadable or not-a-FITS files, directories given as files, busy ports;
         # ImportError: an optional extra that is not installed (the message carries the pip hint)
-        print(f"serendip {args.verb}: error: {exc}", file=sys.stderr)
+        print(f"serendip {args.verb}: error: {_with_flags(str(exc), getattr(args, '_cli_flags', None))}",
+              file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         kept = {"ingest": "; the unfinished store is kept, and re-running the same command resumes it",
