@@ -755,7 +755,9 @@ def ingest(inputs, output, grid="log", wmin=None, wmax=None, npix=None, rest_fra
                 block.meta.remove_column(_Z_SHIFT)
                 for h in block.history:  # record the real column, not the private one
                     if h["step"] == "deredshift" and h.get("params", {}).get("z") == _Z_SHIFT:
-                        h["params"] = {"z": z_column, "note": "spectra already in the rest frame are not shifted"}
+                        h["params"] = {"z": z_column,
+                                       "note": "wavelengths divided by (1 + z) of each spectrum; spectra already "
+                                               "in the rest frame are not shifted"}
             block = drop_rows(block, ~_usable(block).any(axis=1),
                               "no usable pixel on the output grid (no overlap with "
                               f"{grid_info['wmin']:.0f}–{grid_info['wmax']:.0f} Å)")
