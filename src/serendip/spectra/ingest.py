@@ -756,7 +756,7 @@ def ingest(inputs, output, grid="log", wmin=None, wmax=None, npix=None, rest_fra
                 for h in block.history:  # record the real column, not the private one
                     if h["step"] == "deredshift" and h.get("params", {}).get("z") == _Z_SHIFT:
                         h["params"] = {"z": z_column,
-                                       "note": "wavelengths divided by (1 + z) of each spectrum; spectra already "
+                                       "note": "each spectrum's wavelengths divided by its 1 + z; spectra already "
                                                "in the rest frame are not shifted"}
             block = drop_rows(block, ~_usable(block).any(axis=1),
                               "no usable pixel on the output grid (no overlap with "
