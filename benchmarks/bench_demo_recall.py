@@ -63,9 +63,10 @@ def main() -> int:
         print(f"\nbest detector: {best}, recall {overall[best]:.3f} over all planted anomalies "
               f"= {overall[best] / random_recall:.1f}x random; target >= 0.5: "
               f"{'MET' if overall[best] >= 0.5 else 'NOT MET'}")
-        for d in ("urf_best", "urf_faithful"):
-            if d in overall:
-                print(f"  {d}: {overall[d]:.3f} ({overall[d] / random_recall:.1f}x random)")
+        for d in dets:  # the run's weirdness (first) and the forests
+            if d.startswith("urf"):
+                what = "  (the run's weirdness)" if d == dets[0] else ""
+                print(f"  {d}: {overall[d]:.3f} ({overall[d] / random_recall:.1f}x random){what}")
         rho = planted.meta.get("sequence_spearman")
         if rho is not None and np.isfinite(float(rho)):
             print(f"sequence vs hidden parameter: Spearman rho = {float(rho):+.3f}")

@@ -44,7 +44,8 @@ def test_demo_end_to_end(tmp_path, capsys):
     kinds = sorted(set(np.asarray(truth["anomaly_kind"]).astype(str)) - {"normal"})
     planted = rep.tables["planted"]
     assert [r[0] for r in planted[1:]] == [*kinds, "all"]
-    assert planted[0][:3] == ["kind", "n_planted", "urf_best"]
+    # the run's weirdness (forest and LOF, rank-averaged) first, then the forest alone
+    assert planted[0][:5] == ["kind", "n_planted", "urf_best+lof", "urf_best", "urf_faithful"]
     n_planted = {r[0]: int(r[1]) for r in planted[1:]}
     for kind in kinds:
         assert n_planted[kind] == int((np.asarray(truth["anomaly_kind"]).astype(str) == kind).sum())
@@ -57,6 +58,15 @@ def test_demo_end_to_end(tmp_path, capsys):
     w = run.read_table("weirdness")
     assert len(w) == len(run.read_table("objects")) == 300
     assert w["weirdness"][np.argmin(w["rank"])] == w["weirdness"].max()
+    # it is the mean rank fraction of the forest and LOF, each kept beside it
+    for member in ("weirdness_forest", "weirdness_lof"):
+        s = np.asarray(w[member], float)
+        assert np.isfinite(s).all() and np.unique(s).size > 1
+    frac = [np.array([(s <= v).mean() for v in s]) for s in (np.asarray(w["weirdness_forest"], float),
+                                                              np.asarray(w["weirdness_lof"], float))]
+    np.testing.assert_allclose(np.asarray(w["weirdness"], float), (frac[0] + frac[1]) / 2, rtol=1e-12)
+    assert "local outlier factor on 20 neighbours" in w.meta["combination"]
+    assert "rank-averaged with LOF on 20 neighbours" in printed
     # the sequence of the normal population follows the hidden parameter
     rec = run.read_record("compare")
     assert abs(rec["info"]["sequence_spearman"]) > 0.5
@@ -204,3 +214,21 @@ def test_run_with_nothing_readable_is_a_clear_error(tmp_path, capsys):
     assert main(["-q", "run", str(cfg)]) == 2
     assert "nothing matches" in capsys.readouterr().err
     assert main(["-q", "report", str(tmp_path / "no-run")]) == 2
+
+
+@pytest.mark.slow
+def test_lof_neighbors_zero_ranks_by_the_forest_alone(tmp_path):
+    """``[weirdness] lof_neighbors = 0``: the run's weirdness is the forest's own, and the comparison lists it once."""
+    from serendip.pipeline import run_demo
+
+    out = tmp_path / "forest"
+    run_demo(n=120, seed=2, out=out, progress=False,
+             overrides={"weirdness": {"lof_neighbors": 0, "trees": 40, "faithful_trees": 20},
+                        "sequencer": {"enabled": False}, "explore": {"embed": "pca", "cluster": "none"}})
+    run = RunFolder(out, create=False)
+    w = run.read_table("weirdness")
+    assert "weirdness_forest" not in w.colnames and "weirdness_lof" not in w.colnames
+    assert w.meta["combination"] == "the forest alone" and w.meta["detector"] == "urf"
+    assert run.read_record("weirdness")["info"]["lof_neighbors"] == 0
+    planted = run.read_table("planted")
+    assert planted.colnames[:4] == ["kind", "n_planted", "urf_best", "urf_faithful"]

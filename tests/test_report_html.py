@@ -356,7 +356,7 @@ def test_report_texts_follow_what_the_run_did(tmp_path):
     run_stages(tmp_path, stages, config={"report": {"top_n": 4}}, progress=False)
     html = (build_report(tmp_path)).read_text(encoding="utf-8")
     assert "What was planted" not in html and "one per S/N stratum" not in html
-    assert "compare the snr_strata forest beside it" in html  # the variant the run used, no strata claim
+    assert "compare the weirdness of this run (snr_strata) beside it" in html  # the variant the run used, no strata claim
     rep = parse_report(tmp_path / "report.html")
     assert "planted" not in rep.sections
 

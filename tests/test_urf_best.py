@@ -54,3 +54,17 @@ def test_best_weirdness_needs_snr():
     X, _ = data(60)
     with pytest.raises(ValueError, match="S/N"):
         best_weirdness(X, None, n_estimators=5, progress=False)
+
+
+def test_rank_average_is_the_mean_empirical_cdf_with_ties_sharing_the_top_rank():
+    from serendip.outliers import rank_average
+
+    a = np.array([0.0, 0.0, 0.0, 5.0, 1.0])  # three tied typical objects share the rank fraction 3/5
+    b = np.array([3.0, 1.0, 2.0, 4.0, 0.5])
+    np.testing.assert_allclose(rank_average([a, b]), (rank_fraction(a) + rank_fraction(b)) / 2)
+    np.testing.assert_allclose(rank_fraction(a)[:3], 0.6)
+    assert np.argmax(rank_average([a, b])) == 3  # weirdest in both stays the weirdest
+    with pytest.raises(ValueError, match="same length"):
+        rank_average([a, b[:4]])
+    with pytest.raises(ValueError, match="non-empty"):
+        rank_average([])

@@ -13,6 +13,7 @@ _LAZY = {
     "WeirdnessDetector": "._base",
     "UnsupervisedRandomForest": ".urf",
     "best_weirdness": ".urf",
+    "rank_average": ".urf",
     "IsolationForestDetector": ".baselines",
     "LocalOutlierFactorDetector": ".baselines",
     "KNNDistanceDetector": ".baselines",

@@ -116,7 +116,7 @@ from .synthetic import SYNTHETIC_KINDS, make_synthetic
 
 from .variants import VARIANTS
 
-__all__ = ["UnsupervisedRandomForest", "best_weirdness", "weirdness_table", "open_weirdness_input", "resolve_variant", "canonical_variant", "VARIANTS"]
+__all__ = ["UnsupervisedRandomForest", "best_weirdness", "rank_average", "weirdness_table", "open_weirdness_input", "resolve_variant", "canonical_variant", "VARIANTS"]
 
 log = get_logger(__name__)
 
@@ -967,11 +967,35 @@ def best_weirdness(X, snr, *, n_estimators: int = 200, n_neighbors: int = 20, n_
     w_urf = urf.fit(X, snr=snr if params.get("snr_strata") is not None else None).weirdness_
     w_lof = LocalOutlierFactorDetector(n_neighbors=n_neighbors, n_jobs=n_jobs).fit(X).weirdness_
     members = {"urf": np.asarray(w_urf, dtype=np.float64), "lof": np.asarray(w_lof, dtype=np.float64)}
-    w = np.zeros(urf.n_train_)
-    for s in members.values():
-        w += np.searchsorted(np.sort(s), s, side="right") / s.size
-    w /= len(members)
+    w = rank_average(list(members.values()))
     return (w, members) if return_members else w
+
+
+def rank_average(scores) -> np.ndarray:
+    """Mean rank fraction of several weirdness scores of the same objects. **Higher = weirder.**
+
+    Each score array is replaced by its rank fraction, the fraction of objects it scores at or
+    below (an empirical CDF in (0, 1], ties sharing the highest rank of their group), and the
+    fractions are averaged with equal weights, as in :class:`~serendip.outliers.RankAverageEnsemble`.
+
+    Parameters
+    ----------
+    scores : sequence of array-like of shape (N,)
+        Weirdness of the same N objects from each detector (higher = weirder, finite).
+
+    Returns
+    -------
+    ndarray of shape (N,)
+        Mean rank fraction in (0, 1]; **higher = weirder**.
+    """
+    arrays = [np.asarray(s, dtype=np.float64).ravel() for s in scores]
+    if not arrays or any(a.size != arrays[0].size for a in arrays) or arrays[0].size == 0:
+        raise ValueError("rank_average needs one or more non-empty score arrays of the same length; got lengths "
+                         f"{[a.size for a in arrays]}")
+    w = np.zeros(arrays[0].size)
+    for a in arrays:
+        w += np.searchsorted(np.sort(a), a, side="right") / a.size
+    return w / len(arrays)
 
 
 # ---------------------------------------------------------------------------------------------

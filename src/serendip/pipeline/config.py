@@ -46,6 +46,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "trees": 150,
         "repeats": 1,
         "variant": "best",
+        "lof_neighbors": 20,
         "snr_bins": 3,
         "compare_faithful": True,
         "faithful_trees": 100,
@@ -204,6 +205,8 @@ def _check_ranges(cfg: dict, source: str) -> None:
     need(cfg["weirdness"]["faithful_trees"] >= 1, "weirdness", "faithful_trees", "must be >= 1")
     need(cfg["weirdness"]["repeats"] >= 1, "weirdness", "repeats", "must be >= 1")
     need(cfg["weirdness"]["snr_bins"] >= 1, "weirdness", "snr_bins", "must be >= 1")
+    need(cfg["weirdness"]["lof_neighbors"] >= 0, "weirdness", "lof_neighbors",
+         "must be 0 (the forest alone) or a positive number of neighbours")
     need(cfg["weirdness"]["top_n"] >= 1, "weirdness", "top_n", "must be >= 1")
     need(cfg["weirdness"]["n_similar"] >= 1, "weirdness", "n_similar", "must be >= 1")
     need(0 < cfg["sequencer"]["normal_fraction"] <= 1, "sequencer", "normal_fraction", "must be in (0, 1]")
@@ -329,6 +332,9 @@ variant = "best"            # "best" (uniform synthetic data, one forest per S/N
                             # leaves of >= 3 objects), "faithful", "snr-strata", "symmetric",
                             # "knn", "uniform" or "majority" (serendip.outliers.variants.VARIANTS),
                             # or a comma-separated combination such as "symmetric,knn"
+lof_neighbors = 20          # weirdness = rank average of the forest and the local outlier factor
+                            # on this many neighbours (serendip.outliers.best_weirdness); better
+                            # recall of planted anomalies than either alone. 0 = the forest alone
 snr_bins = 3                # S/N bins for the variants that use S/N strata
 compare_faithful = true     # also score with the faithful algorithm, for comparison
 faithful_trees = 100        # trees for that comparison

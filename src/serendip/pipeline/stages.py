@@ -232,10 +232,11 @@ def _urf_params(cfg: dict, variant: str, n: int, trees: int, seed: int, progress
 
 
 def stage_weirdness(ctx: StageContext) -> StageResult:
-    """Rank weirdness with the unsupervised random forest and explain the top N."""
+    """Rank weirdness with the unsupervised random forest (rank-averaged with LOF unless ``lof_neighbors`` is 0)
+    and explain the top N against the forest's most similar objects."""
     from astropy.table import Table
 
-    from ..outliers import UnsupervisedRandomForest, explain_weirdness
+    from ..outliers import LocalOutlierFactorDetector, UnsupervisedRandomForest, explain_weirdness, rank_average
 
     cfg = dict(ctx.params)
     cfg["n_jobs"] = ctx.config["run"]["n_jobs"]
@@ -251,10 +252,21 @@ def stage_weirdness(ctx: StageContext) -> StageResult:
         params.pop("snr_strata")
         note = "no S/N is known for these spectra: one forest is used instead of S/N strata"
     best = UnsupervisedRandomForest(**params).fit(X, snr=snr_fit)
+    w_forest = np.asarray(best.weirdness_, dtype=float)
+    # at most half of the other objects, as for the LOF baseline (baseline_neighbours)
+    lof_k = min(cfg["lof_neighbors"], max(1, (n - 1) // 2)) if n >= 3 else 0
+    if lof_k:  # the best mode of serendip.outliers.best_weirdness: rank average of the forest and LOF
+        w_lof = np.asarray(LocalOutlierFactorDetector(n_neighbors=lof_k, n_jobs=cfg["n_jobs"]).fit(X).weirdness_,
+                           dtype=float)
+        w = rank_average([w_forest, w_lof])
+    else:
+        w = w_forest
     t_best = time.perf_counter() - t0
-    w = np.asarray(best.weirdness_, dtype=float)
     ids = np.asarray(spectra.ids).astype(str)
     tab = Table({"id": ids, "weirdness": w, "rank": _rank(w)})
+    if lof_k:
+        tab["weirdness_forest"] = w_forest
+        tab["weirdness_lof"] = w_lof
     faithful = None
     t_faith = 0.0
     if cfg["compare_faithful"] and cfg["variant"] != "faithful":
@@ -270,7 +282,10 @@ def stage_weirdness(ctx: StageContext) -> StageResult:
     for col in ("class",):
         if col in spectra.meta.colnames:
             tab[col] = spectra.meta[col]
-    tab.meta.update({"detector": "urf", "variant": cfg["variant"], "score_convention": "higher = weirder",
+    combination = (f"mean rank fraction of the forest ({cfg['variant']}, weirdness_forest) and the local outlier "
+                   f"factor on {lof_k} neighbours (weirdness_lof)" if lof_k else "the forest alone")
+    tab.meta.update({"detector": "urf+lof" if lof_k else "urf", "variant": cfg["variant"],
+                     "score_convention": "higher = weirder", "combination": combination,
                      "params": {k: v for k, v in params.items() if k != "progress"}, "n_features": X.shape[1],
                      "note": note})
 
@@ -310,11 +325,14 @@ def stage_weirdness(ctx: StageContext) -> StageResult:
                 weirdest[col] = [str(truth[col][jj]) if jj >= 0 else "" for jj in j]
     p1 = ctx.run.save_table(tab, "weirdness")
     p2 = ctx.run.save_table(weirdest, "weirdest")
-    summary = (f"{n} objects scored ({cfg['variant']}, {cfg['trees']} trees, {X.shape[1]} features) in "
+    summary = (f"{n} objects scored ({cfg['variant']}, {cfg['trees']} trees"
+               + (f", rank-averaged with LOF on {lof_k} neighbours" if lof_k else "")
+               + f", {X.shape[1]} features) in "
                f"{t_best:.1f} s" + (f"; faithful in {t_faith:.1f} s" if faithful is not None else "")
                + (f"; note: {note}" if note else ""))
     return StageResult(summary, _outs(ctx.run, p1, p2),
-                       info={"variant": cfg["variant"], "note": note, "n_features": X.shape[1],
+                       info={"variant": cfg["variant"], "lof_neighbors": lof_k, "note": note,
+                             "n_features": X.shape[1],
                              "snr_strata": "snr_strata" in params,
                              "seconds_best": t_best, "seconds_faithful": t_faith})
 
@@ -458,8 +476,13 @@ def stage_compare(ctx: StageContext) -> StageResult:
     n = X.shape[0]
     ids = np.asarray(spectra.ids).astype(str)
     w = run.read_table("weirdness")
-    scores = {"urf_best": np.asarray(w["weirdness"], dtype=float)}
-    if "weirdness_faithful" in w.colnames:
+    forest = "urf_" + str(w.meta.get("variant", "best")).replace(",", "_").replace("-", "_")
+    if "weirdness_forest" in w.colnames:  # the run's weirdness, then the forest alone
+        scores = {f"{forest}+lof": np.asarray(w["weirdness"], dtype=float),
+                  forest: np.asarray(w["weirdness_forest"], dtype=float)}
+    else:
+        scores = {forest: np.asarray(w["weirdness"], dtype=float)}
+    if "weirdness_faithful" in w.colnames and "urf_faithful" not in scores:
         scores["urf_faithful"] = np.asarray(w["weirdness_faithful"], dtype=float)
     seconds = {}
     skipped_dets = {}

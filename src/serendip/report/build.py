@@ -11,7 +11,7 @@ Tables it reads (written by :mod:`serendip.pipeline.stages`):
 
 ``objects``      id, z, snr, class, masked_fraction — every ingested object
 ``rejected``     the input files that could not be used, with the reason
-``weirdness``    id, weirdness, rank [, weirdness_faithful, rank_faithful], snr, z
+``weirdness``    id, weirdness, rank [, weirdness_forest, weirdness_lof] [, weirdness_faithful, rank_faithful], snr, z
 ``weirdest``     the top N: id, rank, weirdness, z, snr, wave, flux, similar_median,
                  feature_wave, residual, similar_ids, top_features
 ``sequence``     id, position, flux (the pixels the Sequencer saw); meta: elongation
@@ -179,9 +179,14 @@ def _weirdest_section(c: _Ctx) -> Section:
     tab = tab[np.argsort(np.asarray(tab["rank"]), kind="stable")][: c.top_n]
     rec = c.records.get("weirdness", {})
     variant = rec.get("info", {}).get("variant", "")
+    lof_k = rec.get("info", {}).get("lof_neighbors", 0)
+    ranked_by = (f"the unsupervised random forest ({variant or 'best mode'}) finds farthest from all others"
+                 if not lof_k else
+                 f"ranked weirdest by the mean of two rank fractions: the unsupervised random forest "
+                 f"({variant or 'best mode'}), which scores distance from all others, and the local outlier "
+                 f"factor on {lof_k} neighbours, which scores isolation from the nearest ones")
     s.add(Paragraph(
-        f"The {len(tab)} objects the unsupervised random forest ({variant or 'best mode'}) finds farthest "
-        "from all others (weirdness: higher = weirder). Each panel shows the spectrum (black) with rest-frame "
+        f"The {len(tab)} objects {ranked_by} (weirdness: higher = weirder). Each panel shows the spectrum (black) with rest-frame "
         "lines marked and the median of its most similar normal objects under the forest's similarity (teal); "
         "below, the residual: the object minus that median. The table's top_features are the wavelengths (Å) "
         "of the forest features where the object departs most from those objects, in units of the normal "
@@ -223,12 +228,13 @@ def _distribution_section(c: _Ctx) -> Section:
     if np.isfinite(snr).sum() > 2:
         info = c.records.get("weirdness", {}).get("info", {})
         variant = info.get("variant") or "best mode"
-        fig, _ = F.weirdness_vs_snr(snr, w, faithful=faithful, label=variant)
+        label = f"{variant} + LOF" if info.get("lof_neighbors") else variant
+        fig, _ = F.weirdness_vs_snr(snr, w, faithful=faithful, label=label)
         caption = "Weirdness against S/N."
         if faithful is not None:
             caption += " The faithful forest tends to call noisy spectra weird"
-            caption += (f"; the {variant} forests (one per S/N stratum) should not." if info.get("snr_strata")
-                        else f"; compare the {variant} forest beside it.")
+            caption += (f"; the weirdness of this run ({label}, forests one per S/N stratum) should not."
+                        if info.get("snr_strata") else f"; compare the weirdness of this run ({label}) beside it.")
         s.add(c.figure(fig, "weirdness_vs_snr", caption))
     qs = np.nanpercentile(w, [50, 90, 99]) if len(w) else [np.nan] * 3
     s.add(KeyValues([("objects scored", len(w)), ("median weirdness", qs[0]), ("90th percentile", qs[1]),
