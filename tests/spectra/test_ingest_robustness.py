@@ -143,7 +143,7 @@ def test_append_with_other_settings_is_refused(sdss_fits_dir, tmp_path, capsys):
     more = ingest([a2], out, progress=False, if_exists="append", mask_bits=names[::-1])
     assert more.n_total == first.n_read + more.n_read and more.n_read > 0
     code = main(["-q", "ingest", str(a2), "-o", str(out), "--append", "--sky-lines"])
-    assert code == 2 and "sky_lines: False in the store, True now" in capsys.readouterr().err
+    assert code == 2 and "sky_lines (--sky-lines): False in the store, True now" in capsys.readouterr().err
 
 
 def test_resume_with_other_settings_is_refused(sdss_fits_dir, tmp_path, interrupt_reading):
