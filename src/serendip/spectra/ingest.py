@@ -210,18 +210,19 @@ def expand_inputs(inputs, exclude=()) -> tuple[list[Path], list[dict]]:
     files = []
     for f in found:
         r = f.resolve()
-        if r in seen or f.name.endswith(".partial") or _excluded(f, exclude):
+        if r in seen or f.name.endswith(".partial") or _excluded(f, exclude, resolved=r):
             continue
         seen.add(r)
         files.append(f)
     return files, missing
 
 
-def _excluded(path: Path, exclude: set[Path]) -> bool:
-    """Whether ``path`` is, or lies in a folder, of ``exclude`` (resolved paths)."""
+def _excluded(path: Path, exclude: set[Path], resolved: Path | None = None) -> bool:
+    """Whether ``path`` is, or lies in a folder, of ``exclude`` (resolved paths); ``resolved`` saves resolving
+    ``path`` again when the caller already has it."""
     if not exclude:
         return False
-    r = path.resolve()
+    r = resolved if resolved is not None else path.resolve()
     return r in exclude or not exclude.isdisjoint(r.parents)
 
 
