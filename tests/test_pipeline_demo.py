@@ -58,15 +58,33 @@ def test_demo_end_to_end(tmp_path, capsys):
     w = run.read_table("weirdness")
     assert len(w) == len(run.read_table("objects")) == 300
     assert w["weirdness"][np.argmin(w["rank"])] == w["weirdness"].max()
-    # it is the mean rank fraction of the forest and LOF, each kept beside it
+    # it is the mean rank fraction of the forest and of LOF ranked within the forest's S/N strata
     for member in ("weirdness_forest", "weirdness_lof"):
         s = np.asarray(w[member], float)
         assert np.isfinite(s).all() and np.unique(s).size > 1
-    frac = [np.array([(s <= v).mean() for v in s]) for s in (np.asarray(w["weirdness_forest"], float),
-                                                              np.asarray(w["weirdness_lof"], float))]
+    stratum = np.asarray(w["snr_stratum"])
+    assert set(stratum) == {0, 1, 2}
+    lof = np.asarray(w["weirdness_lof"], float)
+    within = np.empty_like(lof)
+    for s in range(3):
+        rows = stratum == s
+        within[rows] = [(lof[rows] <= v).mean() for v in lof[rows]]
+    frac = [np.array([(s <= v).mean() for v in s]) for s in (np.asarray(w["weirdness_forest"], float), within)]
     np.testing.assert_allclose(np.asarray(w["weirdness"], float), (frac[0] + frac[1]) / 2, rtol=1e-12)
-    assert "local outlier factor on 20 neighbours" in w.meta["combination"]
-    assert "rank-averaged with LOF on 20 neighbours" in printed
+    assert "local outlier factor on 20 neighbours within each of the forest's 3 S/N strata" in w.meta["combination"]
+    assert "rank-averaged with LOF on 20 neighbours per S/N stratum" in printed
+    # noisy normal spectra are not called weird for their noise: LOF on all objects at once would be
+    normal = np.asarray(truth["anomaly_kind"]).astype(str)[[list(truth["id"]).index(i) for i in w["id"]]] == "normal"
+    snr = np.asarray(w["snr"], float)
+    from scipy.stats import spearmanr
+    from serendip.outliers import LocalOutlierFactorDetector
+    from serendip.pipeline.stages import feature_matrix, load_spectra
+
+    rho_run = spearmanr(snr[normal], np.asarray(w["weirdness"], float)[normal]).statistic
+    X, _ = feature_matrix(load_spectra(run, json.loads((out / "provenance.json").read_text())["config"]), 50)
+    global_lof = LocalOutlierFactorDetector(n_neighbors=20).fit(X).weirdness_
+    rho_global = spearmanr(snr[normal], global_lof[normal]).statistic
+    assert rho_global < -0.25 and abs(rho_run) < 0.5 * abs(rho_global), (rho_run, rho_global)
     # the sequence of the normal population follows the hidden parameter
     rec = run.read_record("compare")
     assert abs(rec["info"]["sequence_spearman"]) > 0.5

@@ -333,7 +333,7 @@ variant = "best"            # "best" (uniform synthetic data, one forest per S/N
                             # "knn", "uniform" or "majority" (serendip.outliers.variants.VARIANTS),
                             # or a comma-separated combination such as "symmetric,knn"
 lof_neighbors = 20          # weirdness = rank average of the forest and the local outlier factor
-                            # on this many neighbours (serendip.outliers.best_weirdness); better
+                            # on this many neighbours, within the forest's S/N strata; better
                             # recall of planted anomalies than either alone. 0 = the forest alone
 snr_bins = 3                # S/N bins for the variants that use S/N strata
 compare_faithful = true     # also score with the faithful algorithm, for comparison

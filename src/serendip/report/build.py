@@ -184,7 +184,8 @@ def _weirdest_section(c: _Ctx) -> Section:
                  if not lof_k else
                  f"ranked weirdest by the mean of two rank fractions: the unsupervised random forest "
                  f"({variant or 'best mode'}), which scores distance from all others, and the local outlier "
-                 f"factor on {lof_k} neighbours, which scores isolation from the nearest ones")
+                 f"factor on {lof_k} neighbours, which scores isolation from the nearest ones"
+                 + (" among spectra of similar S/N" if rec.get("info", {}).get("lof_within_strata") else ""))
     s.add(Paragraph(
         f"The {len(tab)} objects {ranked_by} (weirdness: higher = weirder). Each panel shows the spectrum "
         "(black) with rest-frame lines marked and the median of its most similar normal objects under the forest's similarity (teal); "
