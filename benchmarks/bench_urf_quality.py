@@ -18,7 +18,9 @@ The "best" serendip mode (serendip.outliers.urf.best_weirdness: rank average of
 URF variant "best" = uniform + S/N strata 3 + kNN score k=10 + min_samples_leaf=3,
 with LOF k=20) runs on rest-frame flux only, 300 pixels (``--best-npix``), also
 chosen on seed 1 only;
-URF "best" and LOF alone on those same features are printed beside it.
+URF "best" and LOF alone on those same features are printed beside it. Two more rows
+fit LOF within the forest's S/N strata (``best_weirdness``'s default since 2026-11-27):
+LOF alone that way, and the rank average with it.
 """
 from __future__ import annotations
 
@@ -117,13 +119,24 @@ def main(argv=None):
     def best_mode(part):
         if not best_cache:
             w, members = best_weirdness(X_best, snr, n_estimators=args.trees, n_jobs=args.n_jobs, random_state=0,
-                                        progress=False, return_members=True)
+                                        progress=False, return_members=True, lof_strata=False)
             best_cache.update(members, ensemble=w)
         return best_cache[part]
+
+    strata_cache = {}
+
+    def best_mode_strata(part):  # LOF within the forest's S/N strata (what serendip run/demo use)
+        if not strata_cache:
+            w, members = best_weirdness(X_best, snr, n_estimators=args.trees, n_jobs=args.n_jobs, random_state=0,
+                                        progress=False, return_members=True, lof_strata=True)
+            strata_cache.update(members, ensemble=w)
+        return strata_cache[part]
 
     methods[f"URF best (unif+strata+knn+leaf3) {tag}"] = lambda: best_mode("urf")
     methods[f"sklearn LOF (k=20) {tag}"] = lambda: best_mode("lof")
     methods[f"URF best + LOF rank avg {tag}"] = lambda: best_mode("ensemble")
+    methods[f"LOF (k=20) within S/N strata {tag}"] = lambda: best_mode_strata("lof")
+    methods[f"URF best + LOF within strata {tag}"] = lambda: best_mode_strata("ensemble")
     rows, scores, rhos, secs = [], {}, {}, {}
     for name, fn in methods.items():
         t = time.perf_counter()
@@ -147,8 +160,8 @@ def main(argv=None):
     print(f"\n(ROC AUC per kind = that kind against the normal objects.)")
     overall = {m: next(x["auc"] for x in rows if x["method"] == m and x["kind"] == "all") for m in methods}
     best_urf = max((m for m in methods if m.startswith("URF")), key=overall.get)
-    print(f"(the last three rows use rest-frame flux at {args.best_npix} pixels; the time of the first of them "
-          "includes all three)")
+    print(f"(the last five rows use rest-frame flux at {args.best_npix} pixels; the time of the first of the three "
+          "and of the first of the two includes the others)")
     print(f"best overall AUC: {best} = {best_auc:.3f}; best serendip URF mode: {best_urf} = {overall[best_urf]:.3f} "
           f"(target >= 0.9: {'met' if overall[best_urf] >= 0.9 else 'NOT met'}); faithful URF = "
           f"{overall['URF faithful']:.3f}")
@@ -157,6 +170,10 @@ def main(argv=None):
     print(f"best mode on rest {args.best_npix}px: URF best + LOF = {b_ens:.3f}; URF best alone {b_urf:.3f}; LOF alone "
           f"{b_lof:.3f} (ratio ensemble/LOF {b_ens / b_lof:.3f}); vs old best URF mode "
           f"'URF uniform + snr-strata 3' {overall['URF uniform + snr-strata 3']:.3f}")
+    e_all, e_strata = f"URF best + LOF rank avg {tag}", f"URF best + LOF within strata {tag}"
+    print(f"LOF within the forest's S/N strata (best_weirdness's default): AUC {overall[e_strata]:.3f} against "
+          f"{overall[e_all]:.3f} with LOF on all objects; S/N bias rho {rhos[e_strata]:+.3f} against "
+          f"{rhos[e_all]:+.3f}")
     r_f, r_s = rhos["URF faithful"], rhos["URF snr-strata 3"]
     print(f"S/N bias among normal objects: Spearman rho(weirdness, S/N) faithful {r_f:+.3f} -> strata {r_s:+.3f} "
           f"(|rho| ratio {abs(r_s) / max(abs(r_f), 1e-12):.2f})")

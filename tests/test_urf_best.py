@@ -36,7 +36,7 @@ def test_best_variant_is_the_documented_combination():
 def test_best_weirdness_is_the_rank_average_of_urf_and_lof():
     X, snr = data()
     w, members = best_weirdness(X, snr, n_estimators=20, n_neighbors=10, random_state=4, progress=False,
-                                return_members=True)
+                                return_members=True, lof_strata=False)
     urf = UnsupervisedRandomForest(20, random_state=4, progress=False, **VARIANTS["best"]).fit(X, snr=snr)
     lof = -LocalOutlierFactor(n_neighbors=10).fit(X.astype(np.float64)).negative_outlier_factor_
     np.testing.assert_allclose(members["urf"], urf.weirdness_, rtol=0, atol=1e-12)
@@ -47,7 +47,51 @@ def test_best_weirdness_is_the_rank_average_of_urf_and_lof():
     # the planted outlier is the weirdest under both members, so under the ensemble (higher = weirder)
     assert np.argmax(w) == 0 and w[0] == 1.0
     assert np.array_equal(best_weirdness(X, snr, n_estimators=20, n_neighbors=10, random_state=4,
-                                         progress=False), w)
+                                         progress=False, lof_strata=False), w)
+
+
+def test_best_weirdness_fits_lof_within_the_forests_snr_strata_by_default():
+    """LOF per S/N tercile, ranked within it; the rank average then removes the noise trend LOF on all objects has."""
+    rng = np.random.default_rng(7)
+    n, f = 300, 12
+    snr = rng.uniform(2.0, 40.0, n)
+    X = rng.normal(size=(n, f)) / snr[:, None]  # the same spectrum, with noise falling as S/N rises
+    X[0] += 0.8  # one planted outlier at high S/N
+    snr[0] = 35.0
+    w, members = best_weirdness(X, snr, n_estimators=30, n_neighbors=10, random_state=1, progress=False,
+                                return_members=True)
+    urf = UnsupervisedRandomForest(30, random_state=1, progress=False, **VARIANTS["best"]).fit(X, snr=snr)
+    lof = np.empty(n)
+    within = np.empty(n)
+    for s in range(3):
+        rows = np.flatnonzero(urf.stratum_ == s)
+        v = -LocalOutlierFactor(n_neighbors=10).fit(X[rows]).negative_outlier_factor_
+        lof[rows] = v
+        within[rows] = rank_fraction(v)
+    np.testing.assert_allclose(members["lof"], lof, rtol=1e-10)
+    np.testing.assert_allclose(w, 0.5 * (rank_fraction(urf.weirdness_) + rank_fraction(within)), rtol=0, atol=1e-12)
+    assert np.argmax(w) == 0
+    from scipy.stats import spearmanr
+
+    rho_strata = spearmanr(w[1:], snr[1:]).statistic
+    rho_all = spearmanr(best_weirdness(X, snr, n_estimators=30, n_neighbors=10, random_state=1, progress=False,
+                                       lof_strata=False)[1:], snr[1:]).statistic
+    assert rho_all < -0.5 and abs(rho_strata) < 0.5 * abs(rho_all), (rho_strata, rho_all)
+
+
+def test_lof_within_strata_caps_the_neighbours_by_the_smallest_stratum():
+    from serendip.outliers import lof_within_strata
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(40, 3))
+    strata = np.r_[np.zeros(33, int), np.ones(7, int)]  # 7 objects: at most 3 neighbours
+    lof, rank = lof_within_strata(X, 20, strata)
+    expected = -LocalOutlierFactor(n_neighbors=3).fit(X[33:]).negative_outlier_factor_
+    np.testing.assert_allclose(lof[33:], expected, rtol=1e-10)
+    np.testing.assert_allclose(rank[33:], rank_fraction(expected))
+    assert np.all((rank > 0) & (rank <= 1))
+    one, _ = lof_within_strata(X, 20)  # one stratum: LOF on all objects, 19 neighbours at most
+    np.testing.assert_allclose(one, -LocalOutlierFactor(n_neighbors=19).fit(X).negative_outlier_factor_, rtol=1e-10)
 
 
 def test_best_weirdness_needs_snr():

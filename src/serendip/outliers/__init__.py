@@ -14,6 +14,7 @@ _LAZY = {
     "UnsupervisedRandomForest": ".urf",
     "best_weirdness": ".urf",
     "rank_average": ".urf",
+    "lof_within_strata": ".urf",
     "IsolationForestDetector": ".baselines",
     "LocalOutlierFactorDetector": ".baselines",
     "KNNDistanceDetector": ".baselines",

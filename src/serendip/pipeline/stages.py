@@ -231,34 +231,12 @@ def _urf_params(cfg: dict, variant: str, n: int, trees: int, seed: int, progress
     return p, note
 
 
-def _lof_within_strata(X: np.ndarray, k: int, strata: np.ndarray | None, n_jobs) -> tuple[np.ndarray, np.ndarray]:
-    """LOF weirdness of each object among the objects of its S/N stratum.
-
-    Returns ``(lof, member)``: the local outlier factor, fitted on each stratum's objects alone
-    (on all objects when ``strata`` is None), and the score the run's weirdness averages, its rank
-    fraction within the stratum. Noisy spectra lie far from each other, so LOF on all objects at
-    once calls the noisy ones weird (Spearman ρ(S/N, weirdness) = −0.87 among the normal objects
-    of the demo's survey at n = 5,000, seeds 0–3, against −0.18 within strata); within a stratum
-    they are compared with equally noisy ones, as the forest's strata do.
-    """
-    from ..outliers import LocalOutlierFactorDetector
-
-    groups = [np.arange(X.shape[0])] if strata is None else [np.flatnonzero(strata == s) for s in np.unique(strata)]
-    lof = np.empty(X.shape[0])
-    member = np.empty(X.shape[0])
-    for rows in groups:
-        v = np.asarray(LocalOutlierFactorDetector(n_neighbors=k, n_jobs=n_jobs).fit(X[rows]).weirdness_, dtype=float)
-        lof[rows] = v
-        member[rows] = np.searchsorted(np.sort(v), v, side="right") / v.size
-    return lof, member
-
-
 def stage_weirdness(ctx: StageContext) -> StageResult:
     """Rank weirdness with the unsupervised random forest (rank-averaged with LOF unless ``lof_neighbors`` is 0)
     and explain the top N against the forest's most similar objects."""
     from astropy.table import Table
 
-    from ..outliers import UnsupervisedRandomForest, explain_weirdness, rank_average
+    from ..outliers import UnsupervisedRandomForest, explain_weirdness, lof_within_strata, rank_average
 
     cfg = dict(ctx.params)
     cfg["n_jobs"] = ctx.config["run"]["n_jobs"]
@@ -279,8 +257,8 @@ def stage_weirdness(ctx: StageContext) -> StageResult:
     smallest = n if strata is None else int(np.bincount(strata).min())
     # at most half of the other objects (of the smallest stratum), as for the LOF baseline (baseline_neighbours)
     lof_k = min(cfg["lof_neighbors"], max(1, (smallest - 1) // 2)) if smallest >= 3 else 0
-    if lof_k:  # rank average of the forest and LOF (as serendip.outliers.best_weirdness), LOF within S/N strata
-        w_lof, lof_member = _lof_within_strata(X, lof_k, strata, cfg["n_jobs"])
+    if lof_k:  # rank average of the forest and LOF within its S/N strata, as serendip.outliers.best_weirdness
+        w_lof, lof_member = lof_within_strata(X, lof_k, strata, cfg["n_jobs"])
         w = rank_average([w_forest, lof_member])
     else:
         w = w_forest
