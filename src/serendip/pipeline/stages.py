@@ -254,7 +254,7 @@ def stage_weirdness(ctx: StageContext) -> StageResult:
     best = UnsupervisedRandomForest(**params).fit(X, snr=snr_fit)
     w_forest = np.asarray(best.weirdness_, dtype=float)
     strata = getattr(best, "stratum_", None)  # the forest's S/N strata, when it has them
-    smallest = n if strata is None else int(np.bincount(strata).min())
+    smallest = n if strata is None else int(np.unique(strata, return_counts=True)[1].min())
     # at most half of the other objects (of the smallest stratum), as for the LOF baseline (baseline_neighbours)
     lof_k = min(cfg["lof_neighbors"], max(1, (smallest - 1) // 2)) if smallest >= 3 else 0
     if lof_k:  # rank average of the forest and LOF within its S/N strata, as serendip.outliers.best_weirdness
@@ -285,10 +285,10 @@ def stage_weirdness(ctx: StageContext) -> StageResult:
     for col in ("class",):
         if col in spectra.meta.colnames:
             tab[col] = spectra.meta[col]
-    within = f" within each of the forest's {int(strata.max()) + 1} S/N strata" if strata is not None else ""
+    within = (f" within each of the forest's {np.unique(strata).size} S/N strata (weirdness_lof, ranked within "
+              "its stratum)" if strata is not None else " (weirdness_lof)")
     combination = (f"mean rank fraction of the forest ({cfg['variant']}, weirdness_forest) and the local outlier "
-                   f"factor on {lof_k} neighbours{within} (weirdness_lof, ranked within its stratum)"
-                   if lof_k else "the forest alone")
+                   f"factor on {lof_k} neighbours{within}" if lof_k else "the forest alone")
     tab.meta.update({"detector": "urf+lof" if lof_k else "urf", "variant": cfg["variant"],
                      "score_convention": "higher = weirder", "combination": combination,
                      "params": {k: v for k, v in params.items() if k != "progress"}, "n_features": X.shape[1],
