@@ -89,3 +89,26 @@ def test_weird_on_a_raw_spectra_file_points_to_ingest(shared_data, tmp_path, cap
     err = capsys.readouterr().err
     assert "constant" in err and "holds raw spectra; run `serendip ingest` on it first" in err
     assert not out.exists()
+
+
+def test_a_variant_that_ties_most_objects_at_the_lowest_weirdness_says_so(tmp_path, caplog):
+    """The `best` variant's kNN score leaves every object of a tight population at weirdness 0; their ranks
+    then mean nothing, and the table says so (meta and a warning). The faithful variant orders them all."""
+    import logging
+
+    gen = np.random.default_rng(0)
+    X = 0.01 * gen.normal(size=(300, 10))
+    X[:20] += gen.normal(size=(20, 10))  # 20 unusual objects beside a tight population of 280
+    path = tmp_path / "tight.npz"
+    np.savez(path, flux=X, snr=gen.uniform(3, 30, 300))
+    with caplog.at_level(logging.WARNING, logger="serendip"):
+        tab = weirdness_table(path, variant="best", n_estimators=50, n_repeats=1, progress=False)
+    w = np.asarray(tab["weirdness"])
+    assert tab.meta["tied_at_lowest"] == int((w == w.min()).sum()) >= 150
+    (msg,) = [r.getMessage() for r in caplog.records if "share the lowest weirdness" in r.getMessage()]
+    assert "best variant" in msg and "faithful" in msg
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="serendip"):
+        faithful = weirdness_table(path, n_estimators=50, n_repeats=1, progress=False)
+    assert faithful.meta["tied_at_lowest"] < 10
+    assert not [r for r in caplog.records if "share the lowest weirdness" in r.getMessage()]

@@ -1117,7 +1117,10 @@ def weirdness_table(source, *, variant: str | None = "faithful", n_estimators: i
     astropy.table.Table
         Columns ``id``, ``weirdness``, ``rank`` (1 = weirdest), ``snr``,
         ``top_similar_id``, ``top_similarity``; ``meta`` holds the parameters,
-        input, timings and the score convention.
+        input, timings, the score convention and ``tied_at_lowest``, the number
+        of objects at the lowest weirdness (a warning is logged when that is half
+        or more of them: variants with the kNN score can leave most typical
+        objects at exactly 0).
     """
     from .._version import __version__
 
@@ -1157,7 +1160,16 @@ def weirdness_table(source, *, variant: str | None = "faithful", n_estimators: i
         top = idx[:, 0]
         tab["top_similar_id"] = np.where(top >= 0, np.asarray(ids).astype(str)[np.maximum(top, 0)], "")
         tab["top_similarity"] = sims[:, 0]
+    w = np.asarray(tab["weirdness"], dtype=np.float64)
+    tied = int(np.count_nonzero(w == np.nanmin(w))) if w.size else 0
+    if w.size >= 20 and tied >= 0.5 * w.size:
+        log.warning("%d of %d objects (%.0f%%) share the lowest weirdness (%.3g): the %s variant tells the unusual "
+                    "objects apart but not the typical ones, whose ranks then follow the input order. To order all "
+                    "objects use the faithful variant (the default), or `serendip run`, which rank-averages the "
+                    "forest with LOF", tied, w.size, 100.0 * tied / w.size, float(np.nanmin(w)),
+                    variant or "faithful")
     tab.meta.update({
+        "tied_at_lowest": tied,
         "variant": variant or "faithful", "input": description, "n_objects": int(model.n_train_),
         "n_features": int(model.n_features_in_), "algorithm": "unsupervised random forest (Baron & Poznanski 2017)",
         "score_convention": "higher = weirder", "rank_convention": "1 = weirdest",
