@@ -116,27 +116,19 @@ def main(argv=None):
     tag = f"[rest {args.best_npix}px]"
     best_cache = {}
 
-    def best_mode(part):
-        if not best_cache:
+    def best_mode(part, lof_strata=False):
+        """A member of best_weirdness, fitted once per LOF mode (within strata: what serendip run/demo use)."""
+        if lof_strata not in best_cache:
             w, members = best_weirdness(X_best, snr, n_estimators=args.trees, n_jobs=args.n_jobs, random_state=0,
-                                        progress=False, return_members=True, lof_strata=False)
-            best_cache.update(members, ensemble=w)
-        return best_cache[part]
-
-    strata_cache = {}
-
-    def best_mode_strata(part):  # LOF within the forest's S/N strata (what serendip run/demo use)
-        if not strata_cache:
-            w, members = best_weirdness(X_best, snr, n_estimators=args.trees, n_jobs=args.n_jobs, random_state=0,
-                                        progress=False, return_members=True, lof_strata=True)
-            strata_cache.update(members, ensemble=w)
-        return strata_cache[part]
+                                        progress=False, return_members=True, lof_strata=lof_strata)
+            best_cache[lof_strata] = {**members, "ensemble": w}
+        return best_cache[lof_strata][part]
 
     methods[f"URF best (unif+strata+knn+leaf3) {tag}"] = lambda: best_mode("urf")
     methods[f"sklearn LOF (k=20) {tag}"] = lambda: best_mode("lof")
     methods[f"URF best + LOF rank avg {tag}"] = lambda: best_mode("ensemble")
-    methods[f"LOF (k=20) within S/N strata {tag}"] = lambda: best_mode_strata("lof")
-    methods[f"URF best + LOF within strata {tag}"] = lambda: best_mode_strata("ensemble")
+    methods[f"LOF (k=20) within S/N strata {tag}"] = lambda: best_mode("lof", lof_strata=True)
+    methods[f"URF best + LOF within strata {tag}"] = lambda: best_mode("ensemble", lof_strata=True)
     rows, scores, rhos, secs = [], {}, {}, {}
     for name, fn in methods.items():
         t = time.perf_counter()

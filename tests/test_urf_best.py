@@ -85,12 +85,13 @@ def test_lof_within_strata_caps_the_neighbours_by_the_smallest_stratum():
     rng = np.random.default_rng(0)
     X = rng.normal(size=(40, 3))
     strata = np.r_[np.zeros(33, int), np.ones(7, int)]  # 7 objects: at most 3 neighbours
-    lof, rank = lof_within_strata(X, 20, strata)
+    lof, rank, k = lof_within_strata(X, 20, strata)
+    assert k == 3
     expected = -LocalOutlierFactor(n_neighbors=3).fit(X[33:]).negative_outlier_factor_
     np.testing.assert_allclose(lof[33:], expected, rtol=1e-10)
     np.testing.assert_allclose(rank[33:], rank_fraction(expected))
     assert np.all((rank > 0) & (rank <= 1))
-    one, _ = lof_within_strata(X, 20)  # one stratum: LOF on all objects, 19 neighbours at most
+    one, _, _ = lof_within_strata(X, 20)  # one stratum: LOF on all objects, 19 neighbours at most
     np.testing.assert_allclose(one, -LocalOutlierFactor(n_neighbors=19).fit(X).negative_outlier_factor_, rtol=1e-10)
 
 

@@ -337,6 +337,26 @@ def _strictly_monotone_in(x: np.ndarray, y: np.ndarray) -> bool:
     return bool(np.all(dx > 0) or np.all(dx < 0))
 
 
+def _inferred_task(yv: np.ndarray, ymiss: np.ndarray) -> str | None:
+    """:func:`serendip.learn.recommend.infer_task` on the target's present values; None where it cannot tell."""
+    from .recommend import infer_task
+
+    try:
+        return infer_task(yv[~ymiss].astype(str) if yv.dtype.kind == "O" else yv[~ymiss])
+    except ValueError:
+        return None
+
+
+def _task_of(tab, target: str, task: str | None) -> str | None:
+    """``task`` if given, else the task the target column implies (None where it cannot tell)."""
+    if task is not None:
+        return task
+    from .train import _target_and_missing
+
+    yv, ymiss = _target_and_missing(tab[target])
+    return None if ymiss.all() or np.ndim(yv) != 1 else _inferred_task(yv, ymiss)
+
+
 def _target_copies(tab, target: str, columns, task: str | None = None) -> dict[str, str]:
     """The numeric ``columns`` that hold the target in another form, with the reason for each.
 
@@ -357,7 +377,6 @@ def _target_copies(tab, target: str, columns, task: str | None = None) -> dict[s
     dict
         ``{column: why}``, in the order of ``columns``.
     """
-    from .recommend import infer_task
     from .train import _target_and_missing
 
     yv, ymiss = _target_and_missing(tab[target])
@@ -366,10 +385,7 @@ def _target_copies(tab, target: str, columns, task: str | None = None) -> dict[s
     if yv.dtype.kind == "O":
         yv = yv.astype(str)
     if task is None:
-        try:
-            task = infer_task(yv[~ymiss])
-        except ValueError:
-            task = None
+        task = _inferred_task(yv, ymiss)
     y_num = yv.astype(np.float64) if yv.dtype.kind in "iufb" else None
     codes = None
     if task == "classification":
@@ -411,7 +427,7 @@ SPECTROSCOPIC_REDSHIFT_NAMES = frozenset({"redshift", "zspec", "z_spec", "specz"
                                           "zbest", "z_best"})
 
 
-def _warn_spectroscopic_redshift(tab, target: str | None, columns, task: str | None) -> None:
+def _warn_spectroscopic_redshift(target: str | None, columns, task: str | None) -> None:
     """Warn when a default feature of a classification target is a spectroscopic redshift.
 
     The redshift is measured from the same spectrum as a spectroscopic class (stars sit at z ≈ 0,
@@ -420,18 +436,7 @@ def _warn_spectroscopic_redshift(tab, target: str | None, columns, task: str | N
     says how to leave it out.
     """
     found = [c for c in columns if c.strip().lower() in SPECTROSCOPIC_REDSHIFT_NAMES]
-    if not found or target is None:
-        return
-    if task is None:
-        from .recommend import infer_task
-        from .train import _target_and_missing
-
-        yv, ymiss = _target_and_missing(tab[target])
-        try:
-            task = infer_task(yv[~ymiss].astype(str) if yv.dtype.kind == "O" else yv[~ymiss])
-        except ValueError:
-            return
-    if task != "classification":
+    if not found or target is None or task != "classification":
         return
     log.warning("feature(s) %s look like a spectroscopic redshift and will be used to predict %r. A redshift "
                 "comes from the same spectrum as a spectroscopic class, so the model will need spectra for new "
@@ -464,6 +469,7 @@ def _default_features(tab, target: str | None, group: str | None = None, task: s
             what = f"{why} {target!r}" if why == "derived from the target" else why
             log.info("not used as features by default (%s): %s", what, cols)
     if target is not None:
+        task = _task_of(tab, target, task)  # once, for the leakage checks and the redshift warning
         for c, why in _target_copies(tab, target, out, task).items():
             leaks.setdefault(c, []).append(why)
     if leaks:
@@ -472,7 +478,7 @@ def _default_features(tab, target: str | None, group: str | None = None, task: s
                     "(a model would learn the answer from it, not from the data): %s; name them in "
                     "features=[...] (CLI: --features) to use them anyway", target,
                     "; ".join(f"{c!r}: {', '.join(why)}" for c, why in leaks.items()))
-    _warn_spectroscopic_redshift(tab, target, out, task)
+    _warn_spectroscopic_redshift(target, out, task)
     if not out:
         extra = f"; {list(leaks)} were left out as the target in another form" if leaks else ""
         raise ValueError(f"no numeric feature columns found; name them with features=[...] "

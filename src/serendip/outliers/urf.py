@@ -914,6 +914,11 @@ def _take_raw(src, rows):
     return np.concatenate(parts, axis=0)
 
 
+def _rank_fraction(a: np.ndarray) -> np.ndarray:
+    """The fraction of ``a``'s values at or below each value (an empirical CDF in (0, 1]; ties share the top)."""
+    return np.searchsorted(np.sort(a), a, side="right") / a.size
+
+
 def lof_within_strata(X, n_neighbors: int = 20, strata=None, n_jobs: int | None = None):
     """Local outlier factor of each object among the objects of its S/N stratum. **Higher = weirder.**
 
@@ -938,6 +943,8 @@ def lof_within_strata(X, n_neighbors: int = 20, strata=None, n_jobs: int | None 
     rank : ndarray of shape (N,)
         Its rank fraction within the stratum (an empirical CDF in (0, 1]), the score to average with
         others: strata of different sizes and noise then weigh the same.
+    n_neighbors : int
+        The neighbours used (after the cap).
     """
     from .baselines import LocalOutlierFactorDetector
 
@@ -951,8 +958,8 @@ def lof_within_strata(X, n_neighbors: int = 20, strata=None, n_jobs: int | None 
         v = np.asarray(LocalOutlierFactorDetector(n_neighbors=k, n_jobs=n_jobs).fit(X[rows]).weirdness_,
                        dtype=np.float64)
         lof[rows] = v
-        rank[rows] = np.searchsorted(np.sort(v), v, side="right") / v.size
-    return lof, rank
+        rank[rows] = _rank_fraction(v)
+    return lof, rank, k
 
 
 def best_weirdness(X, snr, *, n_estimators: int = 200, n_neighbors: int = 20, n_jobs: int | None = None,
@@ -1017,7 +1024,7 @@ def best_weirdness(X, snr, *, n_estimators: int = 200, n_neighbors: int = 20, n_
                                    progress=progress, **params)
     w_urf = urf.fit(X, snr=snr if params.get("snr_strata") is not None else None).weirdness_
     if lof_strata:
-        w_lof, lof_rank = lof_within_strata(X, n_neighbors, getattr(urf, "stratum_", None), n_jobs)
+        w_lof, lof_rank, _ = lof_within_strata(X, n_neighbors, getattr(urf, "stratum_", None), n_jobs)
     else:
         w_lof = LocalOutlierFactorDetector(n_neighbors=n_neighbors, n_jobs=n_jobs).fit(X).weirdness_
         lof_rank = w_lof
@@ -1047,10 +1054,7 @@ def rank_average(scores) -> np.ndarray:
     if not arrays or any(a.size != arrays[0].size for a in arrays) or arrays[0].size == 0:
         raise ValueError("rank_average needs one or more non-empty score arrays of the same length; got lengths "
                          f"{[a.size for a in arrays]}")
-    w = np.zeros(arrays[0].size)
-    for a in arrays:
-        w += np.searchsorted(np.sort(a), a, side="right") / a.size
-    return w / len(arrays)
+    return np.mean([_rank_fraction(a) for a in arrays], axis=0)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1161,13 +1165,13 @@ def weirdness_table(source, *, variant: str | None = "faithful", n_estimators: i
         tab["top_similar_id"] = np.where(top >= 0, np.asarray(ids).astype(str)[np.maximum(top, 0)], "")
         tab["top_similarity"] = sims[:, 0]
     w = np.asarray(tab["weirdness"], dtype=np.float64)
-    tied = int(np.count_nonzero(w == np.nanmin(w))) if w.size else 0
+    lowest = float(np.nanmin(w)) if w.size else np.nan
+    tied = int(np.count_nonzero(w == lowest))
     if w.size >= 20 and tied >= 0.5 * w.size:
         log.warning("%d of %d objects (%.0f%%) share the lowest weirdness (%.3g): the %s variant tells the unusual "
                     "objects apart but not the typical ones, whose ranks then follow the input order. To order all "
                     "objects use the faithful variant (the default), or `serendip run`, which rank-averages the "
-                    "forest with LOF", tied, w.size, 100.0 * tied / w.size, float(np.nanmin(w)),
-                    variant or "faithful")
+                    "forest with LOF", tied, w.size, 100.0 * tied / w.size, lowest, variant or "faithful")
     tab.meta.update({
         "tied_at_lowest": tied,
         "variant": variant or "faithful", "input": description, "n_objects": int(model.n_train_),

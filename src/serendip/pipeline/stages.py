@@ -254,14 +254,12 @@ def stage_weirdness(ctx: StageContext) -> StageResult:
     best = UnsupervisedRandomForest(**params).fit(X, snr=snr_fit)
     w_forest = np.asarray(best.weirdness_, dtype=float)
     strata = getattr(best, "stratum_", None)  # the forest's S/N strata, when it has them
-    smallest = n if strata is None else int(np.unique(strata, return_counts=True)[1].min())
-    # at most half of the other objects (of the smallest stratum), as for the LOF baseline (baseline_neighbours)
-    lof_k = min(cfg["lof_neighbors"], max(1, (smallest - 1) // 2)) if smallest >= 3 else 0
-    if lof_k:  # rank average of the forest and LOF within its S/N strata, as serendip.outliers.best_weirdness
-        w_lof, lof_member = lof_within_strata(X, lof_k, strata, cfg["n_jobs"])
+    lof_k = 0
+    w = w_forest
+    if cfg["lof_neighbors"] and n >= 3:  # rank average of the forest and LOF within its S/N strata, as
+        # serendip.outliers.best_weirdness; LOF's k is capped at half of the smallest stratum's other objects
+        w_lof, lof_member, lof_k = lof_within_strata(X, cfg["lof_neighbors"], strata, cfg["n_jobs"])
         w = rank_average([w_forest, lof_member])
-    else:
-        w = w_forest
     t_best = time.perf_counter() - t0
     ids = np.asarray(spectra.ids).astype(str)
     tab = Table({"id": ids, "weirdness": w, "rank": _rank(w)})

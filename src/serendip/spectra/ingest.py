@@ -301,7 +301,7 @@ def _failure_digest(failures) -> str:
     return "; ".join(parts) + (f"; and {more} other reason{'s' if more > 1 else ''}" if more > 0 else "")
 
 
-def _thin_coverage(block: Spectra, min_good_fraction: float, grid_info: dict,
+def _thin_coverage(block: Spectra, use: np.ndarray, min_good_fraction: float, grid_info: dict,
                    rest_frame: bool) -> tuple[np.ndarray, list[str], np.ndarray]:
     """Rows of a resampled block whose usable pixels cover less than ``min_good_fraction`` of the grid.
 
@@ -309,6 +309,8 @@ def _thin_coverage(block: Spectra, min_good_fraction: float, grid_info: dict,
     ----------
     block : Spectra
         On the output grid (after de-redshifting and resampling, before normalising and filling).
+    use : ndarray of bool
+        The block's usable pixels (``_usable(block)``).
     min_good_fraction : float
         The smallest fraction of the output grid's pixels that must hold usable data (unmasked,
         ``ivar > 0``, i.e. inside the spectrum's range and well covered by good input pixels).
@@ -325,7 +327,6 @@ def _thin_coverage(block: Spectra, min_good_fraction: float, grid_info: dict,
     covered : ndarray of float
         Each row's fraction of grid pixels holding usable data (kept rows' ``masked_fraction`` is one minus this).
     """
-    use = _usable(block)
     frac = use.mean(axis=1)
     drop = frac < min_good_fraction
     w = block.wavelength.value
@@ -759,11 +760,13 @@ def ingest(inputs, output, grid="log", wmin=None, wmax=None, npix=None, rest_fra
                         h["params"] = {"z": z_column,
                                        "note": "each spectrum's wavelengths divided by its 1 + z; spectra already "
                                                "in the rest frame are not shifted"}
-            block = drop_rows(block, ~_usable(block).any(axis=1),
-                              "no usable pixel on the output grid (no overlap with "
-                              f"{grid_info['wmin']:.0f}–{grid_info['wmax']:.0f} Å)")
+            use = _usable(block)  # once per block: the overlap, coverage and masked_fraction all read it
+            none = ~use.any(axis=1)
+            block = drop_rows(block, none, "no usable pixel on the output grid (no overlap with "
+                                           f"{grid_info['wmin']:.0f}–{grid_info['wmax']:.0f} Å)")
             if len(block):  # min_good_fraction of the OUTPUT grid, before normalising and filling the rest
-                thin, reasons, covered = _thin_coverage(block, float(min_good_fraction), grid_info, rest_frame)
+                thin, reasons, covered = _thin_coverage(block, use[~none], float(min_good_fraction), grid_info,
+                                                        rest_frame)
                 block = drop_rows(block, thin, reasons)
                 if len(block):  # what the store holds: the share of the grid without data, before filling it
                     block.meta["masked_fraction"] = 1.0 - covered[~thin]
