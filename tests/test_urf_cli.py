@@ -112,3 +112,60 @@ def test_a_variant_that_ties_most_objects_at_the_lowest_weirdness_says_so(tmp_pa
         faithful = weirdness_table(path, n_estimators=50, n_repeats=1, progress=False)
     assert faithful.meta["tied_at_lowest"] < 10
     assert not [r for r in caplog.records if "share the lowest weirdness" in r.getMessage()]
+
+
+def test_weirdness_table_rank_averages_the_forest_with_lof_within_its_strata(rng):
+    """lof_neighbors > 0: weirdness is the mean rank fraction of the forest and of LOF, where LOF is
+    scikit-learn's, fitted on each S/N stratum's objects alone and ranked within the stratum."""
+    from sklearn.neighbors import LocalOutlierFactor
+
+    from serendip.spectra import Spectra
+
+    X = _data(rng, n=120, f=8)
+    snr = rng.uniform(3, 30, 120)
+    spec = Spectra(np.linspace(4000, 6000, 8), X, meta={"id": [f"s{i}" for i in range(120)], "snr": snr})
+    tab = weirdness_table(spec, variant="snr-strata", n_estimators=8, n_repeats=1, lof_neighbors=7,
+                          progress=False)
+    assert tab.meta["detector"] == "urf+lof" and tab.meta["lof_neighbors"] == 7
+    assert "3 S/N strata" in tab.meta["combination"]
+    strata = np.asarray(tab["snr_stratum"])
+    assert sorted(np.unique(strata)) == [0, 1, 2]
+    assert np.all(snr[strata == 0].max() <= snr[strata == 2].min())  # stratum 0 = the lowest S/N
+    lof = np.empty(120)
+    frac = np.empty(120)
+    for s in range(3):
+        rows = np.flatnonzero(strata == s)
+        v = -LocalOutlierFactor(n_neighbors=7).fit(X[rows]).negative_outlier_factor_
+        lof[rows] = v
+        frac[rows] = [(v <= x).mean() for x in v]
+    assert np.allclose(tab["weirdness_lof"], lof)
+    forest = np.asarray(tab["weirdness_forest"])
+    expected = 0.5 * (frac + np.array([(forest <= x).mean() for x in forest]))
+    assert np.allclose(tab["weirdness"], expected)
+    assert list(np.argsort(tab["rank"])) == list(np.argsort(-expected, kind="stable"))
+    # the forest alone, as before: no LOF columns
+    alone = weirdness_table(spec, variant="snr-strata", n_estimators=8, n_repeats=1, progress=False)
+    assert alone.meta["detector"] == "urf" and "weirdness_lof" not in alone.colnames
+    assert np.allclose(alone["weirdness"], forest)
+    for bad in (-1, 2.5, True):
+        with pytest.raises(ValueError, match="lof_neighbors must be an integer >= 0"):
+            weirdness_table(spec, lof_neighbors=bad, progress=False)
+
+
+def test_weird_lof_option_on_the_cli_orders_a_tight_population(tmp_path, capsys):
+    """--lof-neighbors breaks the best variant's ties at weirdness 0 and works with --impute."""
+    gen = np.random.default_rng(0)
+    X = 0.01 * gen.normal(size=(300, 10))
+    X[:20] += gen.normal(size=(20, 10))
+    X[5, 3] = np.nan  # imputed for the forest and for LOF alike
+    np.savez(tmp_path / "tight.npz", flux=X, snr=gen.uniform(3, 30, 300))
+    out = tmp_path / "w.ecsv"
+    assert main(["-q", "weird", str(tmp_path / "tight.npz"), "-o", str(out), "--trees", "30", "--repeats", "1",
+                 "--variant", "best", "--lof-neighbors", "10", "--impute"]) == 0
+    assert "rank-averaged with LOF on 10 neighbours" in capsys.readouterr().out
+    from astropy.table import Table
+
+    tab = Table.read(out)
+    assert tab.meta["tied_at_lowest"] < 10 and np.all(np.isfinite(tab["weirdness_lof"]))
+    assert np.mean(tab["rank"][:20] <= 40) >= 0.8  # the 20 unusual objects lead
+    assert main(["-q", "weird", str(tmp_path / "tight.npz"), "-o", str(out), "--lof-neighbors", "-1"]) == 2

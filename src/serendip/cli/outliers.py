@@ -15,10 +15,11 @@ def _weird(args) -> int:
     tab = weirdness_table(
         args.input, variant=args.variant, n_estimators=args.trees, n_repeats=args.repeats, n_jobs=args.n_jobs,
         random_state=args.seed, max_fit_samples=args.max_fit_samples, twins=args.twins, impute=args.impute,
-        progress=args.progress, **params)
+        lof_neighbors=args.lof_neighbors, progress=args.progress, **params)
     write_table(tab, args.output)
     top = tab[tab["rank"] == 1][0]
-    print(f"scored {len(tab)} objects ({tab.meta['variant']}, {args.trees} trees × {args.repeats} repeats) "
+    lof = f" rank-averaged with LOF on {tab.meta['lof_neighbors']} neighbours" if tab.meta["lof_neighbors"] else ""
+    print(f"scored {len(tab)} objects ({tab.meta['variant']}, {args.trees} trees × {args.repeats} repeats{lof}) "
           f"in {tab.meta['seconds']:.1f} s -> {args.output}; weirdest: {top['id']} "
           f"(weirdness {top['weirdness']:.4f})")
     return 0
@@ -44,6 +45,10 @@ def register(subparsers) -> None:
     p.add_argument("--max-fit-samples", type=int_at_least(2), default=None,
                    help="fit merged sub-forests on random subsets of at most this many objects")
     p.add_argument("--block-size", type=positive_int, default=None, help="rows per block when reading and scoring")
+    p.add_argument("--lof-neighbors", type=int_at_least(0), default=0, metavar="K",
+                   help="rank-average the forest with the local outlier factor on K neighbours, within the "
+                        "forest's S/N strata when it has them (serendip run uses 20); default 0, the forest alone "
+                        "as in the paper")
     p.add_argument("--impute", action="store_true", help="replace NaN/inf by the column median instead of failing")
     twins = p.add_mutually_exclusive_group()
     twins.add_argument("--twins", dest="twins", action="store_true", default=None,

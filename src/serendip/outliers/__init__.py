@@ -11,10 +11,12 @@ import importlib
 
 _LAZY = {
     "WeirdnessDetector": "._base",
+    "weirdness_rank": "._base",
     "UnsupervisedRandomForest": ".urf",
     "best_weirdness": ".urf",
     "rank_average": ".urf",
     "lof_within_strata": ".urf",
+    "weirdness_table": ".urf",
     "IsolationForestDetector": ".baselines",
     "LocalOutlierFactorDetector": ".baselines",
     "KNNDistanceDetector": ".baselines",

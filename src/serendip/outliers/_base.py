@@ -11,7 +11,15 @@ import numpy as np
 from sklearn.base import BaseEstimator
 
 
-__all__ = ["WeirdnessDetector"]
+__all__ = ["WeirdnessDetector", "weirdness_rank"]
+
+
+def weirdness_rank(weirdness) -> np.ndarray:
+    """Rank of each object by weirdness (higher = weirder): 1 = weirdest; ties keep their input order."""
+    w = np.asarray(weirdness).ravel()
+    rank = np.empty(w.size, dtype=np.int64)
+    rank[np.argsort(-w, kind="stable")] = np.arange(1, w.size + 1)
+    return rank
 
 
 class WeirdnessDetector(BaseEstimator):
@@ -40,11 +48,7 @@ class WeirdnessDetector(BaseEstimator):
     @property
     def rank_(self) -> np.ndarray:
         """Rank of each training object by weirdness: 1 = weirdest."""
-        w = np.asarray(self.weirdness_)
-        order = np.argsort(-w, kind="stable")
-        rank = np.empty(w.size, dtype=np.int64)
-        rank[order] = np.arange(1, w.size + 1)
-        return rank
+        return weirdness_rank(self.weirdness_)
 
     def to_table(self, ids=None, extra: dict | None = None):
         """Training scores as an astropy Table (``id``, ``weirdness``, ``rank``) with parameters in ``meta``."""

@@ -108,7 +108,7 @@ from sklearn.utils import check_random_state
 from .._logging import get_logger, progress
 from .._validation import (describe_positions, iter_row_blocks, n_rows, object_ids, require_real_numbers,
                            sklearn_random_state)
-from ._base import WeirdnessDetector
+from ._base import WeirdnessDetector, weirdness_rank
 from ._leaves import (LeafIndex, MergedForest, apply_block, effective_n_jobs, good_counts, leaf_populations,
                       similarity_sums)
 from .similarity import ForestSimilarity, row_blocks, topk_rows
@@ -1081,6 +1081,34 @@ def resolve_variant(variant: str | None) -> dict[str, Any]:
     return params
 
 
+def _add_lof(tab, model, data, n_neighbors: int, n_jobs):
+    """Rank-average ``tab``'s forest weirdness with LOF (within the forest's S/N strata, if any).
+
+    Returns the combination in words and the neighbours LOF used. ``tab`` gains
+    ``weirdness_forest``, ``weirdness_lof`` and, with strata, ``snr_stratum``; its ``weirdness``
+    and ``rank`` become the combination's.
+    """
+    src = _Source(data)
+    X = _take_raw(src, np.arange(src.n))  # all features: LOF needs them in memory
+    bad = ~np.isfinite(X)
+    if bad.any():  # only reached with impute=True: the forest refused them otherwise
+        X = np.where(bad, _median_impute_values(X)[None, :], X)
+    strata = getattr(model, "stratum_", None)
+    w_forest = np.asarray(tab["weirdness"], dtype=np.float64)
+    w_lof, lof_rank, k = lof_within_strata(X, n_neighbors, strata, n_jobs)
+    w = rank_average([w_forest, lof_rank])
+    tab["weirdness"] = w
+    tab["rank"] = weirdness_rank(w)
+    tab["weirdness_forest"] = w_forest
+    tab["weirdness_lof"] = w_lof
+    within = ""
+    if strata is not None:
+        tab["snr_stratum"] = np.asarray(strata, dtype=np.int16)  # 0 = the lowest S/N
+        within = f" within each of the forest's {np.unique(strata).size} S/N strata (ranked within its stratum)"
+    return (f"mean rank fraction of the forest (weirdness_forest) and the local outlier factor on {k} neighbours"
+            f"{within} (weirdness_lof)"), k
+
+
 def open_weirdness_input(source):
     """Open what ``serendip weird`` accepts: returns ``(data, ids, snr, description)``.
 
@@ -1097,8 +1125,8 @@ def open_weirdness_input(source):
 
 def weirdness_table(source, *, variant: str | None = "faithful", n_estimators: int = 500, n_repeats: int = 3,
                     n_jobs: int | None = -1, random_state=0, max_fit_samples: int | None = None,
-                    twins: bool | None = None, max_twin_entries: float = 5e7, progress: bool = True,
-                    **params):
+                    twins: bool | None = None, max_twin_entries: float = 5e7, lof_neighbors: int = 0,
+                    progress: bool = True, **params):
     """Fit URF weirdness on ``source`` and return one row per object (weirdness: higher = weirder).
 
     Parameters
@@ -1114,13 +1142,21 @@ def weirdness_table(source, *, variant: str | None = "faithful", n_estimators: i
         Default: only when N × trees ≤ ``max_twin_entries`` (the sparse
         similarity needs about 24 bytes per object and tree, about 1.2 GB at
         the default limit).
+    lof_neighbors : int, default 0
+        0 scores with the forest alone, as the paper does. A positive k rank-averages the forest
+        with the local outlier factor on k neighbours, as ``serendip run`` does (k = 20 there; see
+        :func:`rank_average`): ``weirdness`` is then the mean of the two rank fractions, and the
+        table gains ``weirdness_forest`` and ``weirdness_lof``. When the forest has S/N strata
+        (variants ``snr-strata`` and ``best``), LOF is fitted within each of them
+        (:func:`lof_within_strata`) and ``snr_stratum`` is added. LOF holds all features in
+        memory (8 bytes per value), unlike the forest, which reads stores in blocks.
     progress : bool
 
     Returns
     -------
     astropy.table.Table
         Columns ``id``, ``weirdness``, ``rank`` (1 = weirdest), ``snr``,
-        ``top_similar_id``, ``top_similarity``; ``meta`` holds the parameters,
+        ``top_similar_id``, ``top_similarity`` (and the LOF columns above); ``meta`` holds the parameters,
         input, timings, the score convention and ``tied_at_lowest``, the number
         of objects at the lowest weirdness (a warning is logged when that is half
         or more of them: variants with the kNN score can leave most typical
@@ -1128,6 +1164,8 @@ def weirdness_table(source, *, variant: str | None = "faithful", n_estimators: i
     """
     from .._version import __version__
 
+    if isinstance(lof_neighbors, bool) or not isinstance(lof_neighbors, (int, np.integer)) or lof_neighbors < 0:
+        raise ValueError(f"lof_neighbors must be an integer >= 0 (0 = the forest alone); got {lof_neighbors!r}")
     data, ids, snr, description = open_weirdness_input(source)
     kw = resolve_variant(variant)
     kw.update(n_estimators=n_estimators, n_repeats=n_repeats, n_jobs=n_jobs, random_state=random_state,
@@ -1152,6 +1190,9 @@ def weirdness_table(source, *, variant: str | None = "faithful", n_estimators: i
                          "bad pixels, resamples to one grid, normalises and fills gaps), then score the store "
                          "it writes") from exc
     tab = model.to_table(ids=np.asarray(ids).astype(str))
+    combination, lof_k = "the forest alone", 0
+    if lof_neighbors and model.n_train_ >= 3:
+        combination, lof_k = _add_lof(tab, model, data, int(lof_neighbors), n_jobs)
     tab["snr"] = np.asarray(snr, dtype=float)
     n_trees = n_estimators * n_repeats
     if twins is None:
@@ -1170,11 +1211,11 @@ def weirdness_table(source, *, variant: str | None = "faithful", n_estimators: i
     if w.size >= 20 and tied >= 0.5 * w.size:
         log.warning("%d of %d objects (%.0f%%) share the lowest weirdness (%.3g): the %s variant tells the unusual "
                     "objects apart but not the typical ones, whose ranks then follow the input order. To order all "
-                    "objects use the faithful variant (the default), or `serendip run`, which rank-averages the "
-                    "forest with LOF", tied, w.size, 100.0 * tied / w.size, lowest, variant or "faithful")
+                    "objects use the faithful variant (the default), or rank-average the forest with LOF "
+                    "(lof_neighbors=20, serendip weird --lof-neighbors 20, as serendip run does)", tied, w.size, 100.0 * tied / w.size, lowest, variant or "faithful")
     tab.meta.update({
-        "tied_at_lowest": tied,
-        "variant": variant or "faithful", "input": description, "n_objects": int(model.n_train_),
+        "tied_at_lowest": tied, "detector": "urf+lof" if lof_k else "urf", "combination": combination,
+        "lof_neighbors": lof_k, "variant": variant or "faithful", "input": description, "n_objects": int(model.n_train_),
         "n_features": int(model.n_features_in_), "algorithm": "unsupervised random forest (Baron & Poznanski 2017)",
         "score_convention": "higher = weirder", "rank_convention": "1 = weirdest",
         "seconds": round(time.perf_counter() - t0, 3), "serendip_version": __version__,

@@ -95,13 +95,6 @@ def _snr(spectra) -> np.ndarray:
     return snr
 
 
-def _rank(w: np.ndarray) -> np.ndarray:
-    order = np.argsort(-np.asarray(w), kind="stable")
-    rank = np.empty(len(w), dtype=np.int64)
-    rank[order] = np.arange(1, len(w) + 1)
-    return rank
-
-
 def _outs(run: RunFolder, *paths) -> list[str]:
     return [run.rel(p) for p in paths]
 
@@ -236,7 +229,8 @@ def stage_weirdness(ctx: StageContext) -> StageResult:
     and explain the top N against the forest's most similar objects."""
     from astropy.table import Table
 
-    from ..outliers import UnsupervisedRandomForest, explain_weirdness, lof_within_strata, rank_average
+    from ..outliers import (UnsupervisedRandomForest, explain_weirdness, lof_within_strata, rank_average,
+                            weirdness_rank)
 
     cfg = dict(ctx.params)
     cfg["n_jobs"] = ctx.config["run"]["n_jobs"]
@@ -262,7 +256,7 @@ def stage_weirdness(ctx: StageContext) -> StageResult:
         w = rank_average([w_forest, lof_member])
     t_best = time.perf_counter() - t0
     ids = np.asarray(spectra.ids).astype(str)
-    tab = Table({"id": ids, "weirdness": w, "rank": _rank(w)})
+    tab = Table({"id": ids, "weirdness": w, "rank": weirdness_rank(w)})
     if lof_k:
         tab["weirdness_forest"] = w_forest
         tab["weirdness_lof"] = w_lof
@@ -276,7 +270,7 @@ def stage_weirdness(ctx: StageContext) -> StageResult:
         faithful = UnsupervisedRandomForest(**fparams).fit(X)
         t_faith = time.perf_counter() - t0
         tab["weirdness_faithful"] = np.asarray(faithful.weirdness_, dtype=float)
-        tab["rank_faithful"] = _rank(tab["weirdness_faithful"])
+        tab["rank_faithful"] = weirdness_rank(tab["weirdness_faithful"])
     tab["snr"] = snr
     if "z" in spectra.meta.colnames:
         tab["z"] = np.asarray(spectra.meta["z"], dtype=float)
