@@ -179,14 +179,17 @@ def expand_inputs(inputs, exclude=()) -> tuple[list[Path], list[dict]]:
     exts = _known_extensions()
     exclude = {Path(e).resolve() for e in exclude}
     found: list[Path] = []
+    resolved: dict[Path, Path] = {}  # folder-found files, resolved once for the exclusion test and once only
     missing: list[dict] = []
     for item in inputs:
         p = Path(item)
         if p.is_dir():
-            hits = [q for q in sorted(p.rglob("*"))
-                    if (q.is_file() and not q.name.startswith(".") and q.name.lower().endswith(exts)
-                        and not q.name.endswith(".rejected.csv")  # our own sidecar lists are not inputs
-                        and not _excluded(q, exclude))]  # before the FITS-or-tables choice below
+            candidates = [q for q in sorted(p.rglob("*"))
+                          if (q.is_file() and not q.name.startswith(".") and q.name.lower().endswith(exts)
+                              and not q.name.endswith(".rejected.csv"))]  # our own sidecar lists are not inputs
+            resolved.update((q, q.resolve()) for q in candidates)
+            # exclusions apply before the FITS-or-tables choice below
+            hits = [q for q in candidates if not _excluded(q, exclude, resolved=resolved[q])]
             fits_files = [q for q in hits if ".fit" in q.name.lower()]
             if fits_files and len(fits_files) < len(hits):
                 # a table or array beside per-object FITS files is usually the same objects in another form
@@ -209,7 +212,7 @@ def expand_inputs(inputs, exclude=()) -> tuple[list[Path], list[dict]]:
     seen = set()
     files = []
     for f in found:
-        r = f.resolve()
+        r = resolved.get(f) or f.resolve()
         if r in seen or f.name.endswith(".partial") or _excluded(f, exclude, resolved=r):
             continue
         seen.add(r)
