@@ -1149,7 +1149,8 @@ def weirdness_table(source, *, variant: str | None = "faithful", n_estimators: i
         table gains ``weirdness_forest`` and ``weirdness_lof``. When the forest has S/N strata
         (variants ``snr-strata`` and ``best``), LOF is fitted within each of them
         (:func:`lof_within_strata`) and ``snr_stratum`` is added. LOF holds all features in
-        memory (8 bytes per value), unlike the forest, which reads stores in blocks.
+        memory (about 12 bytes per value: a float32 copy and scikit-learn's float64 one), unlike
+        the forest, which reads stores in blocks.
     progress : bool
 
     Returns
@@ -1212,10 +1213,12 @@ def weirdness_table(source, *, variant: str | None = "faithful", n_estimators: i
         log.warning("%d of %d objects (%.0f%%) share the lowest weirdness (%.3g): the %s variant tells the unusual "
                     "objects apart but not the typical ones, whose ranks then follow the input order. To order all "
                     "objects use the faithful variant (the default), or rank-average the forest with LOF "
-                    "(lof_neighbors=20, serendip weird --lof-neighbors 20, as serendip run does)", tied, w.size, 100.0 * tied / w.size, lowest, variant or "faithful")
+                    "(lof_neighbors=20, serendip weird --lof-neighbors 20, as serendip run does)",
+                    tied, w.size, 100.0 * tied / w.size, lowest, variant or "faithful")
     tab.meta.update({
         "tied_at_lowest": tied, "detector": "urf+lof" if lof_k else "urf", "combination": combination,
-        "lof_neighbors": lof_k, "variant": variant or "faithful", "input": description, "n_objects": int(model.n_train_),
+        "lof_neighbors": lof_k, "variant": variant or "faithful", "input": description,
+        "n_objects": int(model.n_train_),
         "n_features": int(model.n_features_in_), "algorithm": "unsupervised random forest (Baron & Poznanski 2017)",
         "score_convention": "higher = weirder", "rank_convention": "1 = weirdest",
         "seconds": round(time.perf_counter() - t0, 3), "serendip_version": __version__,
