@@ -16,6 +16,7 @@ _LAZY = {
     "best_weirdness": ".urf",
     "rank_average": ".urf",
     "lof_within_strata": ".urf",
+    "add_lof": ".urf",
     "weirdness_table": ".urf",
     "IsolationForestDetector": ".baselines",
     "LocalOutlierFactorDetector": ".baselines",

@@ -116,7 +116,8 @@ from .synthetic import SYNTHETIC_KINDS, make_synthetic
 
 from .variants import VARIANTS
 
-__all__ = ["UnsupervisedRandomForest", "best_weirdness", "lof_within_strata", "rank_average", "weirdness_table", "open_weirdness_input", "resolve_variant", "canonical_variant", "VARIANTS"]
+__all__ = ["UnsupervisedRandomForest", "best_weirdness", "lof_within_strata", "rank_average", "add_lof",
+           "weirdness_table", "open_weirdness_input", "resolve_variant", "canonical_variant", "VARIANTS"]
 
 log = get_logger(__name__)
 
@@ -1081,19 +1082,35 @@ def resolve_variant(variant: str | None) -> dict[str, Any]:
     return params
 
 
-def _add_lof(tab, model, data, n_neighbors: int, n_jobs):
-    """Rank-average ``tab``'s forest weirdness with LOF (within the forest's S/N strata, if any).
+def add_lof(tab, X, n_neighbors: int, strata=None, n_jobs=None, forest: str = "the forest"):
+    """Rank-average the forest weirdness in ``tab`` with LOF (within S/N strata, if given). **Higher = weirder.**
 
-    Returns the combination in words and the neighbours LOF used. ``tab`` gains
-    ``weirdness_forest``, ``weirdness_lof`` and, with strata, ``snr_stratum``; its ``weirdness``
-    and ``rank`` become the combination's.
+    ``tab["weirdness"]`` holds the forest's score on entry. On return it holds the mean rank
+    fraction of that score and of LOF on ``n_neighbors`` neighbours (:func:`rank_average`,
+    :func:`lof_within_strata`); ``rank`` follows it, and ``weirdness_forest`` and
+    ``weirdness_lof`` keep the two members. Used by :func:`weirdness_table` and ``serendip run``.
+
+    Parameters
+    ----------
+    tab : astropy.table.Table
+        One row per row of ``X``, with a ``weirdness`` column (the forest's).
+    X : array-like (N, F)
+        Finite features.
+    n_neighbors : int
+        LOF neighbours (capped as in :func:`lof_within_strata`).
+    strata : array-like of int, optional
+        The forest's S/N stratum of each object (:attr:`UnsupervisedRandomForest.stratum_`).
+    n_jobs : int, optional
+    forest : str
+        How the combination's description names the forest.
+
+    Returns
+    -------
+    combination : str
+        The combination in words, for the table's ``meta``.
+    n_neighbors : int
+        The neighbours LOF used.
     """
-    src = _Source(data)
-    X = _take_raw(src, np.arange(src.n))  # all features: LOF needs them in memory
-    bad = ~np.isfinite(X)
-    if bad.any():  # only reached with impute=True: the forest refused them otherwise
-        X = np.where(bad, _median_impute_values(X)[None, :], X)
-    strata = getattr(model, "stratum_", None)
     w_forest = np.asarray(tab["weirdness"], dtype=np.float64)
     w_lof, lof_rank, k = lof_within_strata(X, n_neighbors, strata, n_jobs)
     w = rank_average([w_forest, lof_rank])
@@ -1101,12 +1118,19 @@ def _add_lof(tab, model, data, n_neighbors: int, n_jobs):
     tab["rank"] = weirdness_rank(w)
     tab["weirdness_forest"] = w_forest
     tab["weirdness_lof"] = w_lof
-    within = ""
-    if strata is not None:
-        tab["snr_stratum"] = np.asarray(strata, dtype=np.int16)  # 0 = the lowest S/N
-        within = f" within each of the forest's {np.unique(strata).size} S/N strata (ranked within its stratum)"
-    return (f"mean rank fraction of the forest (weirdness_forest) and the local outlier factor on {k} neighbours"
-            f"{within} (weirdness_lof)"), k
+    within = (f" within each of the forest's {np.unique(strata).size} S/N strata (weirdness_lof, ranked within "
+              "its stratum)" if strata is not None else " (weirdness_lof)")
+    return (f"mean rank fraction of {forest} (weirdness_forest) and the local outlier factor on {k} neighbours"
+            f"{within}"), k
+
+
+def _lof_features(data) -> np.ndarray:
+    """All of ``data``'s features in memory for LOF, non-finite values replaced by the column medians
+    (only reached with ``impute=True``: the forest refuses them otherwise), as the forest replaces them."""
+    src = _Source(data)
+    X = _take_raw(src, np.arange(src.n))
+    bad = ~np.isfinite(X)
+    return np.where(bad, _median_impute_values(X)[None, :], X) if bad.any() else X
 
 
 def open_weirdness_input(source):
@@ -1193,7 +1217,11 @@ def weirdness_table(source, *, variant: str | None = "faithful", n_estimators: i
     tab = model.to_table(ids=np.asarray(ids).astype(str))
     combination, lof_k = "the forest alone", 0
     if lof_neighbors and model.n_train_ >= 3:
-        combination, lof_k = _add_lof(tab, model, data, int(lof_neighbors), n_jobs)
+        strata = getattr(model, "stratum_", None)
+        combination, lof_k = add_lof(tab, _lof_features(data), int(lof_neighbors), strata, n_jobs,
+                                     forest=f"the forest ({variant or 'faithful'})")
+        if strata is not None:
+            tab["snr_stratum"] = np.asarray(strata, dtype=np.int16)  # 0 = the lowest S/N
     tab["snr"] = np.asarray(snr, dtype=float)
     n_trees = n_estimators * n_repeats
     if twins is None:

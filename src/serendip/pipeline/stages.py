@@ -229,8 +229,7 @@ def stage_weirdness(ctx: StageContext) -> StageResult:
     and explain the top N against the forest's most similar objects."""
     from astropy.table import Table
 
-    from ..outliers import (UnsupervisedRandomForest, explain_weirdness, lof_within_strata, rank_average,
-                            weirdness_rank)
+    from ..outliers import UnsupervisedRandomForest, add_lof, explain_weirdness, weirdness_rank
 
     cfg = dict(ctx.params)
     cfg["n_jobs"] = ctx.config["run"]["n_jobs"]
@@ -248,18 +247,15 @@ def stage_weirdness(ctx: StageContext) -> StageResult:
     best = UnsupervisedRandomForest(**params).fit(X, snr=snr_fit)
     w_forest = np.asarray(best.weirdness_, dtype=float)
     strata = getattr(best, "stratum_", None)  # the forest's S/N strata, when it has them
-    lof_k = 0
-    w = w_forest
+    ids = np.asarray(spectra.ids).astype(str)
+    tab = Table({"id": ids, "weirdness": w_forest, "rank": weirdness_rank(w_forest)})
+    combination, lof_k = "the forest alone", 0
     if cfg["lof_neighbors"] and n >= 3:  # rank average of the forest and LOF within its S/N strata, as
         # serendip.outliers.best_weirdness; LOF's k is capped at half of the smallest stratum's other objects
-        w_lof, lof_member, lof_k = lof_within_strata(X, cfg["lof_neighbors"], strata, cfg["n_jobs"])
-        w = rank_average([w_forest, lof_member])
+        combination, lof_k = add_lof(tab, X, cfg["lof_neighbors"], strata, cfg["n_jobs"],
+                                     forest=f"the forest ({cfg['variant']})")
+    w = np.asarray(tab["weirdness"], dtype=float)
     t_best = time.perf_counter() - t0
-    ids = np.asarray(spectra.ids).astype(str)
-    tab = Table({"id": ids, "weirdness": w, "rank": weirdness_rank(w)})
-    if lof_k:
-        tab["weirdness_forest"] = w_forest
-        tab["weirdness_lof"] = w_lof
     if strata is not None:
         tab["snr_stratum"] = np.asarray(strata, dtype=np.int16)  # 0 = the lowest S/N
     faithful = None
@@ -277,10 +273,6 @@ def stage_weirdness(ctx: StageContext) -> StageResult:
     for col in ("class",):
         if col in spectra.meta.colnames:
             tab[col] = spectra.meta[col]
-    within = (f" within each of the forest's {np.unique(strata).size} S/N strata (weirdness_lof, ranked within "
-              "its stratum)" if strata is not None else " (weirdness_lof)")
-    combination = (f"mean rank fraction of the forest ({cfg['variant']}, weirdness_forest) and the local outlier "
-                   f"factor on {lof_k} neighbours{within}" if lof_k else "the forest alone")
     tab.meta.update({"detector": "urf+lof" if lof_k else "urf", "variant": cfg["variant"],
                      "score_convention": "higher = weirder", "combination": combination,
                      "params": {k: v for k, v in params.items() if k != "progress"}, "n_features": X.shape[1],

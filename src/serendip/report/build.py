@@ -188,7 +188,8 @@ def _weirdest_section(c: _Ctx) -> Section:
                  + (" among spectra of similar S/N" if rec.get("info", {}).get("lof_within_strata") else ""))
     s.add(Paragraph(
         f"The {len(tab)} objects {ranked_by} (weirdness: higher = weirder). Each panel shows the spectrum "
-        "(black) with rest-frame lines marked and the median of its most similar normal objects under the forest's similarity (teal); "
+        "(black) with rest-frame lines marked and the median of its most similar normal objects under the "
+        "forest's similarity (teal); "
         "below, the residual: the object minus that median. The table's top_features are the wavelengths (Å) "
         "of the forest features where the object departs most from those objects, in units of the normal "
         "population's scatter."))

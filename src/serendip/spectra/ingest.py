@@ -179,7 +179,7 @@ def expand_inputs(inputs, exclude=()) -> tuple[list[Path], list[dict]]:
     exts = _known_extensions()
     exclude = {Path(e).resolve() for e in exclude}
     found: list[Path] = []
-    resolved: dict[Path, Path] = {}  # folder-found files, resolved once for the exclusion test and once only
+    resolved: dict[Path, Path] = {}  # folder-found files, resolved once for the exclusion test and the duplicates
     missing: list[dict] = []
     for item in inputs:
         p = Path(item)
