@@ -33,7 +33,10 @@ ESTIMATORS = [
 if importlib.util.find_spec("torch") is not None:
     from serendip.learn.cnn import CNN1DClassifier, CNN1DRegressor
 
-    ESTIMATORS += [CNN1DClassifier(epochs=3, random_state=0), CNN1DRegressor(epochs=3, random_state=0)]
+    from serendip.learn.mlp import MLPEnsembleRegressor
+
+    ESTIMATORS += [CNN1DClassifier(epochs=3, random_state=0), CNN1DRegressor(epochs=3, random_state=0),
+                   MLPEnsembleRegressor(hidden=(16,), n_networks=2, epochs=200, random_state=0)]
 
 _CNN_ON_TABLES = ("a convolutional network for raw spectra, trained 3 epochs here, does not reach scikit-learn's "
                   "accuracy floor on its two-feature toy blobs; its quality is tested on spectra in test_learn_io")

@@ -9,6 +9,8 @@
   loading asks you to confirm trust (``persist.py``).
 - :class:`CNN1DClassifier`, :class:`CNN1DRegressor` — a small 1-D CNN for raw spectra (PyTorch,
   ``pip install 'serendip[deep]'``; ``cnn.py``).
+- :class:`MLPEnsembleRegressor` — an average of fully connected networks (PyTorch), ``algorithm="ann"``'s
+  regression model when PyTorch is installed (``mlp.py``).
 - :class:`LocalLinearEstimate` — a local linear regression on the nearest training objects,
   appended as a feature for boosted-tree regression on few features (``local_linear.py``).
 - Table helpers behind ``serendip learn`` (``tables.py``): :func:`train_table`, :func:`predict_table`,
@@ -31,6 +33,7 @@ _LAZY = {
     "save_model": ".persist", "load_model": ".persist", "SavedModel": ".persist",
     "UntrustedModelError": ".persist", "ModelVersionWarning": ".persist",
     "CNN1DClassifier": ".cnn", "CNN1DRegressor": ".cnn", "DeviceUnavailableError": ".cnn",
+    "MLPEnsembleRegressor": ".mlp",
     "read_any_table": ".tables", "select_features": ".tables", "color_features": ".tables",
     "train_table": ".tables", "predict_table": ".tables", "recommend_table": ".tables",
     "write_report": ".report", "LocalLinearEstimate": ".local_linear",
