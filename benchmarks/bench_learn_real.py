@@ -92,9 +92,9 @@ def _repeated_photoz(kind, X, y, args, *, first):
     c = np.array([r[1] for r in rows])
     print(f"photo-z {kind} over {len(rows)} independent held-out splits")
     for r, (v, f, a) in enumerate(rows):
-        print(f"   split {r}: serendip {a}: σ_NMAD {v:.5f}  catastrophic {100 * f:.2f} %")
+        print(f"   split {r}: serendip {a}: σ_NMAD {v:.5f}  catastrophic {100 * f:.3f} %")
     print(f"   mean σ_NMAD {s.mean():.5f} ± {s.std(ddof=1) / np.sqrt(s.size):.5f} (standard error of the mean), "
-          f"min {s.min():.4f}, max {s.max():.4f}; mean catastrophic {100 * c.mean():.2f} %")
+          f"min {s.min():.4f}, max {s.max():.4f}; mean catastrophic {100 * c.mean():.3f} %")
 
 
 def run_photoz_size(args):

@@ -150,3 +150,23 @@ def test_train_ann_reports_one_network_validation_and_saves(rng, tmp_path):
     path = res.save(tmp_path / "ann.skops")
     loaded = load_model(path, trusted=True)
     np.testing.assert_array_equal(loaded.predict(X), res.model.predict(X))
+
+
+def test_recommend_puts_the_networks_first_for_regression_on_few_features_with_many_rows(rng, monkeypatch):
+    import importlib
+
+    from serendip.learn import recommend
+
+    R = importlib.import_module("serendip.learn.recommend")
+    X = rng.normal(size=(8000, 5))
+    y = rng.uniform(0, 1, 8000)
+    recs = recommend(X, y)
+    assert recs[0].algorithm == "ann" and {"gbt", "rf"} <= {r.algorithm for r in recs[:3]}
+    assert "averages 5 networks" in " ".join(recs[0].reasons)
+    # classes, few rows or many features: no such claim
+    assert all("averages 5 networks" not in " ".join(r.reasons) for r in recommend(X, y > 0.5))
+    assert all("averages 5 networks" not in " ".join(r.reasons) for r in recommend(X[:3000], y[:3000]))
+    monkeypatch.setattr(R, "_torch_available", lambda: False)
+    ann = next(r for r in recommend(X, y) if r.algorithm == "ann")
+    assert "averages 5 networks" not in " ".join(ann.reasons)
+    assert any("PyTorch is not installed" in c for c in ann.caveats)
