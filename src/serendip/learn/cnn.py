@@ -33,11 +33,11 @@ __all__ = ["CNN1DClassifier", "CNN1DRegressor", "DeviceUnavailableError"]
 log = get_logger(__name__)
 
 
-def _torch():
+def _torch(what: str = "the 1-D CNN"):
     try:
         import torch
     except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise ImportError("the 1-D CNN needs PyTorch: pip install 'serendip[deep]' "
+        raise ImportError(f"{what} needs PyTorch: pip install 'serendip[deep]' "
                           "(the CPU build is enough)") from exc
     return torch
 

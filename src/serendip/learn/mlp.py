@@ -24,11 +24,15 @@ import numpy as np
 from sklearn.base import BaseEstimator, RegressorMixin
 
 from .._logging import get_logger
-from .cnn import _torch
+from .cnn import _torch as _torch_for
 
 __all__ = ["MLPEnsembleRegressor"]
 
 log = get_logger(__name__)
+
+
+def _torch():
+    return _torch_for("MLPEnsembleRegressor (algorithm='ann' for regression)")
 
 _LOSSES = ("squared_error", "absolute_error")
 
