@@ -66,14 +66,14 @@ def test_absolute_error_loss_ignores_gross_outliers_that_pull_the_squared_error(
     assert err2 > 0.4 and err1 < 0.1, (err1, err2)
 
 
-def test_same_seed_same_model_in_parallel_or_not_and_torch_state_untouched(rng):
+def test_same_seed_same_model_in_parallel_or_not_with_a_bar_and_torch_state_untouched(rng):
     X, y = _smooth(rng, 300)
     torch.manual_seed(123)
     before = torch.random.get_rng_state()
     threads = torch.get_num_threads()
     a = MLPEnsembleRegressor(n_networks=2, random_state=5, **SMALL).fit(X, y).predict(X)
     assert torch.equal(torch.random.get_rng_state(), before) and torch.get_num_threads() == threads
-    b = MLPEnsembleRegressor(n_networks=2, random_state=5, n_jobs=2, **SMALL).fit(X, y).predict(X)
+    b = MLPEnsembleRegressor(n_networks=2, random_state=5, n_jobs=2, progress=True, **SMALL).fit(X, y).predict(X)
     c = MLPEnsembleRegressor(n_networks=2, random_state=6, **SMALL).fit(X, y).predict(X)
     np.testing.assert_array_equal(a, b)
     assert np.abs(a - c).max() > 1e-4

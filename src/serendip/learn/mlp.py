@@ -124,6 +124,8 @@ class MLPEnsembleRegressor(RegressorMixin, BaseEstimator):
         PyTorch CPU threads for each network (the previous setting is restored afterwards).
     random_state : int, optional
         Seeds every network; the result does not depend on ``n_jobs``.
+    progress : bool
+        Show a bar over the networks.
 
     Attributes
     ----------
@@ -141,7 +143,7 @@ class MLPEnsembleRegressor(RegressorMixin, BaseEstimator):
     def __init__(self, hidden=(256, 256, 256), loss: str = "squared_error", n_networks: int = 5,
                  epochs: int | str = "auto", batch_size: int = 256, learning_rate: float = 3e-3,
                  weight_decay: float = 1e-4, n_jobs: int | None = None, n_threads: int = 1,
-                 random_state=None):
+                 random_state=None, progress: bool = False):
         self.hidden = hidden
         self.loss = loss
         self.n_networks = n_networks
@@ -152,6 +154,7 @@ class MLPEnsembleRegressor(RegressorMixin, BaseEstimator):
         self.n_jobs = n_jobs
         self.n_threads = n_threads
         self.random_state = random_state
+        self.progress = progress
 
     def _check_params(self):
         for name in ("n_networks", "epochs", "batch_size", "n_threads"):
@@ -175,9 +178,10 @@ class MLPEnsembleRegressor(RegressorMixin, BaseEstimator):
 
     def fit(self, X, y):
         """Train the networks; returns self."""
-        from joblib import Parallel, delayed
+        from joblib import Parallel, delayed, effective_n_jobs
         from sklearn.utils.validation import column_or_1d
 
+        from .._logging import progress as _progress
         from .._validation import check_matrix
 
         hidden = self._check_params()
@@ -195,11 +199,19 @@ class MLPEnsembleRegressor(RegressorMixin, BaseEstimator):
         ys = ((y - y_mean) / y_scale).astype(np.float32)
         epochs = auto_epochs(X.shape[0], self.batch_size) if isinstance(self.epochs, str) else int(self.epochs)
         seeds = np.random.default_rng(self.random_state).integers(0, 2**31 - 1, self.n_networks)
-        jobs = (delayed(_train_one)(Xs, ys, hidden, self.loss, epochs, int(self.batch_size),
-                                    float(self.learning_rate), float(self.weight_decay), int(s), self.n_threads)
-                for s in seeds)
-        n_jobs = 1 if self.n_networks == 1 else self.n_jobs
-        results = Parallel(n_jobs=n_jobs)(jobs)
+        job = delayed(_train_one)
+        args = (Xs, ys, hidden, self.loss, epochs, int(self.batch_size), float(self.learning_rate),
+                float(self.weight_decay))
+        # rounds of as many networks as there are workers (one pool for all), so the bar can move
+        width = max(1, min(effective_n_jobs(self.n_jobs), len(seeds)))
+        results = []
+        bar = _progress(total=len(seeds), desc="networks", enabled=self.progress, unit="network")
+        with Parallel(n_jobs=width) as parallel:
+            for start in range(0, len(seeds), width):
+                round_seeds = seeds[start:start + width]
+                results += parallel(job(*args, int(s), self.n_threads) for s in round_seeds)
+                bar.update(len(round_seeds))
+        bar.close()
         # attributes are set only now: a fit that fails leaves an earlier fit (or nothing) intact
         self.states_ = [r[0] for r in results]
         self.history_ = [r[1] for r in results]
