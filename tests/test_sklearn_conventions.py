@@ -32,7 +32,6 @@ ESTIMATORS = [
 ]
 if importlib.util.find_spec("torch") is not None:
     from serendip.learn.cnn import CNN1DClassifier, CNN1DRegressor
-
     from serendip.learn.mlp import MLPEnsembleRegressor
 
     ESTIMATORS += [CNN1DClassifier(epochs=3, random_state=0), CNN1DRegressor(epochs=3, random_state=0),

@@ -254,7 +254,8 @@ class _CNN1DBase(BaseEstimator):
         except DeviceUnavailableError as exc:  # e.g. a model trained on a GPU, used where there is none
             log.warning("%s; predicting on the CPU instead", exc)
             device = "cpu"
-        with torch.random.fork_rng(devices=[]):  # building draws initial weights: leave the caller's state as it was
+        # building the network draws initial weights: leave the caller's random state as it was
+        with torch.random.fork_rng(devices=[]):
             net = self._module(torch).to(device)
         net.eval()
         out = []

@@ -237,11 +237,13 @@ def recommend(X, y, task: str | None = None, raw: bool = False) -> list[Recommen
         r.score -= 0.1
     if task == "regression" and few_features and not raw and n >= 5000:
         if _torch_available():
+            from .train import MLP_NETWORKS
+
             r.score += 0.15
-            r.reasons.append(f"on a few ({p}) measured features with many rows, serendip averages 5 networks "
-                             "(PyTorch) trained on every row, with the absolute-error loss for redshifts; on SDSS "
-                             "galaxy photo-z from ugriz they beat boosted trees on 5 held-out splits (σ_NMAD "
-                             "0.0148 against 0.0150)")
+            r.reasons.append(f"on a few ({p}) measured features with many rows, serendip averages {MLP_NETWORKS} "
+                             "networks (PyTorch) trained on every row, with the absolute-error loss for "
+                             "redshifts; on SDSS galaxy photo-z from ugriz they beat boosted trees on 5 held-out "
+                             "splits (σ_NMAD 0.0148 against 0.0150)")
         else:
             r.caveats.append("PyTorch is not installed, so this is scikit-learn's network, which trailed boosted "
                              "trees on photo-z; pip install 'serendip[deep]' for serendip's averaged networks")
