@@ -170,3 +170,17 @@ def test_recommend_puts_the_networks_first_for_regression_on_few_features_with_m
     ann = next(r for r in recommend(X, y) if r.algorithm == "ann")
     assert "averages 5 networks" not in " ".join(ann.reasons)
     assert any("PyTorch is not installed" in c for c in ann.caveats)
+
+
+def test_cv_caveat_is_for_single_averaged_models_not_for_votes():
+    import importlib
+    from types import SimpleNamespace
+
+    T = importlib.import_module("serendip.learn.train")
+    pipe, _ = T.build_pipeline("ann", "regression", n_features=3, n_train=100)
+    caveat = T.TrainResult.cv_caveat
+    assert "one booster" in caveat(SimpleNamespace(algorithm="gbt", model=None))
+    assert "networks validated one at a time" in caveat(SimpleNamespace(algorithm="ann", model=pipe))
+    # votes are validated with every booster and network, as they are refitted
+    assert caveat(SimpleNamespace(algorithm="vote(gbt,rf)", model=None)) == ""
+    assert caveat(SimpleNamespace(algorithm="vote(ann,gbt)", model=None)) == ""
