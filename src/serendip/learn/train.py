@@ -428,8 +428,8 @@ def one_booster(estimator):
 
     est = clone(estimator)
     cut = {f"{k}__{member}": 1 for k, v in est.get_params(deep=True).items() if (member := _members_param(v))}
-    if _members_param(est):
-        cut[_members_param(est)] = 1
+    if own := _members_param(est):
+        cut[own] = 1
     return est.set_params(**cut) if cut else est
 
 
